@@ -1,0 +1,446 @@
+#include "cas/lmdb_store.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <mutex>
+#include <shared_mutex>
+#include <vector>
+
+#include "cas/lmdb_raii.h"
+#include "cas/object_codec.h"
+
+namespace hashfs {
+
+namespace lmdb {
+Status Error(int rc, std::string_view what) {
+  std::string msg = std::string(what) + ": " + mdb_strerror(rc);
+  switch (rc) {
+    case MDB_MAP_FULL:
+    case ENOSPC:
+    case EDQUOT: return Status::NoSpace(msg);
+    case MDB_NOTFOUND:
+    case ENOENT: return Status::NotFound(msg);
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID: return Status::Corruption(msg);
+    case MDB_VERSION_MISMATCH: return Status::Unsupported(msg);
+    case EACCES:
+    case EPERM: return Status::Permission(msg);
+    default: return Status::IOError(msg);
+  }
+}
+}  // namespace lmdb
+
+namespace {
+
+// Ref transaction over the "refs" database of a live LMDB transaction.
+class LmdbRefTxn final : public RefTxn {
+ public:
+  LmdbRefTxn(MDB_txn* txn, MDB_dbi dbi, bool writable) : txn_(txn), dbi_(dbi), writable_(writable) {}
+
+  Result<std::optional<std::string>> Get(std::string_view key) override {
+    if (key.empty() || key.size() > 511) return Status::InvalidArgument("bad ref key length");
+    MDB_val k = lmdb::Val(key), v;
+    int rc = mdb_get(txn_, dbi_, &k, &v);
+    if (rc == MDB_NOTFOUND) return std::optional<std::string>();
+    if (rc) return lmdb::Error(rc, "reading ref");
+    return std::optional<std::string>(std::string(lmdb::View(v)));
+  }
+
+  Result<std::vector<std::pair<std::string, std::string>>> List(std::string_view prefix,
+                                                                size_t limit,
+                                                                bool reverse) override {
+    std::vector<std::pair<std::string, std::string>> out;
+    int rc;
+    lmdb::Cursor cur(txn_, dbi_, &rc);
+    if (rc) return lmdb::Error(rc, "opening ref cursor");
+    MDB_val k, v;
+    auto matches = [&](const MDB_val& key) { return lmdb::View(key).starts_with(prefix); };
+    if (!reverse) {
+      k = lmdb::Val(prefix);
+      rc = prefix.empty() ? mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST)
+                          : mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE);
+      while (rc == 0 && matches(k)) {
+        out.emplace_back(std::string(lmdb::View(k)), std::string(lmdb::View(v)));
+        if (limit && out.size() == limit) break;
+        rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT);
+      }
+    } else {
+      // Position after the last key with this prefix, then walk backwards.
+      std::string upper(prefix);
+      while (!upper.empty() && static_cast<uint8_t>(upper.back()) == 0xff) upper.pop_back();
+      if (!upper.empty()) {
+        upper.back() = static_cast<char>(static_cast<uint8_t>(upper.back()) + 1);
+        k = lmdb::Val(upper);
+        rc = mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE);
+        rc = rc == 0 ? mdb_cursor_get(cur.get(), &k, &v, MDB_PREV)
+                     : mdb_cursor_get(cur.get(), &k, &v, MDB_LAST);
+      } else {
+        rc = mdb_cursor_get(cur.get(), &k, &v, MDB_LAST);
+      }
+      while (rc == 0 && matches(k)) {
+        out.emplace_back(std::string(lmdb::View(k)), std::string(lmdb::View(v)));
+        if (limit && out.size() == limit) break;
+        rc = mdb_cursor_get(cur.get(), &k, &v, MDB_PREV);
+      }
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) return lmdb::Error(rc, "listing refs");
+    return out;
+  }
+
+  Status Put(std::string_view key, std::string_view value) override {
+    if (!writable_) return Status::InvalidArgument("write in a read-only ref transaction");
+    if (key.empty() || key.size() > 511) return Status::InvalidArgument("bad ref key length");
+    MDB_val k = lmdb::Val(key), v = lmdb::Val(value);
+    int rc = mdb_put(txn_, dbi_, &k, &v, 0);
+    if (rc) {
+      last_rc = rc;
+      return lmdb::Error(rc, "writing ref");
+    }
+    return Status::Ok();
+  }
+
+  Status Delete(std::string_view key) override {
+    if (!writable_) return Status::InvalidArgument("write in a read-only ref transaction");
+    MDB_val k = lmdb::Val(key);
+    int rc = mdb_del(txn_, dbi_, &k, nullptr);
+    if (rc && rc != MDB_NOTFOUND) {
+      last_rc = rc;
+      return lmdb::Error(rc, "deleting ref");
+    }
+    return Status::Ok();
+  }
+
+  int last_rc = 0;
+
+ private:
+  MDB_txn* txn_;
+  MDB_dbi dbi_;
+  bool writable_;
+};
+
+Digest DigestOfKey(const MDB_val& k) {
+  Digest d;
+  if (k.mv_size == Digest::kSize) std::memcpy(d.bytes.data(), k.mv_data, Digest::kSize);
+  return d;
+}
+
+}  // namespace
+
+class LmdbStore::Impl {
+ public:
+  std::string dir;
+  MDB_env* env = nullptr;
+  MDB_dbi objects = 0, refs = 0, meta = 0;
+
+  // Held shared by every live transaction of this process, exclusively while
+  // the map is resized (LMDB requires no active transaction then).
+  std::shared_mutex resize_mu;
+
+  // Reset read-only transactions kept for reuse (mdb_txn_renew is cheap).
+  std::mutex pool_mu;
+  std::vector<MDB_txn*> pool;
+
+  ~Impl() {
+    DrainPool();
+    if (env) mdb_env_close(env);
+  }
+
+  void DrainPool() {
+    std::lock_guard lk(pool_mu);
+    for (MDB_txn* t : pool) mdb_txn_abort(t);
+    pool.clear();
+  }
+
+  // Called without any transaction of ours held by this thread.
+  void Grow(uint64_t at_least) {
+    std::unique_lock lk(resize_mu);
+    DrainPool();
+    MDB_envinfo info;
+    mdb_env_info(env, &info);
+    if (info.me_mapsize >= at_least) return;  // someone else grew it
+    uint64_t next = info.me_mapsize * 2;
+    mdb_env_set_mapsize(env, next);
+  }
+
+  void AdoptForeignResize() {
+    std::unique_lock lk(resize_mu);
+    DrainPool();
+    mdb_env_set_mapsize(env, 0);
+  }
+
+  uint64_t MapSize() {
+    MDB_envinfo info;
+    mdb_env_info(env, &info);
+    return info.me_mapsize;
+  }
+
+  // A pooled read transaction plus the shared resize lock, released together.
+  class ReadTxn {
+   public:
+    ReadTxn(Impl* impl) : impl_(impl) {}
+    ReadTxn(const ReadTxn&) = delete;
+    ReadTxn& operator=(const ReadTxn&) = delete;
+    ~ReadTxn() {
+      if (!txn_) return;
+      mdb_txn_reset(txn_);
+      std::lock_guard lk(impl_->pool_mu);
+      impl_->pool.push_back(txn_);
+    }
+    Status Begin() {
+      for (;;) {
+        lock_ = std::shared_lock(impl_->resize_mu);
+        MDB_txn* t = nullptr;
+        {
+          std::lock_guard lk(impl_->pool_mu);
+          if (!impl_->pool.empty()) {
+            t = impl_->pool.back();
+            impl_->pool.pop_back();
+          }
+        }
+        int rc;
+        if (t) {
+          rc = mdb_txn_renew(t);
+          if (rc) mdb_txn_abort(t);
+        } else {
+          rc = mdb_txn_begin(impl_->env, nullptr, MDB_RDONLY, &t);
+        }
+        if (rc == MDB_MAP_RESIZED) {
+          lock_.unlock();
+          impl_->AdoptForeignResize();
+          continue;
+        }
+        if (rc) return lmdb::Error(rc, "beginning read transaction");
+        txn_ = t;
+        return Status::Ok();
+      }
+    }
+    MDB_txn* get() const { return txn_; }
+
+   private:
+    Impl* impl_;
+    MDB_txn* txn_ = nullptr;
+    std::shared_lock<std::shared_mutex> lock_;
+  };
+
+  // Runs body(txn) in a write transaction and commits it, growing the map and
+  // retrying when it fills. body returns OK or an error; *rc_out (if body
+  // hit an LMDB error) lets us tell MAP_FULL from other failures.
+  Status Write(const std::function<Status(MDB_txn*, int* rc)>& body) {
+    for (;;) {
+      std::shared_lock lk(resize_mu);
+      MDB_txn* raw = nullptr;
+      int rc = mdb_txn_begin(env, nullptr, 0, &raw);
+      if (rc == MDB_MAP_RESIZED) {
+        lk.unlock();
+        AdoptForeignResize();
+        continue;
+      }
+      if (rc) return lmdb::Error(rc, "beginning write transaction");
+      lmdb::Txn txn(raw);
+      int body_rc = 0;
+      Status s = body(txn.get(), &body_rc);
+      if (!s.ok()) {
+        txn.Abort();
+        if (body_rc == MDB_MAP_FULL) {
+          uint64_t want = MapSize() * 2;
+          lk.unlock();
+          Grow(want);
+          continue;
+        }
+        return s;
+      }
+      rc = txn.Commit();
+      if (rc == MDB_MAP_FULL) {
+        uint64_t want = MapSize() * 2;
+        lk.unlock();
+        Grow(want);
+        continue;
+      }
+      if (rc) return lmdb::Error(rc, "committing");
+      return Status::Ok();
+    }
+  }
+
+  Status Open(const LmdbOptions& opts) {
+    struct stat st;
+    if (stat(dir.c_str(), &st) != 0) {
+      if (errno != ENOENT) return Status::FromErrno(errno, "store " + dir);
+      if (!opts.create_if_missing) return Status::NotFound("no store at " + dir + " (run 'hashfs init')");
+      if (mkdir(dir.c_str(), 0700) != 0) return Status::FromErrno(errno, "creating store " + dir);
+    } else if (!S_ISDIR(st.st_mode)) {
+      return Status::InvalidArgument("store path " + dir + " is not a directory");
+    }
+    std::string data = dir + "/data.mdb";
+    bool exists = stat(data.c_str(), &st) == 0;
+    if (!exists && !opts.create_if_missing)
+      return Status::NotFound("no store at " + dir + " (run 'hashfs init')");
+
+    int rc = mdb_env_create(&env);
+    if (rc) return lmdb::Error(rc, "mdb_env_create");
+    mdb_env_set_maxdbs(env, 8);
+    mdb_env_set_maxreaders(env, opts.max_readers);
+    uint64_t map = opts.initial_map_size;
+    if (exists) {
+      // Never map less than the file holds (another process may have grown it).
+      while (map < static_cast<uint64_t>(st.st_size) * 2) map *= 2;
+    }
+    mdb_env_set_mapsize(env, map);
+    rc = mdb_env_open(env, dir.c_str(), MDB_NOTLS | MDB_NORDAHEAD, 0600);
+    if (rc) return lmdb::Error(rc, "opening store " + dir);
+
+    bool created = false;
+    Status s = Write([&](MDB_txn* txn, int* brc) -> Status {
+      unsigned flags = opts.create_if_missing ? MDB_CREATE : 0;
+      int r = mdb_dbi_open(txn, "meta", flags, &meta);
+      if (r == MDB_NOTFOUND) return Status::NotFound("no store at " + dir + " (run 'hashfs init')");
+      if (r) return *brc = r, lmdb::Error(r, "opening meta database");
+      MDB_val k = lmdb::Val("format"), v;
+      r = mdb_get(txn, meta, &k, &v);
+      if (r == MDB_NOTFOUND) {
+        if (!opts.create_if_missing) return Status::Corruption("store " + dir + " has no format record");
+        MDB_val nv = lmdb::Val(kLmdbFormat);
+        if ((r = mdb_put(txn, meta, &k, &nv, 0))) return *brc = r, lmdb::Error(r, "writing format");
+        created = true;
+      } else if (r) {
+        return *brc = r, lmdb::Error(r, "reading format");
+      } else if (lmdb::View(v) != kLmdbFormat) {
+        return Status::Unsupported("store " + dir + " has format '" + std::string(lmdb::View(v)) +
+                                   "', this hashfs reads '" + std::string(kLmdbFormat) + "'");
+      }
+      if ((r = mdb_dbi_open(txn, "objects", MDB_CREATE, &objects))) return *brc = r, lmdb::Error(r, "opening objects");
+      if ((r = mdb_dbi_open(txn, "refs", MDB_CREATE, &refs))) return *brc = r, lmdb::Error(r, "opening refs");
+      return Status::Ok();
+    });
+    (void)created;
+    return s;
+  }
+};
+
+LmdbStore::LmdbStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+LmdbStore::~LmdbStore() = default;
+
+Result<std::unique_ptr<LmdbStore>> LmdbStore::Open(const std::string& dir, const LmdbOptions& opts) {
+  auto impl = std::make_unique<Impl>();
+  impl->dir = dir;
+  HASHFS_RETURN_IF_ERROR(impl->Open(opts));
+  return std::unique_ptr<LmdbStore>(new LmdbStore(std::move(impl)));
+}
+
+Result<std::string> LmdbStore::Get(const Digest& d) {
+  Impl::ReadTxn txn(impl_.get());
+  HASHFS_RETURN_IF_ERROR(txn.Begin());
+  MDB_val k = lmdb::Val(d.AsBytes()), v;
+  int rc = mdb_get(txn.get(), impl_->objects, &k, &v);
+  if (rc == MDB_NOTFOUND) return Status::NotFound("object " + d.Hex() + " not found");
+  if (rc) return lmdb::Error(rc, "reading object " + d.Hex());
+  return DecodeStoredObject(d, lmdb::View(v));
+}
+
+Result<bool> LmdbStore::Contains(const Digest& d) {
+  Impl::ReadTxn txn(impl_.get());
+  HASHFS_RETURN_IF_ERROR(txn.Begin());
+  MDB_val k = lmdb::Val(d.AsBytes()), v;
+  int rc = mdb_get(txn.get(), impl_->objects, &k, &v);
+  if (rc == MDB_NOTFOUND) return false;
+  if (rc) return lmdb::Error(rc, "looking up object " + d.Hex());
+  return true;
+}
+
+Result<ObjectInfo> LmdbStore::Info(const Digest& d) {
+  Impl::ReadTxn txn(impl_.get());
+  HASHFS_RETURN_IF_ERROR(txn.Begin());
+  MDB_val k = lmdb::Val(d.AsBytes()), v;
+  int rc = mdb_get(txn.get(), impl_->objects, &k, &v);
+  if (rc == MDB_NOTFOUND) return Status::NotFound("object " + d.Hex() + " not found");
+  if (rc) return lmdb::Error(rc, "reading object " + d.Hex());
+  return ParseStoredHeader(lmdb::View(v));
+}
+
+Status LmdbStore::PutBatch(std::span<const PreparedObject> batch) {
+  if (batch.empty()) return Status::Ok();
+  return impl_->Write([&](MDB_txn* txn, int* brc) -> Status {
+    for (const auto& o : batch) {
+      MDB_val k = lmdb::Val(o.digest.AsBytes()), v = lmdb::Val(o.stored);
+      int rc = mdb_put(txn, impl_->objects, &k, &v, MDB_NOOVERWRITE);
+      if (rc == MDB_KEYEXIST) continue;
+      if (rc) return *brc = rc, lmdb::Error(rc, "storing object");
+    }
+    return Status::Ok();
+  });
+}
+
+Status LmdbStore::ForEachObject(const std::function<Status(const Digest&, std::string_view)>& fn) {
+  Impl::ReadTxn txn(impl_.get());
+  HASHFS_RETURN_IF_ERROR(txn.Begin());
+  int rc;
+  lmdb::Cursor cur(txn.get(), impl_->objects, &rc);
+  if (rc) return lmdb::Error(rc, "opening object cursor");
+  MDB_val k, v;
+  for (rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
+    if (k.mv_size != Digest::kSize) return Status::Corruption("object key of wrong length");
+    HASHFS_RETURN_IF_ERROR(fn(DigestOfKey(k), lmdb::View(v)));
+  }
+  if (rc != MDB_NOTFOUND) return lmdb::Error(rc, "scanning objects");
+  return Status::Ok();
+}
+
+Status LmdbStore::Sweep(const std::function<bool(const Digest&, const ObjectInfo&)>& should_delete,
+                        const RefTxnFn& then_fn, uint64_t* deleted) {
+  uint64_t n = 0;
+  Status s = impl_->Write([&](MDB_txn* txn, int* brc) -> Status {
+    n = 0;
+    int rc;
+    {
+      lmdb::Cursor cur(txn, impl_->objects, &rc);
+      if (rc) return *brc = rc, lmdb::Error(rc, "opening object cursor");
+      MDB_val k, v;
+      rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST);
+      while (rc == 0) {
+        auto info = ParseStoredHeader(lmdb::View(v));
+        ObjectInfo i = info.ok() ? *info : ObjectInfo{};
+        if (should_delete(DigestOfKey(k), i)) {
+          if ((rc = mdb_cursor_del(cur.get(), 0))) return *brc = rc, lmdb::Error(rc, "deleting object");
+          n++;
+          // After mdb_cursor_del, MDB_NEXT yields the item that followed.
+        }
+        rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT);
+      }
+      if (rc != MDB_NOTFOUND) return *brc = rc, lmdb::Error(rc, "scanning objects");
+    }
+    LmdbRefTxn rt(txn, impl_->refs, true);
+    Status st = then_fn(rt);
+    *brc = rt.last_rc;
+    return st;
+  });
+  if (s.ok() && deleted) *deleted = n;
+  return s;
+}
+
+Status LmdbStore::Update(const RefTxnFn& fn) {
+  return impl_->Write([&](MDB_txn* txn, int* brc) -> Status {
+    LmdbRefTxn rt(txn, impl_->refs, true);
+    Status st = fn(rt);
+    *brc = rt.last_rc;
+    return st;
+  });
+}
+
+Status LmdbStore::View(const RefTxnFn& fn) {
+  Impl::ReadTxn txn(impl_.get());
+  HASHFS_RETURN_IF_ERROR(txn.Begin());
+  LmdbRefTxn rt(txn.get(), impl_->refs, false);
+  return fn(rt);
+}
+
+uint64_t LmdbStore::DiskBytes() {
+  struct stat st;
+  if (stat((impl_->dir + "/data.mdb").c_str(), &st) != 0) return 0;
+  return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
+uint64_t LmdbStore::MapSize() { return impl_->MapSize(); }
+
+}  // namespace hashfs
