@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # tool adapters and cleanup are invoked indirectly
 # Backup benchmark: hashfs vs restic vs borg on the same real data.
 #
 #   bench/backup_bench.sh [--hashfs PATH] [--data DIR]... [--work DIR]
@@ -28,7 +29,7 @@ TOOLS=(hashfs restic borg)
 KEEP=no
 
 usage() {
-    sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '3,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     cat <<EOF
 Options:
   --hashfs PATH         hashfs binary (default: build/cli/hashfs in the repo root)
@@ -60,13 +61,15 @@ done
 for t in "${TOOLS[@]}"; do
     [[ $t == hashfs || $t == restic || $t == borg ]] || die "unknown tool in --only: $t"
 done
-[[ $CHANGE_PERCENT =~ ^[0-9]+([.][0-9]+)?$ ]] && awk -v p="$CHANGE_PERCENT" 'BEGIN{exit !(p>0 && p<=100)}' \
-    || die "--change-percent must be in (0, 100]"
+if ! [[ $CHANGE_PERCENT =~ ^[0-9]+([.][0-9]+)?$ ]] ||
+   ! awk -v p="$CHANGE_PERCENT" 'BEGIN{exit !(p > 0 && p <= 100)}'; then
+    die "--change-percent must be a number in (0, 100]"
+fi
 
 # Resolve data dirs to absolute paths (cp --parents keeps them distinct under $DATA).
 for i in "${!DATA_DIRS[@]}"; do
     [[ -d ${DATA_DIRS[$i]} ]] || die "--data ${DATA_DIRS[$i]}: not a directory"
-    DATA_DIRS[$i]=$(realpath -- "${DATA_DIRS[$i]}")
+    DATA_DIRS[i]=$(realpath -- "${DATA_DIRS[$i]}")
 done
 
 # -------------------------------------------------------------- work dir --
@@ -87,7 +90,7 @@ cleanup() {
 }
 trap cleanup EXIT
 for d in "${DATA_DIRS[@]}"; do
-    [[ $WORK/ == "$d"/* ]] && die "work dir $WORK lies inside data dir $d"
+    if [[ $WORK/ == "$d"/* ]]; then die "work dir $WORK lies inside data dir $d"; fi
 done
 
 DATA=$WORK/data          # the private copy that every tool backs up
@@ -139,7 +142,7 @@ hashfs_cmd() {
 hashfs_restored_root() {
     # Expected: DEST holds the content of $DATA. Tolerate a restic/borg-style
     # full-path layout too, but say so.
-    if [[ -d $1/${DATA#/} && ! -e $DATA/${DATA#/} ]]; then
+    if [[ -d $1/${DATA#/} ]]; then
         log "hashfs: restore used the full source path under DEST"
         echo "$1/${DATA#/}"
     else
@@ -200,6 +203,7 @@ timed() {
         log "$tool: $step FAILED (exit $rc); last lines of $out.log:"
         tail -n 15 "$out.log" | sed 's/^/    /' >&2
         RES[$tool:${step}_wall]=FAIL
+        RES[$tool:verify]="not verified: $step failed"
         return 0
     fi
     ((rc == 0)) || log "$tool: $step exited $rc (warning, see $out.log)"
@@ -208,7 +212,7 @@ timed() {
     RES[$tool:${step}_cpu]=$(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u+s}')
     RES[$tool:${step}_rss]=$rss
     local peak=${RES[$tool:peak_rss]:-0}
-    ((rss > peak)) && RES[$tool:peak_rss]=$rss
+    if ((rss > peak)); then RES[$tool:peak_rss]=$rss; fi
     return 0
 }
 
@@ -220,6 +224,7 @@ untimed() {  # untimed TOOL STEP: run a non-measured step (init)
     "${CMD[@]}" >"$LOGS/$tool-$step.log" 2>&1 || rc=$?
     if ((rc != 0)); then
         BROKEN[$tool]=1
+        RES[$tool:verify]="not verified: $step failed"
         log "$tool: $step FAILED (exit $rc):"; tail -n 15 "$LOGS/$tool-$step.log" | sed 's/^/    /' >&2
     fi
 }
@@ -232,7 +237,8 @@ meta_listing() {
 
 # verify TOOL ROOT: compare a restore with $DATA. Never aborts the run.
 verify_restore() {
-    local tool=$1 root=$2 base=$LOGS/verify-$tool
+    local tool=$1 root=$2
+    local base=$LOGS/verify-$tool
     if [[ ! -d $root ]]; then
         RES[$tool:verify]="MISSING ($root)"
     elif ! diff -r --no-dereference -- "$DATA" "$root" >"$base.content.diff" 2>&1; then
@@ -250,7 +256,11 @@ verify_restore() {
         fi
     fi
     if [[ ${RES[$tool:verify]} != ok ]]; then
-        log "!!!!! $tool RESTORE VERIFICATION: ${RES[$tool:verify]} (logs: $base.*)"
+        log "!!!!! $tool RESTORE VERIFICATION: ${RES[$tool:verify]} (logs: $base.*; use --keep to retain them)"
+        local f
+        for f in "$base.content.diff" "$base.meta.diff"; do
+            if [[ -s $f ]]; then head -n 20 -- "$f" | sed 's/^/    /' >&2; fi
+        done
     fi
 }
 
@@ -266,7 +276,8 @@ json_field() {
 # ------------------------------------------------------------- data steps --
 copy_data() {
     log "copying ${DATA_DIRS[*]} into $DATA (untimed)"
-    cp -a --parents -- "${DATA_DIRS[@]}" "$DATA/"
+    # Relative to / because coreutils' `cp --parents` trips over absolute sources.
+    (cd / && cp -a --parents -- "${DATA_DIRS[@]#/}" "$DATA/")
     DATA_FILES=$(find "$DATA" -type f | wc -l)
     DATA_BYTES=$(du -sb -- "$DATA" | cut -f1)
 }
@@ -316,19 +327,20 @@ copy_data
 
 for t in "${ACTIVE[@]}"; do
     untimed "$t" init
-    [[ -n ${BROKEN[$t]:-} ]] && continue
+    if [[ -n ${BROKEN[$t]:-} ]]; then continue; fi
     timed "$t" backup1
-    [[ -n ${BROKEN[$t]:-} ]] || RES[$t:size1]=$(repo_bytes "$t")
+    if [[ -z ${BROKEN[$t]:-} ]]; then RES[$t:size1]=$(repo_bytes "$t"); fi
 done
 
 modify_data
 
 for t in "${ACTIVE[@]}"; do
-    [[ -n ${BROKEN[$t]:-} ]] && continue
+    if [[ -n ${BROKEN[$t]:-} ]]; then continue; fi
     timed "$t" backup2
-    [[ -n ${BROKEN[$t]:-} ]] && continue
-    RES[$t:size2]=$(repo_bytes "$t")
-    RES[$t:added]=$((RES[$t:size2] - RES[$t:size1]))
+    if [[ -n ${BROKEN[$t]:-} ]]; then continue; fi
+    size2=$(repo_bytes "$t")
+    RES[$t:size2]=$size2
+    RES[$t:added]=$((size2 - ${RES[$t:size1]}))
     if [[ $t == hashfs ]]; then
         if "$HASHFS_BIN" --store "$WORK/repos/hashfs" stats --json >"$LOGS/hashfs-stats.json" 2>"$LOGS/hashfs-stats.err"; then
             RES[hashfs:stats_stored]=$(json_field stored_bytes <"$LOGS/hashfs-stats.json" 2>/dev/null || true)
@@ -337,7 +349,7 @@ for t in "${ACTIVE[@]}"; do
     dest=$WORK/restore/$t
     mkdir -p "$dest"
     timed "$t" restore "$dest"
-    [[ -n ${BROKEN[$t]:-} ]] && continue
+    if [[ -n ${BROKEN[$t]:-} ]]; then continue; fi
     log "$t: verifying restore (untimed)"
     verify_restore "$t" "$("${t}_restored_root" "$dest")"
     rm -rf -- "$dest"   # restores are large; free the space before the next tool
@@ -456,7 +468,9 @@ log "results written to $SCRIPT_DIR/results-latest.md"
 # Non-zero exit if a tool failed or a restore does not match (table is printed anyway).
 status=0
 for t in "${ACTIVE[@]}"; do
-    [[ -n ${BROKEN[$t]:-} ]] && status=1
-    [[ ${RES[$t:verify]:-} == ok || ${RES[$t:verify]:-} == "content ok;"* ]] || status=1
+    case ${BROKEN[$t]:-}/${RES[$t:verify]:-} in
+        /ok | "/content ok;"*) ;;
+        *) status=1 ;;
+    esac
 done
 exit "$status"

@@ -98,11 +98,12 @@ class [[nodiscard]] Result {
 #define HASHFS_CONCAT_INNER(a, b) a##b
 #define HASHFS_CONCAT(a, b) HASHFS_CONCAT_INNER(a, b)
 
-#define HASHFS_RETURN_IF_ERROR(expr)            \
-  do {                                          \
-    ::hashfs::Status _hashfs_st = (expr);       \
-    if (!_hashfs_st.ok()) return _hashfs_st;    \
+#define HASHFS_RETURN_IF_ERROR_IMPL(tmp, expr) \
+  do {                                         \
+    ::hashfs::Status tmp = (expr);             \
+    if (!tmp.ok()) return tmp;                 \
   } while (0)
+#define HASHFS_RETURN_IF_ERROR(expr) HASHFS_RETURN_IF_ERROR_IMPL(HASHFS_CONCAT(_hashfs_st_, __COUNTER__), expr)
 
 #define HASHFS_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                                 \
@@ -110,4 +111,4 @@ class [[nodiscard]] Result {
   lhs = std::move(tmp).value()
 
 #define HASHFS_ASSIGN_OR_RETURN(lhs, expr) \
-  HASHFS_ASSIGN_OR_RETURN_IMPL(HASHFS_CONCAT(_hashfs_r_, __LINE__), lhs, expr)
+  HASHFS_ASSIGN_OR_RETURN_IMPL(HASHFS_CONCAT(_hashfs_r_, __COUNTER__), lhs, expr)

@@ -1,0 +1,335 @@
+#include "tree/dir_tree.h"
+
+#include <algorithm>
+#include <map>
+
+namespace hashfs {
+
+ObjectGetter GetterFor(ObjectStore& s) {
+  return [&s](const Digest& d) { return s.Get(d); };
+}
+ObjectGetter GetterFor(ObjectWriter& w) {
+  return [&w](const Digest& d) { return w.Get(d); };
+}
+
+namespace {
+
+constexpr int kMaxDepth = 16;  // 16 nibbles of a 64-bit hash prefix
+
+std::string LinkKey(uint64_t id) {
+  std::string k(8, '\0');
+  for (int i = 0; i < 8; i++) k[i] = static_cast<char>(id >> (56 - 8 * i));
+  return k;
+}
+
+int Nibble(uint64_t h, int depth) { return static_cast<int>((h >> (60 - 4 * depth)) & 15); }
+
+// Traits adapt the generic trie to directory entries and link records.
+struct DirTraits {
+  using Item = Entry;
+  using Node = DirNode;
+  static std::string Key(const Entry& e) { return e.name; }
+  static std::vector<Entry>& Items(DirNode& n) { return n.entries; }
+  static std::string Encode(const DirNode& n) { return EncodeDirNode(n); }
+  static Result<DirNode> Decode(std::string_view b) { return DecodeDirNode(b); }
+  static bool Less(const Entry& a, const Entry& b) { return a.name < b.name; }
+};
+struct LinkTraits {
+  using Item = LinkRecord;
+  using Node = LinkNode;
+  static std::string Key(const LinkRecord& r) { return LinkKey(r.id); }
+  static std::vector<LinkRecord>& Items(LinkNode& n) { return n.records; }
+  static std::string Encode(const LinkNode& n) { return EncodeLinkNode(n); }
+  static Result<LinkNode> Decode(std::string_view b) { return DecodeLinkNode(b); }
+  static bool Less(const LinkRecord& a, const LinkRecord& b) { return a.id < b.id; }
+};
+
+template <typename T>
+struct Hamt {
+  using Item = typename T::Item;
+  using Node = typename T::Node;
+
+  struct Keyed {
+    uint64_t hash;
+    Item item;
+  };
+
+  static uint64_t HashKey(const std::string& key) { return Sha256Of(key).Prefix64(); }
+
+  static Result<Node> Load(const ObjectGetter& get, const Digest& d) {
+    HASHFS_ASSIGN_OR_RETURN(std::string bytes, get(d));
+    Result<Node> n = T::Decode(bytes);
+    if (!n.ok()) return n.status().WithContext("node " + d.Hex());
+    return n;
+  }
+
+  // Writes the canonical subtree for items (all sharing the hash prefix of
+  // `depth` nibbles). Returns (digest, count).
+  static Result<std::pair<Digest, uint64_t>> BuildKeyed(ObjectWriter& w, std::vector<Keyed>& items, int depth) {
+    Node n;
+    if (items.size() <= kHamtLeafMax || depth >= kMaxDepth) {
+      n.leaf = true;
+      auto& out = T::Items(n);
+      out.reserve(items.size());
+      for (auto& k : items) out.push_back(std::move(k.item));
+      std::sort(out.begin(), out.end(), T::Less);
+    } else {
+      n.leaf = false;
+      std::array<std::vector<Keyed>, 16> parts;
+      for (auto& k : items) parts[Nibble(k.hash, depth)].push_back(std::move(k));
+      for (int i = 0; i < 16; i++) {
+        if (parts[i].empty()) continue;
+        HASHFS_ASSIGN_OR_RETURN(auto child, BuildKeyed(w, parts[i], depth + 1));
+        n.bitmap |= static_cast<uint16_t>(1u << i);
+        n.children.push_back(child);
+      }
+    }
+    uint64_t count = items.size();
+    HASHFS_ASSIGN_OR_RETURN(Digest d, w.Put(T::Encode(n), ObjectKind::kMeta));
+    return std::make_pair(d, count);
+  }
+
+  static Result<Digest> Build(ObjectWriter& w, std::vector<Item> items) {
+    std::vector<Keyed> keyed;
+    keyed.reserve(items.size());
+    for (auto& it : items) keyed.push_back({HashKey(T::Key(it)), std::move(it)});
+    HASHFS_ASSIGN_OR_RETURN(auto r, BuildKeyed(w, keyed, 0));
+    return r.first;
+  }
+
+  // Collects every item below node `d`.
+  static Status Collect(const ObjectGetter& get, const Digest& d, std::vector<Keyed>* out) {
+    HASHFS_ASSIGN_OR_RETURN(Node n, Load(get, d));
+    if (n.leaf) {
+      for (auto& it : T::Items(n)) out->push_back({HashKey(T::Key(it)), std::move(it)});
+      return Status::Ok();
+    }
+    for (const auto& c : n.children) HASHFS_RETURN_IF_ERROR(Collect(get, c.first, out));
+    return Status::Ok();
+  }
+
+  struct Edit {
+    uint64_t hash;
+    std::string key;
+    std::optional<Item> item;
+  };
+
+  // Applies edits (all under this node's prefix) to node d; returns the new
+  // (digest, count); count 0 means the subtree became empty.
+  static Result<std::pair<Digest, uint64_t>> ApplyAt(ObjectWriter& w, const ObjectGetter& get, const Digest& d,
+                                                     std::vector<Edit>& edits, int depth) {
+    HASHFS_ASSIGN_OR_RETURN(Node n, Load(get, d));
+    if (n.leaf) {
+      std::map<std::string, Item> items;
+      for (auto& it : T::Items(n)) {
+        std::string k = T::Key(it);
+        items.emplace(std::move(k), std::move(it));
+      }
+      for (auto& e : edits) {
+        if (e.item)
+          items.insert_or_assign(e.key, std::move(*e.item));
+        else
+          items.erase(e.key);
+      }
+      std::vector<Keyed> keyed;
+      keyed.reserve(items.size());
+      for (auto& [k, it] : items) keyed.push_back({HashKey(k), std::move(it)});
+      if (keyed.empty()) return std::make_pair(Digest{}, uint64_t{0});
+      return BuildKeyed(w, keyed, depth);
+    }
+    std::array<std::vector<Edit>, 16> parts;
+    for (auto& e : edits) parts[Nibble(e.hash, depth)].push_back(std::move(e));
+    std::array<std::pair<Digest, uint64_t>, 16> kids{};
+    size_t ci = 0;
+    for (int i = 0; i < 16; i++)
+      if (n.bitmap & (1u << i)) kids[i] = n.children[ci++];
+    uint64_t total = 0;
+    for (int i = 0; i < 16; i++) {
+      if (!parts[i].empty()) {
+        if (kids[i].second == 0) {
+          // New child: build it from the inserted items.
+          std::vector<Keyed> keyed;
+          for (auto& e : parts[i])
+            if (e.item) keyed.push_back({e.hash, std::move(*e.item)});
+          // Deduplicate repeated keys (last edit wins) by building via a map.
+          std::map<std::string, Keyed> uniq;
+          for (auto& k : keyed) uniq.insert_or_assign(T::Key(k.item), std::move(k));
+          keyed.clear();
+          for (auto& [k, v] : uniq) keyed.push_back(std::move(v));
+          if (!keyed.empty()) {
+            HASHFS_ASSIGN_OR_RETURN(kids[i], BuildKeyed(w, keyed, depth + 1));
+          }
+        } else {
+          HASHFS_ASSIGN_OR_RETURN(kids[i], ApplyAt(w, get, kids[i].first, parts[i], depth + 1));
+        }
+      }
+      total += kids[i].second;
+    }
+    if (total == 0) return std::make_pair(Digest{}, uint64_t{0});
+    if (total <= kHamtLeafMax) {
+      // Shrunk below the split threshold: collapse into one leaf.
+      std::vector<Keyed> all;
+      for (int i = 0; i < 16; i++)
+        if (kids[i].second) HASHFS_RETURN_IF_ERROR(Collect(get, kids[i].first, &all));
+      return BuildKeyed(w, all, depth);
+    }
+    Node out;
+    out.leaf = false;
+    for (int i = 0; i < 16; i++) {
+      if (!kids[i].second) continue;
+      out.bitmap |= static_cast<uint16_t>(1u << i);
+      out.children.push_back(kids[i]);
+    }
+    HASHFS_ASSIGN_OR_RETURN(Digest nd, w.Put(T::Encode(out), ObjectKind::kMeta));
+    return std::make_pair(nd, total);
+  }
+
+  static Result<Digest> Apply(ObjectWriter& w, const Digest& root, std::vector<Edit> edits) {
+    if (edits.empty()) return root;
+    ObjectGetter get = GetterFor(w);
+    HASHFS_ASSIGN_OR_RETURN(auto r, ApplyAt(w, get, root, edits, 0));
+    if (r.second == 0) {
+      Node empty;
+      return w.Put(T::Encode(empty), ObjectKind::kMeta);
+    }
+    return r.first;
+  }
+
+  static Result<std::optional<Item>> Lookup(const ObjectGetter& get, const Digest& root, const std::string& key) {
+    uint64_t h = HashKey(key);
+    Digest d = root;
+    for (int depth = 0;; depth++) {
+      HASHFS_ASSIGN_OR_RETURN(Node n, Load(get, d));
+      if (n.leaf) {
+        for (auto& it : T::Items(n))
+          if (T::Key(it) == key) return std::optional<Item>(std::move(it));
+        return std::optional<Item>();
+      }
+      if (depth >= kMaxDepth) return Status::Corruption("trie deeper than its hash");
+      int nib = Nibble(h, depth);
+      if (!(n.bitmap & (1u << nib))) return std::optional<Item>();
+      int idx = std::popcount(static_cast<unsigned>(n.bitmap & ((1u << nib) - 1)));
+      d = n.children[idx].first;
+    }
+  }
+
+  static Status ForEach(const ObjectGetter& get, const Digest& root, const std::function<Status(const Item&)>& fn,
+                        int depth = 0) {
+    if (depth > kMaxDepth) return Status::Corruption("trie deeper than its hash");
+    HASHFS_ASSIGN_OR_RETURN(Node n, Load(get, root));
+    if (n.leaf) {
+      for (const auto& it : T::Items(n)) HASHFS_RETURN_IF_ERROR(fn(it));
+      return Status::Ok();
+    }
+    for (const auto& c : n.children) HASHFS_RETURN_IF_ERROR(ForEach(get, c.first, fn, depth + 1));
+    return Status::Ok();
+  }
+
+  static Status ForEachNode(const ObjectGetter& get, const Digest& root, const std::function<Status(const Digest&)>& fn,
+                            int depth = 0) {
+    if (depth > kMaxDepth) return Status::Corruption("trie deeper than its hash");
+    HASHFS_RETURN_IF_ERROR(fn(root));
+    HASHFS_ASSIGN_OR_RETURN(Node n, Load(get, root));
+    if (n.leaf) return Status::Ok();
+    for (const auto& c : n.children) HASHFS_RETURN_IF_ERROR(ForEachNode(get, c.first, fn, depth + 1));
+    return Status::Ok();
+  }
+};
+
+using DirHamt = Hamt<DirTraits>;
+using LinkHamt = Hamt<LinkTraits>;
+
+}  // namespace
+
+namespace dir_tree {
+
+Result<Digest> Build(ObjectWriter& w, std::vector<Entry> entries) {
+  for (const auto& e : entries)
+    if (!IsValidEntryName(e.name)) return Status::InvalidArgument("invalid entry name");
+  return DirHamt::Build(w, std::move(entries));
+}
+
+Result<Digest> Empty(ObjectWriter& w) { return DirHamt::Build(w, {}); }
+
+Result<Digest> Apply(ObjectWriter& w, const Digest& root, std::vector<DirEdit> edits) {
+  std::vector<DirHamt::Edit> es;
+  es.reserve(edits.size());
+  for (auto& e : edits) {
+    if (!IsValidEntryName(e.name)) return Status::InvalidArgument("invalid entry name");
+    if (e.entry && e.entry->name != e.name) return Status::InvalidArgument("edit name mismatch");
+    es.push_back({DirHamt::HashKey(e.name), e.name, std::move(e.entry)});
+  }
+  return DirHamt::Apply(w, root, std::move(es));
+}
+
+Result<std::optional<Entry>> Lookup(const ObjectGetter& get, const Digest& root, std::string_view name) {
+  return DirHamt::Lookup(get, root, std::string(name));
+}
+
+Status ForEach(const ObjectGetter& get, const Digest& root, const std::function<Status(const Entry&)>& fn) {
+  return DirHamt::ForEach(get, root, fn);
+}
+
+Result<std::vector<Entry>> ListSorted(const ObjectGetter& get, const Digest& root) {
+  std::vector<Entry> out;
+  HASHFS_RETURN_IF_ERROR(ForEach(get, root, [&](const Entry& e) {
+    out.push_back(e);
+    return Status::Ok();
+  }));
+  std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return a.name < b.name; });
+  return out;
+}
+
+Status ForEachNode(const ObjectGetter& get, const Digest& root, const std::function<Status(const Digest&)>& fn) {
+  return DirHamt::ForEachNode(get, root, fn);
+}
+
+}  // namespace dir_tree
+
+namespace link_table {
+
+Result<Digest> Build(ObjectWriter& w, std::vector<LinkRecord> records) {
+  if (records.empty()) return Digest{};
+  return LinkHamt::Build(w, std::move(records));
+}
+
+Result<Digest> Apply(ObjectWriter& w, const Digest& root, std::vector<LinkEdit> edits) {
+  std::vector<LinkHamt::Edit> es;
+  for (auto& e : edits) {
+    std::string k = LinkKey(e.id);
+    es.push_back({LinkHamt::HashKey(k), k, std::move(e.record)});
+  }
+  if (root.IsZero()) {
+    std::map<uint64_t, LinkRecord> recs;
+    for (auto& e : es)
+      if (e.item) recs.insert_or_assign(e.item->id, std::move(*e.item));
+    std::vector<LinkRecord> v;
+    for (auto& [id, r] : recs) v.push_back(std::move(r));
+    return Build(w, std::move(v));
+  }
+  HASHFS_ASSIGN_OR_RETURN(Digest d, LinkHamt::Apply(w, root, std::move(es)));
+  // The empty table is the zero digest.
+  HASHFS_ASSIGN_OR_RETURN(std::string bytes, w.Get(d));
+  HASHFS_ASSIGN_OR_RETURN(LinkNode n, DecodeLinkNode(bytes));
+  if (n.leaf && n.records.empty()) return Digest{};
+  return d;
+}
+
+Result<std::optional<LinkRecord>> Lookup(const ObjectGetter& get, const Digest& root, uint64_t id) {
+  if (root.IsZero()) return std::optional<LinkRecord>();
+  return LinkHamt::Lookup(get, root, LinkKey(id));
+}
+
+Status ForEach(const ObjectGetter& get, const Digest& root, const std::function<Status(const LinkRecord&)>& fn) {
+  if (root.IsZero()) return Status::Ok();
+  return LinkHamt::ForEach(get, root, fn);
+}
+
+Status ForEachNode(const ObjectGetter& get, const Digest& root, const std::function<Status(const Digest&)>& fn) {
+  if (root.IsZero()) return Status::Ok();
+  return LinkHamt::ForEachNode(get, root, fn);
+}
+
+}  // namespace link_table
+
+}  // namespace hashfs

@@ -1,0 +1,63 @@
+// Directory entry trees and link tables: canonical hash-array-mapped tries.
+//
+// A node holding at most kHamtLeafMax items is a leaf (items sorted by key);
+// a larger one is an internal node with up to 16 children chosen by the next
+// 4 bits of the key's hash (SHA-256 of the key, most significant bits first).
+// The shape depends only on the set of items, so equal directories have equal
+// digests, and changing one entry rewrites one path of nodes: O(log n) bytes.
+// Keys: an entry's name; a link record's id as 8 big-endian bytes.
+// Functions are stateless and thread-safe given thread-safe reader/writer.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tree/codec.h"
+#include "tree/object_writer.h"
+
+namespace hashfs {
+
+inline constexpr size_t kHamtLeafMax = 512;
+
+// Reads objects: an ObjectStore, or an ObjectWriter (read-your-writes).
+using ObjectGetter = std::function<Result<std::string>(const Digest&)>;
+ObjectGetter GetterFor(ObjectStore& s);
+ObjectGetter GetterFor(ObjectWriter& w);
+
+struct DirEdit {
+  std::string name;
+  std::optional<Entry> entry;  // nullopt: remove the name (absent: no-op)
+};
+struct LinkEdit {
+  uint64_t id = 0;
+  std::optional<LinkRecord> record;
+};
+
+namespace dir_tree {
+// Writes the tree for `entries` (unique valid names, any order); returns its root.
+Result<Digest> Build(ObjectWriter& w, std::vector<Entry> entries);
+// Root of the empty directory (written through w).
+Result<Digest> Empty(ObjectWriter& w);
+// Applies edits to the tree at `root`, writing only changed nodes.
+Result<Digest> Apply(ObjectWriter& w, const Digest& root, std::vector<DirEdit> edits);
+Result<std::optional<Entry>> Lookup(const ObjectGetter& get, const Digest& root, std::string_view name);
+// Visits every entry in tree order (hash order across leaves, names within one).
+Status ForEach(const ObjectGetter& get, const Digest& root, const std::function<Status(const Entry&)>& fn);
+// Every entry, sorted by name.
+Result<std::vector<Entry>> ListSorted(const ObjectGetter& get, const Digest& root);
+// Digests of the tree's own nodes (not of what entries refer to).
+Status ForEachNode(const ObjectGetter& get, const Digest& root, const std::function<Status(const Digest&)>& fn);
+}  // namespace dir_tree
+
+namespace link_table {
+// A zero digest is the empty link table.
+Result<Digest> Build(ObjectWriter& w, std::vector<LinkRecord> records);
+Result<Digest> Apply(ObjectWriter& w, const Digest& root, std::vector<LinkEdit> edits);
+Result<std::optional<LinkRecord>> Lookup(const ObjectGetter& get, const Digest& root, uint64_t id);
+Status ForEach(const ObjectGetter& get, const Digest& root, const std::function<Status(const LinkRecord&)>& fn);
+Status ForEachNode(const ObjectGetter& get, const Digest& root, const std::function<Status(const Digest&)>& fn);
+}  // namespace link_table
+
+}  // namespace hashfs

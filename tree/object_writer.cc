@@ -1,0 +1,85 @@
+#include "tree/object_writer.h"
+
+namespace hashfs {
+
+ObjectWriter::ObjectWriter(ObjectStore& store, int zstd_level, size_t batch_bytes)
+    : store_(store), zstd_level_(zstd_level), batch_bytes_(batch_bytes) {}
+
+Result<Digest> ObjectWriter::Put(std::string_view plain, ObjectKind kind) {
+  Digest d = Sha256Of(plain);
+  HASHFS_RETURN_IF_ERROR(PutWithDigest(d, plain, kind));
+  return d;
+}
+
+Status ObjectWriter::PutWithDigest(const Digest& d, std::string_view plain, ObjectKind kind) {
+  {
+    std::lock_guard lk(mu_);
+    if (!sticky_.ok()) return sticky_;
+    if (queued_plain_.count(d)) return Status::Ok();
+  }
+  HASHFS_ASSIGN_OR_RETURN(bool present, store_.Contains(d));
+  if (present) return Status::Ok();
+  PreparedObject obj = PrepareObjectWithDigest(d, plain, kind, zstd_level_);
+  std::vector<PreparedObject> full;
+  {
+    std::lock_guard lk(mu_);
+    if (!queued_plain_.try_emplace(d, std::string(plain)).second) return Status::Ok();
+    pending_bytes_ += obj.stored.size();
+    stats_.objects_added++;
+    stats_.plain_bytes_added += plain.size();
+    stats_.stored_bytes_added += obj.stored.size();
+    pending_.push_back(std::move(obj));
+    if (pending_bytes_ >= batch_bytes_) {
+      full.swap(pending_);
+      pending_bytes_ = 0;
+    }
+  }
+  if (!full.empty()) return WriteBatch(std::move(full));
+  return Status::Ok();
+}
+
+Status ObjectWriter::WriteBatch(std::vector<PreparedObject> batch) {
+  Status s;
+  {
+    std::lock_guard wl(write_mu_);
+    s = store_.PutBatch(batch);
+  }
+  std::lock_guard lk(mu_);
+  if (!s.ok()) {
+    if (sticky_.ok()) sticky_ = s;
+    return s;
+  }
+  for (const auto& o : batch) queued_plain_.erase(o.digest);
+  return Status::Ok();
+}
+
+Result<std::string> ObjectWriter::Get(const Digest& d) {
+  {
+    std::lock_guard lk(mu_);
+    auto it = queued_plain_.find(d);
+    if (it != queued_plain_.end()) return it->second;
+  }
+  return store_.Get(d);
+}
+
+Status ObjectWriter::Flush() {
+  std::vector<PreparedObject> batch;
+  {
+    std::lock_guard lk(mu_);
+    if (!sticky_.ok()) return sticky_;
+    batch.swap(pending_);
+    pending_bytes_ = 0;
+  }
+  if (!batch.empty()) HASHFS_RETURN_IF_ERROR(WriteBatch(std::move(batch)));
+  // Wait for batches other threads are writing.
+  std::lock_guard wl(write_mu_);
+  std::lock_guard lk(mu_);
+  return sticky_;
+}
+
+WriterStats ObjectWriter::stats() const {
+  std::lock_guard lk(mu_);
+  return stats_;
+}
+
+}  // namespace hashfs

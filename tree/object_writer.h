@@ -1,0 +1,64 @@
+// ObjectWriter: deduplicating, batching writes of new objects into an
+// ObjectStore, with read-your-writes.
+//
+// Put() hashes, skips objects already stored or pending, compresses the rest
+// and queues them; whenever `batch_bytes` are queued they are stored in one
+// PutBatch (one LMDB transaction). Nothing is durable before Flush() returns
+// OK. Thread-safe: many threads may Put concurrently; compression runs in the
+// calling thread, one batch is written at a time.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cas/object_codec.h"
+#include "cas/object_store.h"
+
+namespace hashfs {
+
+struct WriterStats {
+  uint64_t objects_added = 0;
+  uint64_t plain_bytes_added = 0;
+  uint64_t stored_bytes_added = 0;
+};
+
+class ObjectWriter {
+ public:
+  ObjectWriter(ObjectStore& store, int zstd_level, size_t batch_bytes = 32u << 20);
+  ObjectWriter(const ObjectWriter&) = delete;
+  ObjectWriter& operator=(const ObjectWriter&) = delete;
+
+  // Stores `plain` unless present; returns its digest.
+  Result<Digest> Put(std::string_view plain, ObjectKind kind);
+  // As Put with a digest the caller computed over `plain`.
+  Status PutWithDigest(const Digest& d, std::string_view plain, ObjectKind kind);
+  // Reads an object, seeing objects still queued here.
+  Result<std::string> Get(const Digest& d);
+  // Stores everything queued; durable when it returns OK.
+  Status Flush();
+
+  ObjectStore& store() { return store_; }
+  WriterStats stats() const;
+
+ private:
+  Status WriteBatch(std::vector<PreparedObject> batch);
+
+  ObjectStore& store_;
+  const int zstd_level_;
+  const size_t batch_bytes_;
+
+  mutable std::mutex mu_;
+  // Digests queued or being written; value: index in pending_ or -1 while in flight.
+  std::unordered_map<Digest, std::string, DigestHash> queued_plain_;
+  std::vector<PreparedObject> pending_;
+  size_t pending_bytes_ = 0;
+  std::mutex write_mu_;  // one PutBatch at a time
+  Status sticky_;        // first write failure, returned by every later call
+  WriterStats stats_;
+};
+
+}  // namespace hashfs
