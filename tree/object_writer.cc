@@ -23,7 +23,9 @@ Status ObjectWriter::PutWithDigest(const Digest& d, std::string_view plain, Obje
   std::vector<PreparedObject> full;
   {
     std::lock_guard lk(mu_);
-    if (!queued_plain_.try_emplace(d, std::string(plain)).second) return Status::Ok();
+    std::optional<std::string> keep;
+    if (kind == ObjectKind::kMeta) keep.emplace(plain);
+    if (!queued_plain_.try_emplace(d, std::move(keep)).second) return Status::Ok();
     pending_bytes_ += obj.stored.size();
     stats_.objects_added++;
     stats_.plain_bytes_added += plain.size();
@@ -57,8 +59,10 @@ Result<std::string> ObjectWriter::Get(const Digest& d) {
   {
     std::lock_guard lk(mu_);
     auto it = queued_plain_.find(d);
-    if (it != queued_plain_.end()) return it->second;
+    if (it != queued_plain_.end() && it->second) return *it->second;
+    if (it == queued_plain_.end()) return store_.Get(d);
   }
+  HASHFS_RETURN_IF_ERROR(Flush());
   return store_.Get(d);
 }
 

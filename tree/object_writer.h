@@ -11,6 +11,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -28,7 +29,7 @@ struct WriterStats {
 
 class ObjectWriter {
  public:
-  ObjectWriter(ObjectStore& store, int zstd_level, size_t batch_bytes = 32u << 20);
+  ObjectWriter(ObjectStore& store, int zstd_level, size_t batch_bytes = 16u << 20);
   ObjectWriter(const ObjectWriter&) = delete;
   ObjectWriter& operator=(const ObjectWriter&) = delete;
 
@@ -52,8 +53,9 @@ class ObjectWriter {
   const size_t batch_bytes_;
 
   mutable std::mutex mu_;
-  // Digests queued or being written; value: index in pending_ or -1 while in flight.
-  std::unordered_map<Digest, std::string, DigestHash> queued_plain_;
+  // Digests queued or being written, with the plain bytes of metadata objects
+  // (data chunks are not kept twice; reading one queued forces a flush).
+  std::unordered_map<Digest, std::optional<std::string>, DigestHash> queued_plain_;
   std::vector<PreparedObject> pending_;
   size_t pending_bytes_ = 0;
   std::mutex write_mu_;  // one PutBatch at a time

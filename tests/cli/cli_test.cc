@@ -1,0 +1,409 @@
+// End-to-end tests of the hashfs binary on real trees and a real LMDB store.
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <lmdb.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+
+namespace {
+
+struct RunResult {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string ReadFile(const std::string& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const std::string& p, const std::string& data) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << data;
+}
+
+std::string Quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) {
+    if (c == '\'')
+      q += "'\\''";
+    else
+      q += c;
+  }
+  return q + "'";
+}
+
+std::string RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; i += 8) {
+    uint64_t v = rng();
+    std::memcpy(s.data() + i, &v, std::min<size_t>(8, n - i));
+  }
+  return s;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/var/tmp/hashfs-cli-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    root_ = tmpl;
+    store_ = root_ + "/store";
+    ASSERT_EQ(Hashfs({"init"}).code, 0);
+  }
+  void TearDown() override { std::system(("rm -rf " + Quote(root_)).c_str()); }
+
+  RunResult Hashfs(const std::vector<std::string>& args) {
+    std::string cmd = Quote(HASHFS_BINARY) + " --store " + Quote(store_);
+    for (const auto& a : args) cmd += " " + Quote(a);
+    return Shell(cmd);
+  }
+  RunResult Shell(const std::string& cmd) {
+    std::string o = root_ + "/.out", e = root_ + "/.err";
+    int st = std::system((cmd + " >" + Quote(o) + " 2>" + Quote(e)).c_str());
+    RunResult r;
+    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    r.out = ReadFile(o);
+    r.err = ReadFile(e);
+    return r;
+  }
+  nlohmann::json Json(const std::vector<std::string>& args) {
+    RunResult r = Hashfs(args);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return nlohmann::json::parse(r.out);
+  }
+
+  // A tree with every file type hashfs records.
+  void MakeRichTree(const std::string& d) {
+    ASSERT_EQ(mkdir(d.c_str(), 0755), 0);
+    WriteFile(d + "/empty", "");
+    WriteFile(d + "/small.txt", "hello world\n");
+    WriteFile(d + "/big.bin", RandomBytes(9 << 20, 1));  // several chunks
+    std::string sparse(3 << 20, '\0');
+    sparse += "tail";
+    WriteFile(d + "/sparse", sparse);
+    ASSERT_EQ(mkdir((d + "/sub").c_str(), 0750), 0);
+    ASSERT_EQ(mkdir((d + "/sub/deeper").c_str(), 0700), 0);
+    WriteFile(d + "/sub/deeper/file", "deep");
+    ASSERT_EQ(chmod((d + "/sub/deeper/file").c_str(), 04755), 0);
+    ASSERT_EQ(symlink("../small.txt", (d + "/sub/link").c_str()), 0);
+    ASSERT_EQ(symlink("/etc/passwd", (d + "/abs-link").c_str()), 0);
+    ASSERT_EQ(link((d + "/small.txt").c_str(), (d + "/sub/hard").c_str()), 0);
+    ASSERT_EQ(link((d + "/small.txt").c_str(), (d + "/hard2").c_str()), 0);
+    ASSERT_EQ(mkfifo((d + "/fifo").c_str(), 0640), 0);
+    if (geteuid() == 0) {
+      ASSERT_EQ(mknod((d + "/null").c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);
+      ASSERT_EQ(mknod((d + "/blk").c_str(), S_IFBLK | 0600, makedev(7, 0)), 0);
+      ASSERT_EQ(chown((d + "/sub/deeper/file").c_str(), 1234, 5678), 0);
+      ASSERT_EQ(chmod((d + "/sub/deeper/file").c_str(), 04755), 0);
+    }
+    // xattrs (skipped silently where the filesystem lacks them)
+    setxattr((d + "/small.txt").c_str(), "user.color", "blue", 4, 0);
+    setxattr((d + "/sub").c_str(), "user.dir", "x", 1, 0);
+    struct timespec ts[2] = {{1000000000, 123456789}, {1000000000, 123456789}};
+    utimensat(AT_FDCWD, (d + "/sub/deeper").c_str(), ts, 0);
+    utimensat(AT_FDCWD, (d + "/sub/link").c_str(), ts, AT_SYMLINK_NOFOLLOW);
+  }
+
+  // path -> description of everything restore must reproduce.
+  std::map<std::string, std::string> Describe(const std::string& top) {
+    std::map<std::string, std::string> out;
+    std::map<std::pair<dev_t, ino_t>, std::string> first_name;
+    std::vector<std::string> stack = {""};
+    while (!stack.empty()) {
+      std::string rel = stack.back();
+      stack.pop_back();
+      std::string dir = rel.empty() ? top : top + "/" + rel;
+      DIR* dp = opendir(dir.c_str());
+      if (!dp) continue;
+      while (auto* de = readdir(dp)) {
+        std::string n = de->d_name;
+        if (n == "." || n == "..") continue;
+        std::string r = rel.empty() ? n : rel + "/" + n;
+        std::string p = top + "/" + r;
+        struct stat st;
+        lstat(p.c_str(), &st);
+        std::ostringstream d;
+        d << std::oct << st.st_mode << std::dec << " " << st.st_uid << ":" << st.st_gid << " nlink=" << st.st_nlink;
+        if (!S_ISDIR(st.st_mode)) d << " mtime=" << st.st_mtim.tv_sec << "." << st.st_mtim.tv_nsec;
+        if (S_ISREG(st.st_mode)) d << " size=" << st.st_size << " content=" << std::hash<std::string>{}(ReadFile(p));
+        if (S_ISLNK(st.st_mode)) {
+          char buf[4096];
+          ssize_t l = readlink(p.c_str(), buf, sizeof buf);
+          d << " -> " << std::string(buf, l > 0 ? l : 0);
+        }
+        if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) d << " rdev=" << major(st.st_rdev) << "," << minor(st.st_rdev);
+        char names[4096];
+        ssize_t nl = llistxattr(p.c_str(), names, sizeof names);
+        for (ssize_t i = 0; i < nl;) {
+          std::string xn(names + i);
+          char val[1024];
+          ssize_t vl = lgetxattr(p.c_str(), xn.c_str(), val, sizeof val);
+          d << " x:" << xn << "=" << std::string(val, vl > 0 ? vl : 0);
+          i += static_cast<ssize_t>(xn.size()) + 1;
+        }
+        if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+          auto key = std::make_pair(st.st_dev, st.st_ino);
+          auto [it, inserted] = first_name.emplace(key, r);
+          (void)inserted;
+          // Names of one inode must map to one group: record the group's members.
+          out["group:" + it->second] += r + ";";
+        }
+        out[r] = d.str();
+        if (S_ISDIR(st.st_mode)) stack.push_back(r);
+      }
+      closedir(dp);
+    }
+    return out;
+  }
+
+  std::string root_, store_;
+};
+
+TEST_F(CliTest, BackupRestoreRoundTripEveryFileType) {
+  std::string src = root_ + "/src";
+  MakeRichTree(src);
+  RunResult b = Hashfs({"backup", src, "--volume", "v", "--json"});
+  ASSERT_EQ(b.code, 0) << b.err;
+  auto j = nlohmann::json::parse(b.out);
+  EXPECT_EQ(j["files_new"], 5);  // empty, small.txt (3 names, one inode), big.bin, sparse, deeper/file
+  std::string dst = root_ + "/dst";
+  RunResult r = Hashfs({"restore", "v", dst});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto want = Describe(src), got = Describe(dst);
+  EXPECT_EQ(want, got);
+  // Sparse regions stay sparse.
+  struct stat st;
+  ASSERT_EQ(stat((dst + "/sparse").c_str(), &st), 0);
+  EXPECT_LT(st.st_blocks * 512, 1 << 20);
+}
+
+TEST_F(CliTest, SecondIdenticalBackupAddsAlmostNothingAndInsertionAddsAboutOneChunk) {
+  std::string src = root_ + "/src";
+  ASSERT_EQ(mkdir(src.c_str(), 0755), 0);
+  std::string big = RandomBytes(24 << 20, 7);
+  WriteFile(src + "/big", big);
+  for (int i = 0; i < 50; i++) WriteFile(src + "/f" + std::to_string(i), RandomBytes(5000, 100 + i));
+  auto first = Json({"backup", src, "--volume", "v", "--json"});
+  EXPECT_GT(first["bytes_added"].get<uint64_t>(), 24u << 20);
+  auto second = Json({"backup", src, "--volume", "v", "--json"});
+  EXPECT_EQ(second["files_unchanged"], 51);
+  EXPECT_EQ(second["bytes_read"], 0);
+  EXPECT_LT(second["bytes_added"].get<uint64_t>(), 64u << 10);
+  // Insert 100 bytes in the middle of the big file.
+  big.insert(12 << 20, std::string(100, 'x'));
+  WriteFile(src + "/big", big);
+  auto third = Json({"backup", src, "--volume", "v", "--json"});
+  EXPECT_EQ(third["files_changed"], 1);
+  // About one chunk (avg 1 MiB, max 4 MiB) plus metadata; far less than the file.
+  EXPECT_LT(third["bytes_added"].get<uint64_t>(), 9u << 20);
+  auto log = Json({"log", "v", "--json"});
+  ASSERT_EQ(log.size(), 3u);
+  // A fresh copy of the same data in another volume adds no chunks.
+  std::string copy = root_ + "/copy";
+  ASSERT_EQ(Shell("cp -a " + Quote(src) + " " + Quote(copy)).code, 0);
+  auto fourth = Json({"backup", copy, "--volume", "w", "--json"});
+  EXPECT_LT(fourth["bytes_added"].get<uint64_t>(), 64u << 10);
+}
+
+TEST_F(CliTest, HistoryBrowseDiffSnapshotRevertForgetGc) {
+  std::string src = root_ + "/src";
+  ASSERT_EQ(mkdir(src.c_str(), 0755), 0);
+  WriteFile(src + "/a", "one");
+  WriteFile(src + "/b", "bee");
+  ASSERT_EQ(Hashfs({"backup", src, "--volume", "v"}).code, 0);
+  WriteFile(src + "/a", "two!");
+  unlink((src + "/b").c_str());
+  WriteFile(src + "/c", "sea");
+  chmod((src + "/c").c_str(), 0600);
+  ASSERT_EQ(Hashfs({"backup", src, "--volume", "v"}).code, 0);
+
+  EXPECT_EQ(Hashfs({"cat", "v~1:a"}).out, "one");
+  EXPECT_EQ(Hashfs({"cat", "v:a"}).out, "two!");
+  auto ls = Json({"ls", "v", "--json"});
+  ASSERT_EQ(ls.size(), 2u);
+  EXPECT_EQ(ls[0]["name"], "a");
+  EXPECT_EQ(ls[1]["name"], "c");
+  EXPECT_EQ(ls[1]["mode"], 0600);
+
+  auto diff = Json({"diff", "v~1", "v", "--json"});
+  std::map<std::string, std::string> kinds;
+  for (auto& e : diff) kinds[e["path"]] = e["kind"];
+  EXPECT_EQ(kinds["a"], "modified");
+  EXPECT_EQ(kinds["b"], "removed");
+  EXPECT_EQ(kinds["c"], "added");
+
+  ASSERT_EQ(Hashfs({"snapshot", "old", "v~1"}).code, 0);
+  EXPECT_EQ(Hashfs({"snapshot", "old", "v"}).code, 1);  // exists
+  EXPECT_EQ(Hashfs({"cat", "old:b"}).out, "bee");
+  auto log = Json({"log", "v", "--json"});
+  std::string id = log[1]["id"];
+  EXPECT_EQ(Hashfs({"cat", id.substr(0, 10) + ":b"}).out, "bee");
+
+  ASSERT_EQ(Hashfs({"revert", "v", "v~1"}).code, 0);
+  EXPECT_EQ(Hashfs({"cat", "v:a"}).out, "one");
+  EXPECT_EQ(Json({"log", "v", "--json"}).size(), 3u);  // history kept
+
+  // Forget all but the head; the snapshot keeps v~1's data alive through gc.
+  ASSERT_EQ(Hashfs({"forget", "v", "--keep-last", "1"}).code, 0);
+  EXPECT_EQ(Json({"log", "v", "--json"}).size(), 1u);
+  RunResult gc = Hashfs({"gc"});
+  ASSERT_EQ(gc.code, 0) << gc.err;
+  EXPECT_EQ(Hashfs({"cat", "old:b"}).out, "bee");
+  EXPECT_EQ(Hashfs({"verify"}).code, 0);
+}
+
+// Flips one byte of the stored payload of every data chunk of `size` plain bytes.
+void CorruptChunksOfSize(const std::string& store, uint64_t size) {
+  MDB_env* env;
+  ASSERT_EQ(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 8);
+  mdb_env_set_mapsize(env, 1ull << 30);
+  ASSERT_EQ(mdb_env_open(env, store.c_str(), 0, 0600), 0);
+  MDB_txn* txn;
+  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  MDB_dbi dbi;
+  ASSERT_EQ(mdb_dbi_open(txn, "objects", 0, &dbi), 0);
+  MDB_cursor* cur;
+  ASSERT_EQ(mdb_cursor_open(txn, dbi, &cur), 0);
+  MDB_val k, v;
+  std::vector<std::pair<std::string, std::string>> changed;
+  for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    std::string val(static_cast<char*>(v.mv_data), v.mv_size);
+    uint64_t plain = 0;
+    for (int i = 7; i >= 0; i--) plain = plain << 8 | static_cast<uint8_t>(val[2 + i]);
+    if (val[1] == 0 && plain == size) {
+      val[val.size() / 2] ^= 0x40;
+      changed.emplace_back(std::string(static_cast<char*>(k.mv_data), k.mv_size), val);
+    }
+  }
+  mdb_cursor_close(cur);
+  for (auto& [key, val] : changed) {
+    MDB_val kk{key.size(), key.data()}, vv{val.size(), val.data()};
+    ASSERT_EQ(mdb_put(txn, dbi, &kk, &vv, 0), 0);
+  }
+  ASSERT_EQ(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+  ASSERT_FALSE(changed.empty());
+}
+
+TEST_F(CliTest, CorruptChunkIsFoundByVerifyAndRestore) {
+  std::string src = root_ + "/src";
+  ASSERT_EQ(mkdir(src.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((src + "/d").c_str(), 0755), 0);
+  WriteFile(src + "/d/victim", RandomBytes(77777, 3));
+  WriteFile(src + "/fine", RandomBytes(5000, 4));
+  ASSERT_EQ(Hashfs({"backup", src, "--volume", "v"}).code, 0);
+  CorruptChunksOfSize(store_, 77777);
+  RunResult ver = Hashfs({"verify"});
+  EXPECT_EQ(ver.code, 4);
+  EXPECT_NE(ver.out.find("d/victim"), std::string::npos) << ver.out;
+  RunResult cat = Hashfs({"cat", "v:d/victim"});
+  EXPECT_EQ(cat.code, 1);
+  EXPECT_TRUE(cat.out.empty());  // never wrong bytes
+  std::string dst = root_ + "/dst";
+  RunResult r = Hashfs({"restore", "v", dst});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("d/victim"), std::string::npos) << r.err;
+  EXPECT_EQ(ReadFile(dst + "/fine"), ReadFile(src + "/fine"));
+}
+
+TEST_F(CliTest, UnreadableFilesAreReportedAndSkipped) {
+  // Runs the backup as an unprivileged user so permissions apply.
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to switch to an unprivileged uid";
+  if (Shell("command -v setpriv").code != 0) GTEST_SKIP() << "setpriv not installed";
+  std::string src = root_ + "/src";
+  ASSERT_EQ(mkdir(src.c_str(), 0755), 0);
+  WriteFile(src + "/ok", "readable");
+  WriteFile(src + "/secret", "unreadable");
+  ASSERT_EQ(chmod((src + "/secret").c_str(), 0), 0);
+  ASSERT_EQ(Shell("chown -R 65534:65534 " + Quote(root_)).code, 0);
+  ASSERT_EQ(chown((src + "/secret").c_str(), 0, 0), 0);
+  RunResult r = Shell("setpriv --reuid=65534 --regid=65534 --clear-groups " + Quote(HASHFS_BINARY) +
+                      " --store " + Quote(store_) + " backup " + Quote(src) + " --volume v");
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_NE(r.err.find("secret"), std::string::npos) << r.err;
+  EXPECT_EQ(Hashfs({"cat", "v:ok"}).out, "readable");
+  EXPECT_EQ(Hashfs({"cat", "v:secret"}).code, 1);
+}
+
+TEST_F(CliTest, KilledBackupLeavesPreviousHeadIntact) {
+  std::string src = root_ + "/src";
+  ASSERT_EQ(mkdir(src.c_str(), 0755), 0);
+  WriteFile(src + "/seed", "seed");
+  ASSERT_EQ(Hashfs({"backup", src, "--volume", "v"}).code, 0);
+  auto head = Json({"log", "v", "--json"})[0]["id"].get<std::string>();
+  for (int i = 0; i < 40; i++) WriteFile(src + "/f" + std::to_string(i), RandomBytes(1 << 20, 50 + i));
+  std::mt19937 rng(1234);
+  for (int round = 0; round < 8; round++) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      int devnull = open("/dev/null", O_WRONLY);
+      dup2(devnull, 1);
+      dup2(devnull, 2);
+      execl(HASHFS_BINARY, "hashfs", "--store", store_.c_str(), "backup", src.c_str(), "--volume", "v",
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(5, 400)(rng)));
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    RunResult ver = Hashfs({"verify"});
+    EXPECT_EQ(ver.code, 0) << ver.out << ver.err;
+    auto log = Json({"log", "v", "--json"});
+    // Either the backup finished (a new head whose parent is the old one) or not.
+    if (log[0]["id"] != head) {
+      EXPECT_EQ(log[0]["parent"], head);
+      head = log[0]["id"];
+    }
+  }
+}
+
+TEST_F(CliTest, MisuseGivesOneLineAndDocumentedExitCode) {
+  auto one_line = [](const RunResult& r) { return std::count(r.err.begin(), r.err.end(), '\n') == 1; };
+  RunResult r = Hashfs({"backup"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(one_line(r)) << r.err;
+  r = Hashfs({"frobnicate"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(one_line(r)) << r.err;
+  r = Hashfs({"ls", "nosuchvolume"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(one_line(r)) << r.err;
+  r = Hashfs({"backup", root_, "--volume", "bad/name"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(one_line(r)) << r.err;
+  r = Hashfs({"init"});
+  EXPECT_EQ(r.code, 1);  // already initialized
+  r = Hashfs({"forget", "v"});
+  EXPECT_EQ(r.code, 2);
+  r = Shell(Quote(HASHFS_BINARY) + " --store " + Quote(root_ + "/nostore") + " log v");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("hashfs init"), std::string::npos);
+  for (const char* cmd : {"init", "backup", "log", "snapshot", "snapshots", "volumes", "ls", "cat", "diff",
+                          "restore", "revert", "forget", "gc", "verify", "stats"}) {
+    r = Hashfs({cmd, "--help"});
+    EXPECT_EQ(r.code, 0) << cmd;
+    EXPECT_FALSE(r.out.empty()) << cmd;
+  }
+}
+
+}  // namespace

@@ -1,0 +1,398 @@
+#include "tree/restore.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <tbb/parallel_for_each.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "tree/file_manifest.h"
+
+namespace hashfs {
+namespace {
+
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(Fd&& o) noexcept : fd(o.fd) { o.fd = -1; }
+  Fd& operator=(Fd&& o) noexcept {
+    std::swap(fd, o.fd);
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  ~Fd() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+struct timespec ToTs(int64_t ns) {
+  struct timespec ts;
+  ts.tv_sec = ns / 1000000000;
+  ts.tv_nsec = ns % 1000000000;
+  if (ts.tv_nsec < 0) {
+    ts.tv_nsec += 1000000000;
+    ts.tv_sec -= 1;
+  }
+  return ts;
+}
+
+mode_t TypeBits(FileType t) {
+  switch (t) {
+    case FileType::kRegular: return S_IFREG;
+    case FileType::kDirectory: return S_IFDIR;
+    case FileType::kSymlink: return S_IFLNK;
+    case FileType::kFifo: return S_IFIFO;
+    case FileType::kCharDevice: return S_IFCHR;
+    case FileType::kBlockDevice: return S_IFBLK;
+    case FileType::kSocket: return S_IFSOCK;
+  }
+  return 0;
+}
+
+bool AllZero(const std::string& s) {
+  for (char c : s)
+    if (c) return false;
+  return true;
+}
+
+std::string ProcPath(int dirfd, const std::string& name) {
+  return "/proc/self/fd/" + std::to_string(dirfd) + "/" + name;
+}
+
+class RestoreRun {
+ public:
+  RestoreRun(Repository& repo, const Commit& c, const RestoreOptions& o, RestoreProgress* p)
+      : repo_(repo), get_(repo.getter()), commit_(c), opts_(o), progress_(p ? p : &own_) {}
+
+  Status Run(const Entry& top, const std::string& dest);
+  RestoreReport report;
+
+ private:
+  void Error(const std::string& path, const std::string& why) {
+    std::lock_guard lk(mu_);
+    report.errors.push_back(path + ": " + why);
+  }
+  Result<Inode> Resolve(const Entry& e);
+  // Restores directory `inode` whose fd is dirfd (contents, then attributes).
+  void RestoreDir(int dirfd, const std::string& path, const Inode& dir, int depth);
+  void RestoreFile(int dirfd, const std::string& name, const std::string& path, const Inode& inode);
+  void CreateOther(int dirfd, const std::string& name, const std::string& path, const Inode& inode);
+  // Sets owner, mode, xattrs and times of dirfd/name (fd >= 0: use it).
+  void ApplyAttrs(int dirfd, const std::string& name, int fd, const std::string& path, const Inode& inode);
+  // Removes dirfd/name if it exists and is not a directory.
+  bool ClearName(int dirfd, const std::string& name, const std::string& path);
+  void MakeLinks(int rootfd);
+
+  Repository& repo_;
+  ObjectGetter get_;
+  const Commit& commit_;
+  const RestoreOptions& opts_;
+  RestoreProgress own_;
+  RestoreProgress* progress_;
+  std::mutex mu_;
+  // link id -> path components (relative to dest) of its first restored name.
+  std::map<uint64_t, std::vector<std::string>> first_link_;
+  // (dir components, name, link id) for further names of restored links.
+  std::vector<std::pair<std::vector<std::string>, uint64_t>> pending_links_;
+  std::vector<std::string> cur_components_;
+};
+
+Result<Inode> RestoreRun::Resolve(const Entry& e) {
+  if (e.link_id == 0) return e.inode;
+  HASHFS_ASSIGN_OR_RETURN(auto rec, link_table::Lookup(get_, commit_.links, e.link_id));
+  if (!rec) return Status::Corruption("hardlink record " + std::to_string(e.link_id) + " is missing");
+  if (rec->inode.type != e.inode.type) return Status::Corruption("hardlink record type differs from its entry");
+  return rec->inode;
+}
+
+bool RestoreRun::ClearName(int dirfd, const std::string& name, const std::string& path) {
+  struct stat st;
+  if (fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return true;
+  if (S_ISDIR(st.st_mode)) {
+    Error(path, "a directory is in the way");
+    return false;
+  }
+  if (unlinkat(dirfd, name.c_str(), 0) != 0) {
+    Error(path, std::string("cannot replace: ") + std::strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+void RestoreRun::ApplyAttrs(int dirfd, const std::string& name, int fd, const std::string& path, const Inode& n) {
+  bool link = n.type == FileType::kSymlink;
+  if (opts_.owners) {
+    int r = fd >= 0 ? fchown(fd, n.uid, n.gid) : fchownat(dirfd, name.c_str(), n.uid, n.gid, AT_SYMLINK_NOFOLLOW);
+    if (r != 0) Error(path, std::string("chown: ") + std::strerror(errno));
+  }
+  if (!link) {
+    // After chown, which may clear setuid/setgid bits.
+    int r = fd >= 0 ? fchmod(fd, n.mode) : fchmodat(dirfd, name.c_str(), n.mode, 0);
+    if (r != 0) Error(path, std::string("chmod: ") + std::strerror(errno));
+  }
+  for (const auto& [k, v] : n.xattrs) {
+    int r = fd >= 0 ? fsetxattr(fd, k.c_str(), v.data(), v.size(), 0)
+                    : lsetxattr(ProcPath(dirfd, name).c_str(), k.c_str(), v.data(), v.size(), 0);
+    if (r != 0) Error(path, "xattr " + k + ": " + std::strerror(errno));
+  }
+  struct timespec ts[2] = {ToTs(n.mtime_ns), ToTs(n.mtime_ns)};
+  int r = fd >= 0 ? futimens(fd, ts) : utimensat(dirfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
+  if (r != 0) Error(path, std::string("times: ") + std::strerror(errno));
+}
+
+void RestoreRun::RestoreFile(int dirfd, const std::string& name, const std::string& path, const Inode& n) {
+  if (!ClearName(dirfd, name, path)) return;
+  Fd fd(openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (fd.fd < 0) {
+    Error(path, std::string("create: ") + std::strerror(errno));
+    return;
+  }
+  bool damaged = false;
+  Status s = file_manifest::ForEachChunk(get_, n, [&](const ChunkRef& c, uint64_t off) -> Status {
+    auto data = get_(c.digest);
+    if (!data.ok()) {
+      Error(path, "chunk at offset " + std::to_string(off) + ": " + data.status().ToString());
+      damaged = true;
+      return Status::Ok();  // leave a hole, carry on with the rest
+    }
+    if (data->size() != c.size) {
+      Error(path, "chunk at offset " + std::to_string(off) + " has the wrong length");
+      damaged = true;
+      return Status::Ok();
+    }
+    if (!AllZero(*data)) {
+      size_t done = 0;
+      while (done < data->size()) {
+        ssize_t w = pwrite(fd.fd, data->data() + done, data->size() - done, static_cast<off_t>(off + done));
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          return Status::FromErrno(errno, "write");
+        }
+        done += static_cast<size_t>(w);
+      }
+    }
+    progress_->bytes_done += c.size;
+    return Status::Ok();
+  });
+  if (!s.ok()) {
+    Error(path, s.ToString());
+    return;
+  }
+  if (ftruncate(fd.fd, static_cast<off_t>(n.size)) != 0) {
+    Error(path, std::string("truncate: ") + std::strerror(errno));
+    return;
+  }
+  ApplyAttrs(dirfd, name, fd.fd, path, n);
+  progress_->files_done++;
+  std::lock_guard lk(mu_);
+  report.files++;
+  report.bytes += n.size;
+  (void)damaged;
+}
+
+void RestoreRun::CreateOther(int dirfd, const std::string& name, const std::string& path, const Inode& n) {
+  if (!ClearName(dirfd, name, path)) return;
+  int r;
+  if (n.type == FileType::kSymlink) {
+    r = symlinkat(n.symlink_target.c_str(), dirfd, name.c_str());
+  } else {
+    dev_t dev = (n.type == FileType::kCharDevice || n.type == FileType::kBlockDevice) ? static_cast<dev_t>(n.rdev) : 0;
+    r = mknodat(dirfd, name.c_str(), TypeBits(n.type) | (n.mode & 0777), dev);
+  }
+  if (r != 0) {
+    Error(path, std::string("create: ") + std::strerror(errno));
+    return;
+  }
+  ApplyAttrs(dirfd, name, -1, path, n);
+  std::lock_guard lk(mu_);
+  report.others++;
+}
+
+void RestoreRun::RestoreDir(int dirfd, const std::string& path, const Inode& dir, int depth) {
+  if (depth > 4096) {
+    Error(path, "directory nesting deeper than 4096 levels");
+    return;
+  }
+  std::vector<Entry> entries;
+  Status s = dir_tree::ForEach(get_, dir.content, [&](const Entry& e) {
+    entries.push_back(e);
+    return Status::Ok();
+  });
+  if (!s.ok()) {
+    Error(path.empty() ? "." : path, "directory listing: " + s.ToString());
+    // Restore whatever was listed before the damage.
+  }
+  std::vector<std::pair<const Entry*, Inode>> files;
+  for (const Entry& e : entries) {
+    std::string child = path.empty() ? e.name : path + "/" + e.name;
+    if (!IsValidEntryName(e.name)) {
+      Error(child, "invalid name refused");
+      continue;
+    }
+    if (e.link_id) {
+      std::lock_guard lk(mu_);
+      auto it = first_link_.find(e.link_id);
+      if (it != first_link_.end()) {
+        auto comps = cur_components_;
+        comps.push_back(e.name);
+        pending_links_.emplace_back(std::move(comps), e.link_id);
+        continue;
+      }
+      auto comps = cur_components_;
+      comps.push_back(e.name);
+      first_link_.emplace(e.link_id, std::move(comps));
+    }
+    auto inode = Resolve(e);
+    if (!inode.ok()) {
+      Error(child, inode.status().ToString());
+      continue;
+    }
+    switch (inode->type) {
+      case FileType::kDirectory: {
+        if (mkdirat(dirfd, e.name.c_str(), 0700) != 0 && errno != EEXIST) {
+          Error(child, std::string("mkdir: ") + std::strerror(errno));
+          continue;
+        }
+        Fd sub(openat(dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (sub.fd < 0) {
+          Error(child, std::string("open directory: ") + std::strerror(errno));
+          continue;
+        }
+        cur_components_.push_back(e.name);
+        RestoreDir(sub.fd, child, *inode, depth + 1);
+        cur_components_.pop_back();
+        break;
+      }
+      case FileType::kRegular:
+        files.emplace_back(&e, std::move(inode).value());
+        break;
+      default:
+        CreateOther(dirfd, e.name, child, *inode);
+    }
+  }
+  tbb::parallel_for_each(files.begin(), files.end(), [&](const std::pair<const Entry*, Inode>& f) {
+    std::string child = path.empty() ? f.first->name : path + "/" + f.first->name;
+    RestoreFile(dirfd, f.first->name, child, f.second);
+  });
+  ApplyAttrs(dirfd, ".", dirfd, path.empty() ? "." : path, dir);
+  std::lock_guard lk(mu_);
+  report.dirs++;
+}
+
+// Opens the directory at `comps` (all but the last component) below rootfd,
+// never following a symlink.
+int OpenParent(int rootfd, const std::vector<std::string>& comps) {
+  int fd = dup(rootfd);
+  for (size_t i = 0; i + 1 < comps.size() && fd >= 0; i++) {
+    int next = openat(fd, comps[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    close(fd);
+    fd = next;
+  }
+  return fd;
+}
+
+std::string Join(const std::vector<std::string>& comps) {
+  std::string s;
+  for (const auto& c : comps) s += (s.empty() ? "" : "/") + c;
+  return s;
+}
+
+void RestoreRun::MakeLinks(int rootfd) {
+  for (const auto& [comps, id] : pending_links_) {
+    const auto& first = first_link_.at(id);
+    std::string path = Join(comps);
+    Fd from(OpenParent(rootfd, first));
+    Fd to(OpenParent(rootfd, comps));
+    if (from.fd < 0 || to.fd < 0) {
+      Error(path, std::string("hardlink: ") + std::strerror(errno));
+      continue;
+    }
+    if (!ClearName(to.fd, comps.back(), path)) continue;
+    if (linkat(from.fd, first.back().c_str(), to.fd, comps.back().c_str(), 0) != 0) {
+      Error(path, std::string("hardlink to ") + Join(first) + ": " + std::strerror(errno));
+      continue;
+    }
+    std::lock_guard lk(mu_);
+    report.files++;
+  }
+}
+
+Status RestoreRun::Run(const Entry& top, const std::string& dest) {
+  if (mkdir(dest.c_str(), 0700) != 0 && errno != EEXIST) return Status::FromErrno(errno, "creating " + dest);
+  Fd root(open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (root.fd < 0) return Status::FromErrno(errno, "opening " + dest);
+  HASHFS_ASSIGN_OR_RETURN(Inode inode, Resolve(top));
+  if (inode.type == FileType::kDirectory) {
+    RestoreDir(root.fd, "", inode, 0);
+  } else {
+    Entry single = top;
+    single.link_id = 0;
+    single.inode = inode;
+    if (inode.type == FileType::kRegular)
+      RestoreFile(root.fd, top.name, top.name, inode);
+    else
+      CreateOther(root.fd, top.name, top.name, inode);
+  }
+  MakeLinks(root.fd);
+  // Directory times were set before their hardlinks were added: set them again.
+  if (!pending_links_.empty() && inode.type == FileType::kDirectory) {
+    for (const auto& [comps, id] : pending_links_) {
+      (void)id;
+      Fd parent(OpenParent(root.fd, comps));
+      if (parent.fd < 0) continue;
+      std::vector<std::string> dir_comps(comps.begin(), comps.end() - 1);
+      auto e = dir_comps.empty() ? Result<Entry>(top) : LookupPath(repo_, commit_, Join(dir_comps));
+      if (!e.ok()) continue;
+      struct timespec ts[2] = {ToTs(e->inode.mtime_ns), ToTs(e->inode.mtime_ns)};
+      futimens(parent.fd, ts);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Entry> LookupPath(Repository& repo, const Commit& commit, std::string_view path) {
+  Entry cur;
+  cur.inode = commit.root;
+  ObjectGetter get = repo.getter();
+  size_t pos = 0;
+  std::string walked;
+  while (pos <= path.size()) {
+    size_t slash = path.find('/', pos);
+    std::string_view comp = path.substr(pos, slash == std::string_view::npos ? std::string_view::npos : slash - pos);
+    pos = slash == std::string_view::npos ? path.size() + 1 : slash + 1;
+    if (comp.empty() || comp == ".") continue;
+    if (comp == "..") return Status::InvalidArgument("'..' is not allowed in a path");
+    if (cur.inode.type != FileType::kDirectory) return Status::NotFound(walked + " is not a directory");
+    HASHFS_ASSIGN_OR_RETURN(auto e, dir_tree::Lookup(get, cur.inode.content, comp));
+    walked += (walked.empty() ? "" : "/") + std::string(comp);
+    if (!e) return Status::NotFound("no such file or directory: " + walked);
+    cur = std::move(*e);
+    if (cur.link_id) {
+      HASHFS_ASSIGN_OR_RETURN(auto rec, link_table::Lookup(get, commit.links, cur.link_id));
+      if (!rec) return Status::Corruption("hardlink record of " + walked + " is missing");
+      cur.inode = rec->inode;
+      cur.link_id = 0;
+    }
+  }
+  return cur;
+}
+
+Result<RestoreReport> Restore(Repository& repo, const Commit& commit, std::string_view subpath,
+                              const std::string& dest, const RestoreOptions& opts, RestoreProgress* progress) {
+  HASHFS_ASSIGN_OR_RETURN(Entry top, LookupPath(repo, commit, subpath));
+  if (top.name.empty()) top.name = "root";
+  RestoreRun run(repo, commit, opts, progress);
+  HASHFS_RETURN_IF_ERROR(run.Run(top, dest));
+  return std::move(run.report);
+}
+
+}  // namespace hashfs
