@@ -1,10 +1,13 @@
 #include "cas/lmdb_store.h"
 
+#include <pthread.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <cerrno>
 #include <mutex>
 #include <shared_mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "cas/lmdb_raii.h"
@@ -33,6 +36,55 @@ Status Error(int rc, std::string_view what) {
 }  // namespace lmdb
 
 namespace {
+
+// The resize lock of one open store: held shared by every live transaction of
+// this process, exclusively while the map is resized (LMDB requires that no
+// transaction of the process is active then). Writer-preferring, so a resize
+// is not starved by back-to-back readers; re-entrant for shared holders on one
+// thread (a Get inside a ForEachObject callback does not lock again), which a
+// writer-preferring lock would otherwise turn into a deadlock. Meets the
+// Lockable and SharedLockable requirements.
+class ResizeLock {
+ public:
+  ResizeLock() {
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&lock_, &a);
+    pthread_rwlockattr_destroy(&a);
+  }
+  ~ResizeLock() { pthread_rwlock_destroy(&lock_); }
+  ResizeLock(const ResizeLock&) = delete;
+  ResizeLock& operator=(const ResizeLock&) = delete;
+
+  void lock_shared() {
+    if (Depth()++ == 0) pthread_rwlock_rdlock(&lock_);
+  }
+  void unlock_shared() {
+    auto& depths = Depths();
+    auto it = depths.find(this);
+    if (--it->second == 0) {
+      depths.erase(it);
+      pthread_rwlock_unlock(&lock_);
+    }
+  }
+  void lock() { pthread_rwlock_wrlock(&lock_); }
+  void unlock() { pthread_rwlock_unlock(&lock_); }
+  // True while this thread holds the lock shared (it then cannot resize).
+  bool HeldSharedByThisThread() {
+    auto& depths = Depths();
+    auto it = depths.find(this);
+    return it != depths.end() && it->second > 0;
+  }
+
+ private:
+  static std::unordered_map<const ResizeLock*, int>& Depths() {
+    thread_local std::unordered_map<const ResizeLock*, int> depths;
+    return depths;
+  }
+  int& Depth() { return Depths()[this]; }
+  pthread_rwlock_t lock_;
+};
 
 // Ref transaction over the "refs" database of a live LMDB transaction.
 class LmdbRefTxn final : public RefTxn {
@@ -134,9 +186,7 @@ class LmdbStore::Impl {
   MDB_env* env = nullptr;
   MDB_dbi objects = 0, refs = 0, meta = 0;
 
-  // Held shared by every live transaction of this process, exclusively while
-  // the map is resized (LMDB requires no active transaction then).
-  std::shared_mutex resize_mu;
+  ResizeLock resize_mu;
 
   // Reset read-only transactions kept for reuse (mdb_txn_renew is cheap).
   std::mutex pool_mu;
@@ -153,21 +203,44 @@ class LmdbStore::Impl {
     pool.clear();
   }
 
-  // Called without any transaction of ours held by this thread.
-  void Grow(uint64_t at_least) {
+  // Doubles the map (at least to `at_least`). Impossible while this thread
+  // is inside a transaction of ours (a write nested in a scan callback):
+  // that gets Busy rather than a deadlock.
+  Status Grow(uint64_t at_least) {
+    if (resize_mu.HeldSharedByThisThread())
+      return Status::Busy("store map is full and cannot grow while this thread is scanning the store");
     std::unique_lock lk(resize_mu);
     DrainPool();
     MDB_envinfo info;
     mdb_env_info(env, &info);
-    if (info.me_mapsize >= at_least) return;  // someone else grew it
-    uint64_t next = info.me_mapsize * 2;
-    mdb_env_set_mapsize(env, next);
+    if (info.me_mapsize >= at_least) return Status::Ok();  // someone else grew it
+    int rc = mdb_env_set_mapsize(env, info.me_mapsize * 2);
+    if (rc) return lmdb::Error(rc, "growing the map");
+    return Status::Ok();
   }
 
-  void AdoptForeignResize() {
+  // Another process grew the map: adopt its size.
+  Status AdoptForeignResize() {
+    if (resize_mu.HeldSharedByThisThread())
+      return Status::Busy("store map was grown by another process during a scan; retry the scan");
     std::unique_lock lk(resize_mu);
     DrainPool();
-    mdb_env_set_mapsize(env, 0);
+    int rc = mdb_env_set_mapsize(env, 0);
+    if (rc) return lmdb::Error(rc, "adopting the grown map");
+    return Status::Ok();
+  }
+
+  // lmdb::Error, except that EIO on a nearly full filesystem is reported as
+  // NoSpace: liblmdb turns a short write into EIO ("short write, filesystem
+  // full?").
+  Status Fail(int rc, std::string_view what) {
+    if (rc == EIO) {
+      struct statvfs vfs;
+      if (statvfs(dir.c_str(), &vfs) == 0 &&
+          static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize < (64ull << 20))
+        return Status::NoSpace(std::string(what) + ": filesystem full");
+    }
+    return lmdb::Error(rc, what);
   }
 
   uint64_t MapSize() {
@@ -208,7 +281,7 @@ class LmdbStore::Impl {
         }
         if (rc == MDB_MAP_RESIZED) {
           lock_.unlock();
-          impl_->AdoptForeignResize();
+          HASHFS_RETURN_IF_ERROR(impl_->AdoptForeignResize());
           continue;
         }
         if (rc) return lmdb::Error(rc, "beginning read transaction");
@@ -221,7 +294,7 @@ class LmdbStore::Impl {
    private:
     Impl* impl_;
     MDB_txn* txn_ = nullptr;
-    std::shared_lock<std::shared_mutex> lock_;
+    std::shared_lock<ResizeLock> lock_;
   };
 
   // Runs body(txn) in a write transaction and commits it, growing the map and
@@ -229,15 +302,15 @@ class LmdbStore::Impl {
   // hit an LMDB error) lets us tell MAP_FULL from other failures.
   Status Write(const std::function<Status(MDB_txn*, int* rc)>& body) {
     for (;;) {
-      std::shared_lock lk(resize_mu);
+      std::shared_lock<ResizeLock> lk(resize_mu);
       MDB_txn* raw = nullptr;
       int rc = mdb_txn_begin(env, nullptr, 0, &raw);
       if (rc == MDB_MAP_RESIZED) {
         lk.unlock();
-        AdoptForeignResize();
+        HASHFS_RETURN_IF_ERROR(AdoptForeignResize());
         continue;
       }
-      if (rc) return lmdb::Error(rc, "beginning write transaction");
+      if (rc) return Fail(rc, "beginning write transaction");
       lmdb::Txn txn(raw);
       int body_rc = 0;
       Status s = body(txn.get(), &body_rc);
@@ -246,19 +319,20 @@ class LmdbStore::Impl {
         if (body_rc == MDB_MAP_FULL) {
           uint64_t want = MapSize() * 2;
           lk.unlock();
-          Grow(want);
+          HASHFS_RETURN_IF_ERROR(Grow(want));
           continue;
         }
+        if (body_rc == EIO) return Fail(body_rc, "writing");
         return s;
       }
       rc = txn.Commit();
       if (rc == MDB_MAP_FULL) {
         uint64_t want = MapSize() * 2;
         lk.unlock();
-        Grow(want);
+        HASHFS_RETURN_IF_ERROR(Grow(want));
         continue;
       }
-      if (rc) return lmdb::Error(rc, "committing");
+      if (rc) return Fail(rc, "committing");
       return Status::Ok();
     }
   }
@@ -360,6 +434,7 @@ Result<ObjectInfo> LmdbStore::Info(const Digest& d) {
 
 Status LmdbStore::PutBatch(std::span<const PreparedObject> batch) {
   if (batch.empty()) return Status::Ok();
+  for (const auto& o : batch) HASHFS_RETURN_IF_ERROR(CheckPrepared(o));
   return impl_->Write([&](MDB_txn* txn, int* brc) -> Status {
     for (const auto& o : batch) {
       MDB_val k = lmdb::Val(o.digest.AsBytes()), v = lmdb::Val(o.stored);

@@ -76,6 +76,7 @@ Result<ObjectInfo> MemoryStore::Info(const Digest& d) {
 }
 
 Status MemoryStore::PutBatch(std::span<const PreparedObject> batch) {
+  for (const auto& o : batch) HASHFS_RETURN_IF_ERROR(CheckPrepared(o));
   std::unique_lock lk(mu_);
   for (const auto& o : batch) objects_.try_emplace(o.digest, o.stored);
   return Status::Ok();

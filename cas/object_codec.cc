@@ -96,4 +96,14 @@ Result<std::string> DecodeStoredObject(const Digest& expected, std::string_view 
   return plain;
 }
 
+Status CheckPrepared(const PreparedObject& o) {
+  if (o.stored.size() < kStoredHeaderSize) return Status::Ok();  // unreadable; Get reports Corruption
+  uint64_t plain = 0;
+  for (int i = 0; i < 8; i++) plain |= static_cast<uint64_t>(static_cast<uint8_t>(o.stored[2 + i])) << (8 * i);
+  if (plain > kMaxObjectSize)
+    return Status::InvalidArgument("object of " + std::to_string(plain) + " bytes exceeds the " +
+                                   std::to_string(kMaxObjectSize) + "-byte object limit");
+  return Status::Ok();
+}
+
 }  // namespace hashfs

@@ -27,6 +27,11 @@ PreparedObject PrepareObject(std::string_view plain, ObjectKind kind, int zstd_l
 PreparedObject PrepareObjectWithDigest(const Digest& d, std::string_view plain, ObjectKind kind,
                                        int zstd_level);
 
+// InvalidArgument if `o`'s header claims more than kMaxObjectSize plain bytes;
+// every ObjectStore::PutBatch checks this before writing. (A frame too short
+// to have a header is stored as given and reads back as Corruption.)
+Status CheckPrepared(const PreparedObject& o);
+
 // Parses the header only.
 Result<ObjectInfo> ParseStoredHeader(std::string_view stored);
 // Decodes and verifies against `expected`: Corruption on any mismatch.

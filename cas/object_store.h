@@ -52,9 +52,8 @@ class RefTxn {
  public:
   virtual ~RefTxn() = default;
   virtual Result<std::optional<std::string>> Get(std::string_view key) = 0;
-  // Keys with the given prefix in byte order, with their values; at most
-  // `limit` (0 = all) starting at the first key >= start (start empty: prefix).
-  // With reverse, the order is descending and starts at the last key <= start.
+  // Keys with the given prefix in byte order (descending with `reverse`),
+  // with their values; at most `limit` of them (0 = all).
   virtual Result<std::vector<std::pair<std::string, std::string>>> List(
       std::string_view prefix, size_t limit = 0, bool reverse = false) = 0;
   // Fails with InvalidArgument inside View().
@@ -78,12 +77,16 @@ class ObjectStore {
   virtual Status PutBatch(std::span<const PreparedObject> batch) = 0;
   // Calls fn for every object in digest order with its raw stored bytes (not
   // verified); fn returning non-OK stops the scan and is returned. The scan
-  // sees one consistent snapshot.
+  // sees one consistent snapshot. fn may call other methods of this store;
+  // a write from fn that needs the LMDB map to grow fails with Busy (the map
+  // cannot be resized while the scan's transaction is open).
   virtual Status ForEachObject(
       const std::function<Status(const Digest&, std::string_view stored)>& fn) = 0;
   // In ONE write transaction: deletes every object for which should_delete
   // returns true, then runs then_fn on the ref table. Nothing is deleted if
-  // then_fn fails. Used by garbage collection.
+  // then_fn fails. Both callbacks may run more than once (the transaction is
+  // retried after growing the map), so they must not have side effects beyond
+  // the RefTxn. Used by garbage collection.
   virtual Status Sweep(const std::function<bool(const Digest&, const ObjectInfo&)>& should_delete,
                        const RefTxnFn& then_fn, uint64_t* deleted) = 0;
 

@@ -147,15 +147,17 @@ struct Hamt {
     for (int i = 0; i < 16; i++) {
       if (!parts[i].empty()) {
         if (kids[i].second == 0) {
-          // New child: build it from the inserted items.
+          // New child: build it from the edits, applied in order (last wins).
+          std::map<std::string, std::optional<Keyed>> uniq;
+          for (auto& e : parts[i]) {
+            if (e.item)
+              uniq.insert_or_assign(e.key, Keyed{e.hash, std::move(*e.item)});
+            else
+              uniq.insert_or_assign(e.key, std::nullopt);
+          }
           std::vector<Keyed> keyed;
-          for (auto& e : parts[i])
-            if (e.item) keyed.push_back({e.hash, std::move(*e.item)});
-          // Deduplicate repeated keys (last edit wins) by building via a map.
-          std::map<std::string, Keyed> uniq;
-          for (auto& k : keyed) uniq.insert_or_assign(T::Key(k.item), std::move(k));
-          keyed.clear();
-          for (auto& [k, v] : uniq) keyed.push_back(std::move(v));
+          for (auto& [k, v] : uniq)
+            if (v) keyed.push_back(std::move(*v));
           if (!keyed.empty()) {
             HASHFS_ASSIGN_OR_RETURN(kids[i], BuildKeyed(w, keyed, depth + 1));
           }
@@ -294,18 +296,19 @@ Result<Digest> Build(ObjectWriter& w, std::vector<LinkRecord> records) {
 }
 
 Result<Digest> Apply(ObjectWriter& w, const Digest& root, std::vector<LinkEdit> edits) {
+  if (root.IsZero()) {
+    // Empty table: apply the edits in order (last edit of an id wins).
+    std::map<uint64_t, std::optional<LinkRecord>> recs;
+    for (auto& e : edits) recs.insert_or_assign(e.id, std::move(e.record));
+    std::vector<LinkRecord> v;
+    for (auto& [id, r] : recs)
+      if (r) v.push_back(std::move(*r));
+    return Build(w, std::move(v));
+  }
   std::vector<LinkHamt::Edit> es;
   for (auto& e : edits) {
     std::string k = LinkKey(e.id);
     es.push_back({LinkHamt::HashKey(k), k, std::move(e.record)});
-  }
-  if (root.IsZero()) {
-    std::map<uint64_t, LinkRecord> recs;
-    for (auto& e : es)
-      if (e.item) recs.insert_or_assign(e.item->id, std::move(*e.item));
-    std::vector<LinkRecord> v;
-    for (auto& [id, r] : recs) v.push_back(std::move(r));
-    return Build(w, std::move(v));
   }
   HASHFS_ASSIGN_OR_RETURN(Digest d, LinkHamt::Apply(w, root, std::move(es)));
   // The empty table is the zero digest.

@@ -13,19 +13,29 @@ Result<Digest> ObjectWriter::Put(std::string_view plain, ObjectKind kind) {
 
 Status ObjectWriter::PutWithDigest(const Digest& d, std::string_view plain, ObjectKind kind) {
   {
+    // Reserve the digest first, so that of several threads putting the same
+    // object exactly one checks the store, stores and counts it.
     std::lock_guard lk(mu_);
     if (!sticky_.ok()) return sticky_;
-    if (queued_plain_.count(d)) return Status::Ok();
+    if (!queued_plain_.try_emplace(d, std::nullopt).second) return Status::Ok();
+    preparing_++;
   }
-  HASHFS_ASSIGN_OR_RETURN(bool present, store_.Contains(d));
-  if (present) return Status::Ok();
+  auto release = [&](bool keep_reservation) {
+    if (!keep_reservation) queued_plain_.erase(d);
+    preparing_--;
+    drained_.notify_all();
+  };
+  Result<bool> present = store_.Contains(d);
+  if (!present.ok() || *present) {
+    std::lock_guard lk(mu_);
+    release(false);
+    return present.ok() ? Status::Ok() : present.status();
+  }
   PreparedObject obj = PrepareObjectWithDigest(d, plain, kind, zstd_level_);
   std::vector<PreparedObject> full;
   {
     std::lock_guard lk(mu_);
-    std::optional<std::string> keep;
-    if (kind == ObjectKind::kMeta) keep.emplace(plain);
-    if (!queued_plain_.try_emplace(d, std::move(keep)).second) return Status::Ok();
+    if (kind == ObjectKind::kMeta) queued_plain_[d].emplace(plain);
     pending_bytes_ += obj.stored.size();
     stats_.objects_added++;
     stats_.plain_bytes_added += plain.size();
@@ -34,12 +44,15 @@ Status ObjectWriter::PutWithDigest(const Digest& d, std::string_view plain, Obje
     if (pending_bytes_ >= batch_bytes_) {
       full.swap(pending_);
       pending_bytes_ = 0;
+      writing_++;
     }
+    release(true);
   }
   if (!full.empty()) return WriteBatch(std::move(full));
   return Status::Ok();
 }
 
+// Stores one batch taken out of pending_ (the caller counted it in writing_).
 Status ObjectWriter::WriteBatch(std::vector<PreparedObject> batch) {
   Status s;
   {
@@ -47,6 +60,8 @@ Status ObjectWriter::WriteBatch(std::vector<PreparedObject> batch) {
     s = store_.PutBatch(batch);
   }
   std::lock_guard lk(mu_);
+  writing_--;
+  drained_.notify_all();
   if (!s.ok()) {
     if (sticky_.ok()) sticky_ = s;
     return s;
@@ -69,15 +84,18 @@ Result<std::string> ObjectWriter::Get(const Digest& d) {
 Status ObjectWriter::Flush() {
   std::vector<PreparedObject> batch;
   {
-    std::lock_guard lk(mu_);
+    std::unique_lock lk(mu_);
+    // Objects other threads have accepted must reach pending_ first.
+    drained_.wait(lk, [&] { return preparing_ == 0 || !sticky_.ok(); });
     if (!sticky_.ok()) return sticky_;
     batch.swap(pending_);
     pending_bytes_ = 0;
+    if (!batch.empty()) writing_++;
   }
   if (!batch.empty()) HASHFS_RETURN_IF_ERROR(WriteBatch(std::move(batch)));
-  // Wait for batches other threads are writing.
-  std::lock_guard wl(write_mu_);
-  std::lock_guard lk(mu_);
+  // Wait for batches other threads took out and are still writing.
+  std::unique_lock lk(mu_);
+  drained_.wait(lk, [&] { return writing_ == 0 || !sticky_.ok(); });
   return sticky_;
 }
 

@@ -58,6 +58,13 @@ class ObjectWriter {
   std::unordered_map<Digest, std::optional<std::string>, DigestHash> queued_plain_;
   std::vector<PreparedObject> pending_;
   size_t pending_bytes_ = 0;
+  // Objects reserved in queued_plain_ but not yet in pending_ (being checked
+  // or compressed), and batches taken out of pending_ but not yet stored.
+  // Flush waits for both to drain so that an object some Put has reported as
+  // accepted is durable when Flush returns.
+  size_t preparing_ = 0;
+  size_t writing_ = 0;
+  std::condition_variable drained_;
   std::mutex write_mu_;  // one PutBatch at a time
   Status sticky_;        // first write failure, returned by every later call
   WriterStats stats_;

@@ -56,7 +56,7 @@ mode_t TypeBits(FileType t) {
   return 0;
 }
 
-bool AllZero(const std::string& s) {
+bool AllZero(std::string_view s) {
   for (char c : s)
     if (c) return false;
   return true;
@@ -154,23 +154,24 @@ void RestoreRun::RestoreFile(int dirfd, const std::string& name, const std::stri
     Error(path, std::string("create: ") + std::strerror(errno));
     return;
   }
-  bool damaged = false;
   Status s = file_manifest::ForEachChunk(get_, n, [&](const ChunkRef& c, uint64_t off) -> Status {
     auto data = get_(c.digest);
     if (!data.ok()) {
       Error(path, "chunk at offset " + std::to_string(off) + ": " + data.status().ToString());
-      damaged = true;
       return Status::Ok();  // leave a hole, carry on with the rest
     }
     if (data->size() != c.size) {
       Error(path, "chunk at offset " + std::to_string(off) + " has the wrong length");
-      damaged = true;
       return Status::Ok();
     }
-    if (!AllZero(*data)) {
+    // Write in 64 KiB pieces and leave all-zero pieces as holes (sparse files).
+    constexpr size_t kPiece = 64 * 1024;
+    for (size_t p = 0; p < data->size(); p += kPiece) {
+      std::string_view piece = std::string_view(*data).substr(p, kPiece);
+      if (AllZero(piece)) continue;
       size_t done = 0;
-      while (done < data->size()) {
-        ssize_t w = pwrite(fd.fd, data->data() + done, data->size() - done, static_cast<off_t>(off + done));
+      while (done < piece.size()) {
+        ssize_t w = pwrite(fd.fd, piece.data() + done, piece.size() - done, static_cast<off_t>(off + p + done));
         if (w < 0) {
           if (errno == EINTR) continue;
           return Status::FromErrno(errno, "write");
@@ -194,7 +195,6 @@ void RestoreRun::RestoreFile(int dirfd, const std::string& name, const std::stri
   std::lock_guard lk(mu_);
   report.files++;
   report.bytes += n.size;
-  (void)damaged;
 }
 
 void RestoreRun::CreateOther(int dirfd, const std::string& name, const std::string& path, const Inode& n) {

@@ -1,0 +1,868 @@
+// Tests of the maintenance operations: tree walks, diff, garbage collection,
+// CheckComplete, verify, stats and forget (tree/walk.h, diff.h, gc.h,
+// verify.h, stats.h, forget.h), on a MemoryStore with real objects.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <ctime>
+#include <functional>
+#include <memory>
+#include <set>
+
+#include <unistd.h>
+
+#include "cas/memory_store.h"
+#include "cas/object_codec.h"
+#include "test_util.h"
+#include "tree/diff.h"
+#include "tree/file_manifest.h"
+#include "tree/forget.h"
+#include "tree/gc.h"
+#include "tree/stats.h"
+#include "tree/verify.h"
+#include "tree/walk.h"
+
+namespace hashfs {
+namespace {
+
+// Delegates to a MemoryStore; runs a hook (once, or as often as it re-arms
+// itself) right before each Sweep, to race garbage collection.
+class HookedStore final : public ObjectStore {
+ public:
+  explicit HookedStore(MemoryStore& inner) : inner_(inner) {}
+  Result<std::string> Get(const Digest& d) override { return inner_.Get(d); }
+  Result<bool> Contains(const Digest& d) override { return inner_.Contains(d); }
+  Result<ObjectInfo> Info(const Digest& d) override { return inner_.Info(d); }
+  Status PutBatch(std::span<const PreparedObject> batch) override { return inner_.PutBatch(batch); }
+  Status ForEachObject(const std::function<Status(const Digest&, std::string_view)>& fn) override {
+    return inner_.ForEachObject(fn);
+  }
+  Status Sweep(const std::function<bool(const Digest&, const ObjectInfo&)>& should_delete, const RefTxnFn& then_fn,
+               uint64_t* deleted) override {
+    sweeps++;
+    if (before_sweep) {
+      auto hook = std::move(before_sweep);
+      before_sweep = nullptr;
+      hook();
+    }
+    return inner_.Sweep(should_delete, then_fn, deleted);
+  }
+  Status Update(const RefTxnFn& fn) override { return inner_.Update(fn); }
+  Status View(const RefTxnFn& fn) override { return inner_.View(fn); }
+  uint64_t DiskBytes() override { return 0; }
+
+  std::function<void()> before_sweep;
+  int sweeps = 0;
+
+ private:
+  MemoryStore& inner_;
+};
+
+std::string PatchTime(std::string stored, uint64_t when) {
+  for (int i = 0; i < 8; i++) stored[10 + i] = static_cast<char>(when >> (8 * i));
+  return stored;
+}
+
+int64_t LocalNs(int y, int mon, int d, int h, int min = 0) {
+  struct tm tm {};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mon - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = min;
+  tm.tm_isdst = -1;
+  return static_cast<int64_t>(mktime(&tm)) * 1000000000;
+}
+
+class MaintenanceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RepoConfig cfg;
+    cfg.zstd_level = 3;
+    HFS_ASSERT_OK(Repository::Init(store_, cfg));
+    auto r = Repository::Open(store_);
+    HFS_ASSERT_OK(r.status());
+    repo_ = std::move(r).value();
+    w_ = std::make_unique<ObjectWriter>(store_, 3);
+  }
+
+  ChunkRef Chunk(std::string_view data) {
+    auto d = w_->Put(data, ObjectKind::kData);
+    EXPECT_TRUE(d.ok()) << d.status().ToString();
+    return {d.ok() ? *d : Digest{}, data.size()};
+  }
+
+  Inode FileInode(std::string_view content, uint32_t mode = 0644, int64_t mtime = 1000) {
+    Inode n;
+    n.type = FileType::kRegular;
+    n.mode = mode;
+    n.uid = 1000;
+    n.gid = 1000;
+    n.mtime_ns = mtime;
+    std::vector<ChunkRef> chunks;
+    if (!content.empty()) chunks.push_back(Chunk(content));
+    HFS_EXPECT_OK(file_manifest::SetContent(*w_, chunks, &n));
+    return n;
+  }
+  // A file of `n` distinct chunks: more than kMaxInlineChunks makes a manifest.
+  Inode BigFileInode(const std::string& tag, int n) {
+    Inode in;
+    in.type = FileType::kRegular;
+    in.mode = 0644;
+    std::vector<ChunkRef> chunks;
+    for (int i = 0; i < n; i++) chunks.push_back(Chunk(tag + "-chunk-" + std::to_string(i)));
+    HFS_EXPECT_OK(file_manifest::SetContent(*w_, chunks, &in));
+    return in;
+  }
+  Inode DirInode(std::vector<Entry> kids, uint32_t mode = 0755) {
+    Inode n;
+    n.type = FileType::kDirectory;
+    n.mode = mode;
+    auto d = dir_tree::Build(*w_, std::move(kids));
+    EXPECT_TRUE(d.ok()) << d.status().ToString();
+    if (d.ok()) n.content = *d;
+    return n;
+  }
+  static Entry E(std::string name, Inode in) {
+    Entry e;
+    e.name = std::move(name);
+    e.inode = std::move(in);
+    return e;
+  }
+  Entry F(std::string name, std::string_view content, uint32_t mode = 0644, int64_t mtime = 1000) {
+    return E(std::move(name), FileInode(content, mode, mtime));
+  }
+  Entry D(std::string name, std::vector<Entry> kids, uint32_t mode = 0755) {
+    return E(std::move(name), DirInode(std::move(kids), mode));
+  }
+  static Entry Sym(std::string name, std::string target) {
+    Inode n;
+    n.type = FileType::kSymlink;
+    n.mode = 0777;
+    n.size = target.size();
+    n.symlink_target = std::move(target);
+    return E(std::move(name), std::move(n));
+  }
+  static Entry Hard(std::string name, uint64_t id) {
+    Entry e;
+    e.name = std::move(name);
+    e.link_id = id;
+    e.inode.type = FileType::kRegular;
+    return e;
+  }
+  Digest Links(std::vector<LinkRecord> recs) {
+    auto d = link_table::Build(*w_, std::move(recs));
+    EXPECT_TRUE(d.ok()) << d.status().ToString();
+    return d.ok() ? *d : Digest{};
+  }
+
+  Digest MakeCommit(std::vector<Entry> root, Digest links = {}, int64_t time_ns = 1, std::string desc = "") {
+    Commit c;
+    c.root = DirInode(std::move(root));
+    c.links = links;
+    c.time_ns = time_ns;
+    c.description = std::move(desc);
+    auto id = w_->Put(EncodeCommit(c), ObjectKind::kMeta);
+    EXPECT_TRUE(id.ok());
+    HFS_EXPECT_OK(w_->Flush());
+    return id.ok() ? *id : Digest{};
+  }
+  Commit Load(const Digest& id) {
+    auto c = repo_->LoadCommit(id);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? *c : Commit{};
+  }
+  void Advance(const std::string& vol, const Digest& c) {
+    auto head = repo_->Head(vol);
+    ASSERT_TRUE(head.ok());
+    auto epoch = repo_->GcEpoch();
+    ASSERT_TRUE(epoch.ok());
+    HFS_ASSERT_OK(repo_->Advance(vol, *head, c, *epoch));
+  }
+  // Rewrites every stored object's write time to `when` (unix seconds).
+  void AgeAll(uint64_t when) {
+    HFS_ASSERT_OK(w_->Flush());
+    std::vector<std::pair<Digest, std::string>> all;
+    HFS_ASSERT_OK(mem_.ForEachObject([&](const Digest& d, std::string_view s) {
+      all.emplace_back(d, std::string(s));
+      return Status::Ok();
+    }));
+    for (auto& [d, s] : all) mem_.CorruptForTesting(d, PatchTime(std::move(s), when));
+  }
+  Digest PutOld(std::string_view plain, ObjectKind kind, uint64_t when) {
+    PreparedObject o = PrepareObject(plain, kind, 0);
+    o.stored = PatchTime(std::move(o.stored), when);
+    HFS_EXPECT_OK(mem_.PutBatch(std::span<const PreparedObject>(&o, 1)));
+    return o.digest;
+  }
+  bool Has(const Digest& d) {
+    auto r = mem_.Contains(d);
+    return r.ok() && *r;
+  }
+  uint64_t ObjectCount() {
+    uint64_t n = 0;
+    HFS_EXPECT_OK(mem_.ForEachObject([&](const Digest&, std::string_view) {
+      n++;
+      return Status::Ok();
+    }));
+    return n;
+  }
+  std::vector<DiffEntry> Diff(const Digest& a, const Digest& b) {
+    auto d = DiffCommits(*repo_, Load(a), Load(b));
+    EXPECT_TRUE(d.ok()) << d.status().ToString();
+    return d.ok() ? *d : std::vector<DiffEntry>{};
+  }
+
+  static uint64_t Old() { return static_cast<uint64_t>(std::time(nullptr)) - 3600; }
+
+  MemoryStore mem_;
+  HookedStore store_{mem_};
+  std::unique_ptr<Repository> repo_;
+  std::unique_ptr<ObjectWriter> w_;
+};
+
+DiffEntry DE(DiffEntry::Kind k, std::string path, FileType t, uint64_t o, uint64_t n) {
+  return DiffEntry{k, std::move(path), t, o, n};
+}
+
+// ---------------------------------------------------------------- walk
+
+TEST_F(MaintenanceTest, WalkVisitsInOrderAndResolvesHardlinks) {
+  Digest links = Links({LinkRecord{7, 2, FileInode("shared!")}});
+  Digest c = MakeCommit({F("b.txt", "bb"), D("a", {F("x", "xxx"), Hard("h1", 7)}), Hard("h2", 7), Sym("s", "a/x")},
+                        links);
+  std::vector<std::string> seen;
+  HFS_ASSERT_OK(WalkCommit(repo_->getter(), Load(c), [&](const WalkEntry& e, bool*) {
+    seen.push_back(std::string(e.path) + ":" + FileTypeChar(e.inode.type) + ":" + std::to_string(e.inode.size) + ":" +
+                   std::to_string(e.link_id) + ":" + std::to_string(e.depth));
+    return Status::Ok();
+  }));
+  EXPECT_EQ(seen, (std::vector<std::string>{"a:d:0:0:1", "a/h1:f:7:7:2", "a/x:f:3:0:2", "b.txt:f:2:0:1",
+                                             "h2:f:7:7:1", "s:l:3:0:1"}));
+
+  // descend = false skips a directory's contents.
+  seen.clear();
+  HFS_ASSERT_OK(WalkCommit(repo_->getter(), Load(c), [&](const WalkEntry& e, bool* descend) {
+    seen.push_back(std::string(e.path));
+    *descend = false;
+    return Status::Ok();
+  }));
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "b.txt", "h2", "s"}));
+}
+
+TEST_F(MaintenanceTest, WalkRefusesTreesDeeperThanTheLimit) {
+  auto chain = [&](int depth) {
+    Inode in = DirInode({});
+    for (int i = 0; i < depth - 1; i++) in = DirInode({E("d", in)});
+    return MakeCommit({E("d", in)});
+  };
+  Digest ok = chain(kMaxTreeDepth);
+  size_t n = 0;
+  HFS_ASSERT_OK(WalkCommit(repo_->getter(), Load(ok), [&](const WalkEntry&, bool*) {
+    n++;
+    return Status::Ok();
+  }));
+  EXPECT_EQ(n, static_cast<size_t>(kMaxTreeDepth));
+
+  Digest deep = chain(kMaxTreeDepth + 2);
+  Status s = WalkCommit(repo_->getter(), Load(deep), [](const WalkEntry&, bool*) { return Status::Ok(); });
+  EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.ToString();
+
+  // Diff against the empty tree must list everything: refused the same way.
+  Digest empty = MakeCommit({});
+  auto d = DiffCommits(*repo_, Load(empty), Load(deep));
+  EXPECT_EQ(d.status().code(), Status::Code::kCorruption);
+  // Verify names it instead of failing; GC keeps all of it.
+  Advance("vol", deep);
+  auto v = VerifyStore(*repo_);
+  HFS_ASSERT_OK(v.status());
+  ASSERT_EQ(v->damaged_paths.size(), 1u);
+  EXPECT_NE(v->damaged_paths[0].find("deeper than"), std::string::npos) << v->damaged_paths[0];
+  AgeAll(Old());
+  auto gc = CollectGarbage(*repo_);
+  HFS_ASSERT_OK(gc.status());
+  HFS_EXPECT_OK(CheckComplete(*repo_, repo_->getter(), deep));
+}
+
+// ---------------------------------------------------------------- diff
+
+TEST_F(MaintenanceTest, DiffAddRemoveModifyMetadata) {
+  Digest a = MakeCommit({F("keep.txt", "same"), F("mod.txt", "old content"), F("meta.txt", "m"),
+                         F("gone.txt", "bye!"), D("sub", {F("x", "x1")})});
+  Digest b = MakeCommit({F("keep.txt", "same"), F("mod.txt", "new content!!"), F("meta.txt", "m", 0600),
+                         F("new.txt", "hello"), D("sub", {F("x", "x1"), F("y", "yy")})});
+  EXPECT_EQ(Diff(a, b), (std::vector<DiffEntry>{
+                            DE(DiffEntry::kRemoved, "gone.txt", FileType::kRegular, 4, 0),
+                            DE(DiffEntry::kMetadata, "meta.txt", FileType::kRegular, 1, 1),
+                            DE(DiffEntry::kModified, "mod.txt", FileType::kRegular, 11, 13),
+                            DE(DiffEntry::kAdded, "new.txt", FileType::kRegular, 0, 5),
+                            DE(DiffEntry::kAdded, "sub/y", FileType::kRegular, 0, 2),
+                        }));
+  // And the other way round.
+  EXPECT_EQ(Diff(b, a), (std::vector<DiffEntry>{
+                            DE(DiffEntry::kAdded, "gone.txt", FileType::kRegular, 0, 4),
+                            DE(DiffEntry::kMetadata, "meta.txt", FileType::kRegular, 1, 1),
+                            DE(DiffEntry::kModified, "mod.txt", FileType::kRegular, 13, 11),
+                            DE(DiffEntry::kRemoved, "new.txt", FileType::kRegular, 5, 0),
+                            DE(DiffEntry::kRemoved, "sub/y", FileType::kRegular, 2, 0),
+                        }));
+  EXPECT_TRUE(Diff(a, a).empty());
+}
+
+TEST_F(MaintenanceTest, DiffTypeChangesAndNestedDirectoryAdded) {
+  Digest a = MakeCommit({F("t", "file"), D("d", {F("f", "ff")}), Sym("l", "old"), F("dev", "")});
+  Inode dev;
+  dev.type = FileType::kCharDevice;
+  dev.rdev = 0x0103;
+  Digest b = MakeCommit({Sym("t", "target"), F("d", "now a file"), Sym("l", "new"),
+                         D("nd", {F("a", "a"), D("deeper", {F("b", "bbb")})}), E("dev", dev)});
+  EXPECT_EQ(Diff(a, b), (std::vector<DiffEntry>{
+                            DE(DiffEntry::kModified, "d", FileType::kRegular, 0, 10),
+                            DE(DiffEntry::kRemoved, "d/f", FileType::kRegular, 2, 0),
+                            DE(DiffEntry::kModified, "dev", FileType::kCharDevice, 0, 0),
+                            DE(DiffEntry::kModified, "l", FileType::kSymlink, 3, 3),
+                            DE(DiffEntry::kAdded, "nd", FileType::kDirectory, 0, 0),
+                            DE(DiffEntry::kAdded, "nd/a", FileType::kRegular, 0, 1),
+                            DE(DiffEntry::kAdded, "nd/deeper", FileType::kDirectory, 0, 0),
+                            DE(DiffEntry::kAdded, "nd/deeper/b", FileType::kRegular, 0, 3),
+                            DE(DiffEntry::kModified, "t", FileType::kSymlink, 4, 6),
+                        }));
+}
+
+TEST_F(MaintenanceTest, DiffMetadataRulesAndRoot) {
+  Entry base = F("f", "data", 0644, 1000);
+  Entry ctime = base;
+  ctime.inode.ctime_ns = 999;
+  ctime.inode.source_ino = 42;
+  Entry xattr = F("g", "gg");
+  Entry xattr2 = xattr;
+  xattr2.inode.xattrs = {{"user.k", "v"}};
+  Entry dev = E("dev", Inode{});
+  dev.inode.type = FileType::kBlockDevice;
+  dev.inode.rdev = 1;
+  Entry dev2 = dev;
+  dev2.inode.rdev = 2;
+  Entry owner = F("o", "o");
+  Entry owner2 = owner;
+  owner2.inode.uid = 0;
+  Digest a = MakeCommit({base, xattr, dev, owner, D("dir", {F("in", "i")}, 0755)});
+  Digest b = MakeCommit({ctime, xattr2, dev2, owner2, D("dir", {F("in", "i")}, 0700)});
+  EXPECT_EQ(Diff(a, b), (std::vector<DiffEntry>{
+                            DE(DiffEntry::kModified, "dev", FileType::kBlockDevice, 0, 0),
+                            DE(DiffEntry::kMetadata, "dir", FileType::kDirectory, 0, 0),
+                            DE(DiffEntry::kMetadata, "g", FileType::kRegular, 2, 2),
+                            DE(DiffEntry::kMetadata, "o", FileType::kRegular, 1, 1),
+                        }));
+
+  // The root directory's own attributes are reported as ".".
+  Commit ca = Load(a), cb = Load(a);
+  cb.root.mtime_ns = 5;
+  auto d = DiffCommits(*repo_, ca, cb);
+  HFS_ASSERT_OK(d.status());
+  EXPECT_EQ(*d, (std::vector<DiffEntry>{DE(DiffEntry::kMetadata, ".", FileType::kDirectory, 0, 0)}));
+}
+
+TEST_F(MaintenanceTest, DiffPrunesEqualSubtreesWithoutReadingThem) {
+  // "ghost" names a directory tree that is not in the store: equal on both
+  // sides, it must not be read.
+  Inode ghost;
+  ghost.type = FileType::kDirectory;
+  ghost.mode = 0755;
+  ghost.content = Sha256Of("not stored anywhere");
+  Digest a = MakeCommit({E("ghost", ghost), F("f", "1")});
+  Digest b = MakeCommit({E("ghost", ghost), F("f", "22")});
+  EXPECT_EQ(Diff(a, b),
+            (std::vector<DiffEntry>{DE(DiffEntry::kModified, "f", FileType::kRegular, 1, 2)}));
+  // ... but a changed one is read, and the failure names its path.
+  Inode ghost2 = ghost;
+  ghost2.content = Sha256Of("also not stored");
+  Digest c = MakeCommit({E("ghost", ghost2), F("f", "22")});
+  auto d = DiffCommits(*repo_, Load(a), Load(c));
+  EXPECT_EQ(d.status().code(), Status::Code::kNotFound);
+  EXPECT_NE(d.status().message().find("ghost"), std::string::npos) << d.status().ToString();
+}
+
+TEST_F(MaintenanceTest, DiffSeesChangedHardlinksInsideEqualDirectories) {
+  Digest l1 = Links({LinkRecord{1, 2, FileInode("old")}, LinkRecord{2, 1, FileInode("same")}});
+  Digest l2 = Links({LinkRecord{1, 2, FileInode("newer")}, LinkRecord{2, 1, FileInode("same")}});
+  std::vector<Entry> tree = {D("sub", {Hard("h1", 1), Hard("k", 2)}), Hard("h2", 1), F("plain", "p")};
+  Digest a = MakeCommit(tree, l1);
+  Digest b = MakeCommit(tree, l2);
+  EXPECT_EQ(Load(a).root, Load(b).root);
+  EXPECT_EQ(Diff(a, b), (std::vector<DiffEntry>{
+                            DE(DiffEntry::kModified, "h2", FileType::kRegular, 3, 5),
+                            DE(DiffEntry::kModified, "sub/h1", FileType::kRegular, 3, 5),
+                        }));
+  // A file that becomes hardlinked with unchanged content is unchanged.
+  Digest l4 = Links({LinkRecord{1, 2, FileInode("old")}, LinkRecord{2, 1, FileInode("same")},
+                     LinkRecord{9, 1, FileInode("p")}});
+  Digest c2 = MakeCommit({D("sub", {Hard("h1", 1), Hard("k", 2)}), Hard("h2", 1), Hard("plain", 9)}, l4);
+  EXPECT_TRUE(Diff(a, c2).empty());
+}
+
+// ---------------------------------------------------------------- gc
+
+TEST_F(MaintenanceTest, GcDeletesExactlyUnreachableOldObjects) {
+  Digest links = Links({LinkRecord{3, 2, FileInode("hardlinked content")}});
+  Digest c1 = MakeCommit({F("a.txt", "alpha"), D("sub", {F("b.txt", "beta"), Hard("h1", 3)}), Hard("h2", 3),
+                          E("big", BigFileInode("big", 40)), Sym("s", "a.txt")},
+                         links);
+  Advance("vol", c1);
+  ASSERT_EQ(Load(c1).root.type, FileType::kDirectory);
+  uint64_t reachable = ObjectCount();
+  Digest orphan_chunk = PutOld("orphan chunk", ObjectKind::kData, Old());
+  // An unreachable old tree (a commit never published) goes too.
+  Digest orphan_commit = MakeCommit({F("lost.txt", "lost")});
+  AgeAll(Old());
+  HFS_ASSERT_OK(w_->Put("young orphan", ObjectKind::kData).status());
+  HFS_ASSERT_OK(w_->Flush());
+  Digest young = Sha256Of("young orphan");
+  uint64_t before = ObjectCount();
+  ASSERT_EQ(before, reachable + 1 + 3 + 1);  // orphan chunk; orphan commit, root and chunk; young
+
+  auto epoch = repo_->GcEpoch();
+  HFS_ASSERT_OK(epoch.status());
+  auto r = CollectGarbage(*repo_);
+  HFS_ASSERT_OK(r.status());
+  EXPECT_TRUE(r->problems.empty()) << r->problems[0];
+  EXPECT_EQ(r->reachable, reachable);
+  EXPECT_EQ(r->deleted, 4u);
+  EXPECT_GT(r->deleted_bytes, 0u);
+  EXPECT_EQ(r->kept_young, 1u);
+  EXPECT_EQ(r->sweeps, 1);
+  EXPECT_EQ(ObjectCount(), reachable + 1);
+  EXPECT_FALSE(Has(orphan_chunk));
+  EXPECT_FALSE(Has(orphan_commit));
+  EXPECT_TRUE(Has(young));
+  HFS_EXPECT_OK(CheckComplete(*repo_, repo_->getter(), c1));
+  auto v = VerifyStore(*repo_);
+  HFS_ASSERT_OK(v.status());
+  EXPECT_TRUE(v->ok());
+  EXPECT_EQ(*repo_->GcEpoch(), *epoch + 1);
+
+  // A second run finds nothing more to delete.
+  auto r2 = CollectGarbage(*repo_);
+  HFS_ASSERT_OK(r2.status());
+  EXPECT_EQ(r2->deleted, 0u);
+  EXPECT_EQ(*repo_->GcEpoch(), *epoch + 2);
+}
+
+TEST_F(MaintenanceTest, GcKeepsObjectsOfLiveWriterSessions) {
+  Digest c1 = MakeCommit({F("a", "a")});
+  Advance("vol", c1);
+  AgeAll(Old());
+  // A session that started long ago protects everything written since.
+  HFS_ASSERT_OK(store_.Update([&](RefTxn& t) {
+    return t.Put("sess/test", "{\"pid\":" + std::to_string(getpid()) + ",\"host\":\"elsewhere\",\"start\":" +
+                                  std::to_string(Old() - 100) + ",\"what\":\"test\"}");
+  }));
+  Digest pending = PutOld("written by the session", ObjectKind::kData, Old());
+  auto r = CollectGarbage(*repo_);
+  HFS_ASSERT_OK(r.status());
+  EXPECT_EQ(r->deleted, 0u);
+  EXPECT_EQ(r->kept_young, 1u);
+  EXPECT_TRUE(Has(pending));
+}
+
+TEST_F(MaintenanceTest, GcAfterForgetKeepsWhatSnapshotsReach) {
+  Digest c1 = MakeCommit({F("common", "common"), F("v", "version 1")}, {}, LocalNs(2024, 3, 1, 12));
+  Advance("vol", c1);
+  Digest c2 = MakeCommit({F("common", "common"), F("v", "version 2")}, {}, LocalNs(2024, 3, 2, 12));
+  Advance("vol", c2);
+  Digest c3 = MakeCommit({F("common", "common"), F("v", "version 3")}, {}, LocalNs(2024, 3, 3, 12));
+  Advance("vol", c3);
+  HFS_ASSERT_OK(repo_->CreateSnapshot("first", c1));
+  ForgetPolicy p;
+  p.keep_last = 1;
+  auto f = Forget(*repo_, "vol", p, /*dry_run=*/false);
+  HFS_ASSERT_OK(f.status());
+  ASSERT_EQ(f->removed.size(), 2u);
+  AgeAll(Old());
+
+  Commit commit2 = Load(c2);
+  auto r = CollectGarbage(*repo_);
+  HFS_ASSERT_OK(r.status());
+  EXPECT_EQ(r->deleted, 3u);  // c2's commit, root directory and "version 2" chunk
+  EXPECT_FALSE(Has(c2));
+  EXPECT_FALSE(Has(commit2.root.content));
+  EXPECT_FALSE(Has(Sha256Of("version 2")));
+  HFS_EXPECT_OK(CheckComplete(*repo_, repo_->getter(), c1));
+  HFS_EXPECT_OK(CheckComplete(*repo_, repo_->getter(), c3));
+  EXPECT_EQ(CheckComplete(*repo_, repo_->getter(), c2).code(), Status::Code::kNotFound);
+}
+
+TEST_F(MaintenanceTest, GcRemarksWhenACommitAppearsBeforeTheSweep) {
+  Digest c1 = MakeCommit({F("a", "one")});
+  Advance("vol", c1);
+  // c2 exists but is unreachable while GC marks; it becomes a root just
+  // before the sweep transaction (a writer advancing concurrently).
+  Digest c2 = MakeCommit({F("a", "one"), D("more", {F("b", "only in c2")})});
+  Digest orphan = PutOld("orphan", ObjectKind::kData, Old());
+  AgeAll(Old());
+  store_.before_sweep = [&] { Advance("other", c2); };
+
+  auto r = CollectGarbage(*repo_);
+  HFS_ASSERT_OK(r.status());
+  EXPECT_EQ(r->sweeps, 2);
+  EXPECT_EQ(store_.sweeps, 2);
+  EXPECT_EQ(r->deleted, 1u);
+  EXPECT_FALSE(Has(orphan));
+  HFS_EXPECT_OK(CheckComplete(*repo_, repo_->getter(), c2));
+  HFS_EXPECT_OK(CheckComplete(*repo_, repo_->getter(), c1));
+}
+
+TEST_F(MaintenanceTest, GcGivesUpWhenRootsKeepChanging) {
+  Digest c1 = MakeCommit({F("a", "one")});
+  Advance("vol", c1);
+  int n = 0;
+  std::function<void()> hook = [&] {
+    ObjectWriter w(mem_, 0);
+    Commit c = Load(c1);
+    c.description = "churn " + std::to_string(n++);
+    auto id = w.Put(EncodeCommit(c), ObjectKind::kMeta);
+    ASSERT_TRUE(id.ok());
+    HFS_ASSERT_OK(w.Flush());
+    Advance("vol", *id);
+    store_.before_sweep = hook;
+  };
+  store_.before_sweep = hook;
+  auto r = CollectGarbage(*repo_);
+  EXPECT_EQ(r.status().code(), Status::Code::kStale) << r.status().ToString();
+  EXPECT_EQ(store_.sweeps, 11);
+  store_.before_sweep = nullptr;
+  HFS_EXPECT_OK(CollectGarbage(*repo_).status());
+}
+
+TEST_F(MaintenanceTest, GcReportsMissingObjectsAndKeepsTheRest) {
+  Inode lost_dir;
+  lost_dir.type = FileType::kDirectory;
+  lost_dir.content = Sha256Of("missing directory node");
+  Entry lost_file = F("lost", "");
+  lost_file.inode.chunks = {{Sha256Of("missing chunk"), 13}};
+  lost_file.inode.size = 13;
+  Digest c1 = MakeCommit({F("fine", "fine"), E("gone", lost_dir), D("sub", {lost_file})});
+  Advance("vol", c1);
+  uint64_t n = ObjectCount();
+  AgeAll(Old());
+  auto r = CollectGarbage(*repo_);
+  HFS_ASSERT_OK(r.status());
+  EXPECT_EQ(r->deleted, 0u);
+  EXPECT_EQ(r->reachable, n);
+  ASSERT_EQ(r->problems.size(), 2u);
+  std::string all = r->problems[0] + "\n" + r->problems[1];
+  EXPECT_NE(all.find("gone"), std::string::npos) << all;
+  EXPECT_NE(all.find(Sha256Of("missing chunk").Hex()), std::string::npos) << all;
+  EXPECT_EQ(ObjectCount(), n);
+}
+
+TEST_F(MaintenanceTest, CheckCompleteFindsMissingObjects) {
+  Digest good = MakeCommit({F("a", "a"), E("big", BigFileInode("ok", 30)), D("d", {F("x", "x")})});
+  HFS_EXPECT_OK(CheckComplete(*repo_, repo_->getter(), good));
+
+  Entry lost = F("file", "");
+  lost.inode.chunks = {{Sha256Of("never stored"), 12}};
+  lost.inode.size = 12;
+  Digest bad = MakeCommit({F("a", "a"), D("dir", {lost})});
+  Status s = CheckComplete(*repo_, repo_->getter(), bad);
+  EXPECT_EQ(s.code(), Status::Code::kNotFound);
+  EXPECT_NE(s.message().find(Sha256Of("never stored").Hex()), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("dir/file"), std::string::npos) << s.ToString();
+
+  // A chunk inside a manifest, and a missing directory node.
+  Inode big = BigFileInode("manifested", 30);
+  ASSERT_EQ(big.layout, ContentLayout::kManifest);
+  Digest c3 = MakeCommit({E("big", big)});
+  HFS_ASSERT_OK(CheckComplete(*repo_, repo_->getter(), c3));
+  std::vector<ChunkRef> refs;
+  for (int i = 0; i < 30; i++) refs.push_back(Chunk("present-" + std::to_string(i)));
+  refs.insert(refs.begin() + 20, ChunkRef{Sha256Of("absent from the manifest"), 24});
+  Inode big2;
+  big2.type = FileType::kRegular;
+  HFS_ASSERT_OK(file_manifest::SetContent(*w_, refs, &big2));
+  ASSERT_EQ(big2.layout, ContentLayout::kManifest);
+  Digest c5 = MakeCommit({D("m", {E("big2", big2)})});
+  s = CheckComplete(*repo_, repo_->getter(), c5);
+  EXPECT_EQ(s.code(), Status::Code::kNotFound);
+  EXPECT_NE(s.message().find("m/big2"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find(Sha256Of("absent from the manifest").Hex()), std::string::npos) << s.ToString();
+
+  Inode ghost;
+  ghost.type = FileType::kDirectory;
+  ghost.content = Sha256Of("no such node");
+  Digest c4 = MakeCommit({D("p", {E("q", ghost)})});
+  s = CheckComplete(*repo_, repo_->getter(), c4);
+  EXPECT_EQ(s.code(), Status::Code::kNotFound);
+  EXPECT_NE(s.message().find("p/q"), std::string::npos) << s.ToString();
+  EXPECT_EQ(CheckComplete(*repo_, repo_->getter(), Sha256Of("no commit")).code(), Status::Code::kNotFound);
+
+  // Data still queued in an ObjectWriter counts as present through its getter.
+  ObjectWriter w(store_, 0, 1u << 30);
+  auto queued = w.Put("queued chunk", ObjectKind::kData);
+  HFS_ASSERT_OK(queued.status());
+  Inode qf;
+  qf.type = FileType::kRegular;
+  qf.size = 12;
+  qf.chunks = {{*queued, 12}};
+  auto root = dir_tree::Build(w, {E("q", qf)});
+  HFS_ASSERT_OK(root.status());
+  Commit qc;
+  qc.root.type = FileType::kDirectory;
+  qc.root.content = *root;
+  auto qid = w.Put(EncodeCommit(qc), ObjectKind::kMeta);
+  HFS_ASSERT_OK(qid.status());
+  HFS_EXPECT_OK(CheckComplete(*repo_, GetterFor(w), *qid));
+}
+
+// ---------------------------------------------------------------- verify
+
+TEST_F(MaintenanceTest, VerifyCleanStore) {
+  Digest links = Links({LinkRecord{1, 2, FileInode("hl")}});
+  Digest c1 = MakeCommit({F("a", "a"), E("big", BigFileInode("b", 25)), Hard("h", 1), D("d", {Hard("h2", 1)})},
+                         links);
+  Advance("vol", c1);
+  HFS_ASSERT_OK(repo_->CreateSnapshot("snap", c1));
+  uint64_t last_done = 0, last_total = 0;
+  auto v = VerifyStore(*repo_, [&](uint64_t d, uint64_t t) {
+    last_done = d;
+    last_total = t;
+  });
+  HFS_ASSERT_OK(v.status());
+  EXPECT_TRUE(v->ok());
+  EXPECT_EQ(v->objects_checked, ObjectCount());
+  EXPECT_GT(v->bytes_checked, 0u);
+  EXPECT_EQ(last_done, ObjectCount());
+  EXPECT_EQ(last_total, ObjectCount());
+}
+
+TEST_F(MaintenanceTest, VerifyNamesTheDamagedPathInEveryCommit) {
+  Digest links = Links({LinkRecord{5, 2, FileInode("linked data")}});
+  std::vector<Entry> docs = {F("a.txt", "precious"), F("b.txt", "fine")};
+  Digest c1 = MakeCommit({D("docs", docs), F("top", "v1"), Hard("h1", 5), D("x", {Hard("h2", 5)})}, links, 1);
+  Advance("vol", c1);
+  Digest c2 = MakeCommit({D("docs", docs), F("top", "v2"), Hard("h1", 5), D("x", {Hard("h2", 5)})}, links, 2);
+  Advance("vol", c2);
+  Digest c3 = MakeCommit({F("top", "v3")}, {}, 3);
+  Advance("vol", c3);
+  HFS_ASSERT_OK(repo_->CreateSnapshot("s1", c1));
+
+  Digest bad = Sha256Of("precious");
+  mem_.CorruptForTesting(bad, PrepareObject("tampered", ObjectKind::kData, 0).stored);
+  Digest bad2 = Sha256Of("linked data");
+  mem_.CorruptForTesting(bad2, PrepareObject("tampered 2", ObjectKind::kData, 0).stored);
+
+  auto v = VerifyStore(*repo_);
+  HFS_ASSERT_OK(v.status());
+  EXPECT_FALSE(v->ok());
+  ASSERT_EQ(v->corrupt_objects.size(), 2u);
+  std::string objs = v->corrupt_objects[0] + v->corrupt_objects[1];
+  EXPECT_NE(objs.find(bad.Hex()), std::string::npos);
+  EXPECT_NE(objs.find(bad2.Hex()), std::string::npos);
+
+  std::set<std::string> where;
+  for (const auto& p : v->damaged_paths) where.insert(p.substr(0, p.find(": ")));
+  auto at = [](const std::string& name, const Digest& c, const std::string& path) {
+    return name + "@" + c.Hex().substr(0, 12) + ":" + path;
+  };
+  std::set<std::string> want;
+  for (const auto& [name, c] : std::vector<std::pair<std::string, Digest>>{{"vol", c1}, {"vol", c2}, {"s1", c1}})
+    for (const char* path : {"docs/a.txt", "h1", "x/h2"}) want.insert(at(name, c, path));
+  EXPECT_EQ(where, want);
+  EXPECT_EQ(v->damaged_paths.size(), want.size());
+  for (const auto& p : v->damaged_paths) EXPECT_NE(p.find("corrupt"), std::string::npos) << p;
+}
+
+TEST_F(MaintenanceTest, VerifyReportsMissingTreeObjectsAndManyObjects) {
+  // Enough objects for several parallel batches.
+  std::vector<Entry> many;
+  for (int i = 0; i < 9000; i++) many.push_back(F("f" + std::to_string(i), "content " + std::to_string(i)));
+  Digest c1 = MakeCommit({D("many", many), E("big", BigFileInode("m", 20))});
+  Advance("vol", c1);
+  mem_.CorruptForTesting(Sha256Of("content 4321"), "short");
+  // A manifest node of "big" is damaged too.
+  Inode big = BigFileInode("m", 20);
+  ASSERT_EQ(big.layout, ContentLayout::kManifest);
+  mem_.CorruptForTesting(big.content, PrepareObject("not a manifest", ObjectKind::kMeta, 0).stored);
+  // A commit whose subdirectory node is missing.
+  Inode ghost;
+  ghost.type = FileType::kDirectory;
+  ghost.content = Sha256Of("missing node");
+  Digest c2 = MakeCommit({D("a", {E("b", ghost)})});
+  HFS_ASSERT_OK(repo_->CreateSnapshot("s", c2));
+  // A snapshot of a commit that is not stored at all.
+  HFS_ASSERT_OK(repo_->CreateSnapshot("nothing", Sha256Of("no commit")));
+
+  auto v = VerifyStore(*repo_);
+  HFS_ASSERT_OK(v.status());
+  EXPECT_EQ(v->objects_checked, ObjectCount());
+  EXPECT_EQ(v->corrupt_objects.size(), 2u);
+  std::string p1 = "vol@" + c1.Hex().substr(0, 12) + ":";
+  std::string p2 = "s@" + c2.Hex().substr(0, 12) + ":a/b: ";
+  std::string p3 = "nothing@" + Sha256Of("no commit").Hex().substr(0, 12) + ":.: ";
+  ASSERT_EQ(v->damaged_paths.size(), 4u) << ::testing::PrintToString(v->damaged_paths);
+  std::vector<std::string> got = v->damaged_paths;
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got[0].rfind(p3, 0), 0u) << got[0];
+  EXPECT_EQ(got[1].rfind(p2, 0), 0u) << got[1];
+  EXPECT_EQ(got[2].rfind(p1 + "big: ", 0), 0u) << got[2];
+  EXPECT_EQ(got[3].rfind(p1 + "many/f4321: ", 0), 0u) << got[3];
+}
+
+// ---------------------------------------------------------------- stats
+
+TEST_F(MaintenanceTest, StatsCountsLogicalAndUniqueBytes) {
+  std::string a(1000, 'a'), b(500, 'b'), c(300, 'c'), h(40, 'h');
+  Digest links = Links({LinkRecord{1, 2, FileInode(h)}});
+  Digest c1 = MakeCommit({F("a", a), D("sub", {F("b", b)})}, {}, 1);
+  Advance("vol", c1);
+  // c2 shares a and sub/b, adds c and a hardlinked pair (counted once).
+  Digest c2 = MakeCommit({F("a", a), D("sub", {F("b", b), Hard("h1", 1)}), F("c", c), Hard("h2", 1), Sym("s", "a")},
+                         links, 2);
+  Advance("vol", c2);
+  HFS_ASSERT_OK(repo_->CreateSnapshot("snap", c1));
+
+  uint64_t objects = 0, data = 0, plain = 0, data_plain = 0, stored = 0;
+  HFS_ASSERT_OK(mem_.ForEachObject([&](const Digest&, std::string_view s) {
+    auto info = ParseStoredHeader(s);
+    EXPECT_TRUE(info.ok());
+    objects++;
+    stored += s.size();
+    plain += info->plain_size;
+    if (info->kind == ObjectKind::kData) {
+      data++;
+      data_plain += info->plain_size;
+    }
+    return Status::Ok();
+  }));
+
+  auto st = ComputeStats(*repo_);
+  HFS_ASSERT_OK(st.status());
+  EXPECT_EQ(st->volumes, 1u);
+  EXPECT_EQ(st->snapshots, 1u);
+  EXPECT_EQ(st->commits, 2u);
+  EXPECT_EQ(st->objects, objects);
+  EXPECT_EQ(st->data_objects, 4u);
+  EXPECT_EQ(st->data_objects, data);
+  EXPECT_EQ(st->meta_objects, objects - data);
+  EXPECT_EQ(st->logical_bytes, (1000u + 500) + (1000 + 500 + 300 + 40));
+  EXPECT_EQ(st->unique_data_bytes, 1000u + 500 + 300 + 40);
+  EXPECT_EQ(data_plain, 1840u);
+  EXPECT_EQ(st->unique_bytes, plain);
+  EXPECT_EQ(st->stored_bytes, stored);
+  EXPECT_DOUBLE_EQ(st->dedupe_ratio, 3340.0 / 1840.0);
+  EXPECT_DOUBLE_EQ(st->compression_ratio, static_cast<double>(plain) / static_cast<double>(stored));
+  EXPECT_GT(st->compression_ratio, 1.0);  // runs of one byte compress
+}
+
+TEST_F(MaintenanceTest, StatsManyCommitsOfOneTreeAndEmptyStore) {
+  auto empty = ComputeStats(*repo_);
+  HFS_ASSERT_OK(empty.status());
+  EXPECT_EQ(empty->logical_bytes, 0u);
+  EXPECT_EQ(empty->dedupe_ratio, 0.0);
+
+  std::vector<Entry> files;
+  for (int i = 0; i < 50; i++) files.push_back(F("f" + std::to_string(i), std::string(100, 'x') + std::to_string(i)));
+  Entry tree = D("tree", files);
+  uint64_t per_commit = 0;
+  for (int i = 0; i < 50; i++) per_commit += 100 + std::to_string(i).size();
+  for (int i = 0; i < 100; i++) Advance("vol", MakeCommit({tree, F("n", std::to_string(i))}, {}, i));
+  uint64_t ns_bytes = 0;
+  for (int i = 0; i < 100; i++) ns_bytes += std::to_string(i).size();
+  auto st = ComputeStats(*repo_);
+  HFS_ASSERT_OK(st.status());
+  EXPECT_EQ(st->commits, 100u);
+  EXPECT_EQ(st->logical_bytes, 100 * per_commit + ns_bytes);
+}
+
+// ---------------------------------------------------------------- forget
+
+struct SelectCase {
+  const char* name;
+  std::vector<int64_t> times;
+  ForgetPolicy policy;
+  std::vector<bool> want;
+};
+
+TEST(SelectKeptTest, TableDriven) {
+  std::vector<int64_t> ten;
+  for (int i = 0; i < 10; i++) ten.push_back(LocalNs(2024, 5, 10, 20 - i));
+  // Three days, several commits each (newest first).
+  std::vector<int64_t> days = {LocalNs(2024, 5, 3, 15), LocalNs(2024, 5, 3, 12), LocalNs(2024, 5, 3, 9),
+                               LocalNs(2024, 5, 2, 18), LocalNs(2024, 5, 2, 8),  LocalNs(2024, 5, 1, 23),
+                               LocalNs(2024, 5, 1, 1)};
+  // Mon 2024-01-01 is ISO 2024-W01; Sun 2023-12-31 and Mon 2023-12-25 are 2023-W52.
+  std::vector<int64_t> weeks = {LocalNs(2024, 1, 2, 12), LocalNs(2024, 1, 1, 12), LocalNs(2023, 12, 31, 12),
+                                LocalNs(2023, 12, 25, 12), LocalNs(2023, 12, 24, 12), LocalNs(2023, 12, 17, 12)};
+  std::vector<int64_t> months = {LocalNs(2024, 3, 5, 12), LocalNs(2024, 3, 1, 12), LocalNs(2024, 2, 20, 12),
+                                 LocalNs(2024, 1, 31, 12), LocalNs(2023, 12, 31, 12)};
+  std::vector<int64_t> hours = {LocalNs(2024, 5, 1, 10, 50), LocalNs(2024, 5, 1, 10, 5), LocalNs(2024, 5, 1, 9, 59),
+                                LocalNs(2024, 5, 1, 9, 0), LocalNs(2024, 5, 1, 7, 30)};
+  auto P = [](int last, int hourly, int daily, int weekly, int monthly) {
+    ForgetPolicy p;
+    p.keep_last = last;
+    p.keep_hourly = hourly;
+    p.keep_daily = daily;
+    p.keep_weekly = weekly;
+    p.keep_monthly = monthly;
+    return p;
+  };
+  const bool T = true, F = false;
+  std::vector<SelectCase> cases = {
+      {"keep-last 3 of 10", ten, P(3, 0, 0, 0, 0), {T, T, T, F, F, F, F, F, F, F}},
+      {"keep-last more than there are", {1, 0}, P(5, 0, 0, 0, 0), {T, T}},
+      {"keep-daily 2 over 3 days", days, P(0, 0, 2, 0, 0), {T, F, F, T, F, F, F}},
+      {"keep-daily 5 over 3 days", days, P(0, 0, 5, 0, 0), {T, F, F, T, F, T, F}},
+      {"keep-last 2 + keep-daily 3", days, P(2, 0, 3, 0, 0), {T, T, F, T, F, T, F}},
+      {"keep-hourly 2", hours, P(0, 2, 0, 0, 0), {T, F, T, F, F}},
+      {"keep-hourly 9", hours, P(0, 9, 0, 0, 0), {T, F, T, F, T}},
+      {"keep-weekly 2 (ISO weeks)", weeks, P(0, 0, 0, 2, 0), {T, F, T, F, F, F}},
+      {"keep-weekly 4", weeks, P(0, 0, 0, 4, 0), {T, F, T, F, T, T}},
+      {"keep-monthly 3", months, P(0, 0, 0, 0, 3), {T, F, T, T, F}},
+      {"keep-monthly 2 + keep-weekly 1 + keep-last 1", months, P(1, 0, 0, 1, 2), {T, F, T, F, F}},
+      {"empty policy keeps the head", days, P(0, 0, 0, 0, 0), {T, F, F, F, F, F, F}},
+      {"head kept although older days win", {LocalNs(2024, 5, 3, 9), LocalNs(2024, 5, 2, 9)}, P(0, 0, 0, 0, 0),
+       {T, F}},
+      {"no commits", {}, P(3, 0, 0, 0, 0), {}},
+  };
+  for (const auto& c : cases) EXPECT_EQ(SelectKept(c.times, c.policy), c.want) << c.name;
+}
+
+TEST_F(MaintenanceTest, ForgetDropsHistoryEntries) {
+  std::vector<Digest> ids;
+  for (int d = 1; d <= 6; d++) {
+    ids.push_back(MakeCommit({F("f", "day " + std::to_string(d))}, {}, LocalNs(2024, 6, d, 12)));
+    Advance("vol", ids.back());
+  }
+  // Two commits on day 6: the older one loses to the head.
+  ids.push_back(MakeCommit({F("f", "day 6 again")}, {}, LocalNs(2024, 6, 6, 18)));
+  Advance("vol", ids.back());
+  HFS_ASSERT_OK(repo_->CreateSnapshot("keepme", ids[0]));
+
+  ForgetPolicy p;
+  p.keep_daily = 3;
+  auto dry = Forget(*repo_, "vol", p, /*dry_run=*/true);
+  HFS_ASSERT_OK(dry.status());
+  ASSERT_EQ(dry->kept.size(), 3u);
+  EXPECT_EQ(dry->kept[0].commit, ids[6]);
+  EXPECT_EQ(dry->kept[1].commit, ids[4]);
+  EXPECT_EQ(dry->kept[2].commit, ids[3]);
+  ASSERT_EQ(dry->removed.size(), 4u);
+  EXPECT_EQ(dry->removed[0].commit, ids[5]);
+  EXPECT_EQ(repo_->History("vol")->size(), 7u);
+
+  auto r = Forget(*repo_, "vol", p, /*dry_run=*/false);
+  HFS_ASSERT_OK(r.status());
+  auto hist = repo_->History("vol");
+  HFS_ASSERT_OK(hist.status());
+  ASSERT_EQ(hist->size(), 3u);
+  EXPECT_EQ((*hist)[0].commit, ids[6]);
+  EXPECT_EQ((*hist)[2].commit, ids[3]);
+  EXPECT_EQ(*repo_->Resolve("keepme"), ids[0]);
+  auto head = repo_->Head("vol");
+  EXPECT_EQ(**head, ids[6]);
+
+  EXPECT_EQ(Forget(*repo_, "vol", ForgetPolicy{}, false).status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(Forget(*repo_, "novol", p, false).status().code(), Status::Code::kNotFound);
+}
+
+}  // namespace
+}  // namespace hashfs

@@ -1,0 +1,308 @@
+#include "tree/verify.h"
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_group.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <unordered_map>
+
+#include "cas/object_codec.h"
+#include "tree/file_manifest.h"
+#include "tree/walk.h"
+
+namespace hashfs {
+namespace {
+
+constexpr size_t kBatchBytes = 8u << 20;
+constexpr size_t kBatchItems = 4096;
+
+// Pass 1: every stored object decodes and hashes to its name. The scan fills
+// one batch while the previous one is checked by the TBB workers.
+Status CheckAllObjects(ObjectStore& store, const std::function<void(uint64_t, uint64_t)>& progress,
+                       VerifyReport* report, std::map<Digest, std::string>* bad) {
+  uint64_t total = 0;
+  if (progress) {
+    HASHFS_RETURN_IF_ERROR(store.ForEachObject([&](const Digest&, std::string_view) {
+      total++;
+      return Status::Ok();
+    }));
+  }
+  struct Item {
+    Digest d;
+    std::string stored;
+  };
+  std::vector<Item> filling, inflight;
+  size_t filling_bytes = 0;
+  std::mutex mu;
+  std::atomic<uint64_t> done{0};
+  tbb::task_group tg;
+  bool running = false;
+  auto launch = [&] {
+    if (running) tg.wait();
+    running = false;
+    inflight.swap(filling);
+    filling.clear();
+    filling_bytes = 0;
+    if (inflight.empty()) return;
+    running = true;
+    tg.run([&] {
+      tbb::parallel_for(tbb::blocked_range<size_t>(0, inflight.size()), [&](const tbb::blocked_range<size_t>& r) {
+        for (size_t i = r.begin(); i != r.end(); ++i) {
+          auto plain = DecodeStoredObject(inflight[i].d, inflight[i].stored);
+          if (!plain.ok()) {
+            std::lock_guard lk(mu);
+            bad->emplace(inflight[i].d, plain.status().message());
+          }
+          done.fetch_add(1, std::memory_order_relaxed);
+        }
+      });
+    });
+  };
+  Status s = store.ForEachObject([&](const Digest& d, std::string_view stored) {
+    report->objects_checked++;
+    report->bytes_checked += stored.size();
+    filling.push_back({d, std::string(stored)});
+    filling_bytes += stored.size();
+    if (filling_bytes >= kBatchBytes || filling.size() >= kBatchItems) {
+      launch();
+      if (progress) progress(done.load(), std::max(total, report->objects_checked));
+    }
+    return Status::Ok();
+  });
+  launch();  // the last partial batch (after waiting for the previous one)
+  if (running) tg.wait();
+  HASHFS_RETURN_IF_ERROR(s);
+  if (progress) progress(done.load(), std::max(total, report->objects_checked));
+  return Status::Ok();
+}
+
+struct Problem {
+  std::string path;  // relative to the directory being checked; "" is the directory itself
+  std::string reason;
+};
+
+std::string Under(const std::string& name, const std::string& rel) { return rel.empty() ? name : name + "/" + rel; }
+
+struct MemoKey {
+  Digest dir;
+  Digest links;  // zero when the subtree holds no hardlinks
+  bool operator==(const MemoKey&) const = default;
+};
+struct MemoKeyHash {
+  size_t operator()(const MemoKey& k) const noexcept { return DigestHash()(k.dir) ^ (DigestHash()(k.links) * 31); }
+};
+struct MemoVal {
+  std::vector<Problem> problems;
+  bool uses_links = false;
+};
+
+struct LinkCtx {
+  Digest root;
+  std::map<uint64_t, LinkRecord> records;
+  std::string error;  // first failure reading the table, if any
+};
+
+// Pass 2: reads commits' trees, memoizing clean and damaged subtrees.
+class TreeChecker {
+ public:
+  TreeChecker(ObjectStore& store, const std::map<Digest, std::string>& bad) : store_(store), bad_(bad) {
+    get_ = [this](const Digest& d) -> Result<std::string> {
+      if (bad_.count(d)) return Status::Corruption("object " + d.Hex() + " is corrupt");
+      auto r = store_.Get(d);
+      if (!r.ok() && r.status().IsNotFound()) return Status::NotFound("object " + d.Hex() + " is missing");
+      return r;
+    };
+  }
+
+  // Problems of one commit, paths relative to its root.
+  const std::vector<Problem>& CheckCommit(const Digest& id) {
+    auto it = commits_.find(id);
+    if (it != commits_.end()) return it->second;
+    std::vector<Problem> out;
+    auto bytes = get_(id);
+    if (!bytes.ok()) {
+      out.push_back({"", "commit object: " + bytes.status().message()});
+    } else if (auto c = DecodeCommit(*bytes); !c.ok()) {
+      out.push_back({"", "commit object: " + c.status().message()});
+    } else if (c->root.type != FileType::kDirectory) {
+      out.push_back({"", "commit root is not a directory"});
+    } else {
+      out = CheckTree(c->root.content, Links(c->links));
+    }
+    return commits_.emplace(id, std::move(out)).first->second;
+  }
+
+ private:
+  struct Frame {
+    Digest dir;
+    std::string name;  // entry name in the parent ("" for the root)
+    std::vector<Entry> entries;
+    size_t next = 0;
+    std::vector<Problem> problems;
+    bool uses_links = false;
+  };
+
+  const LinkCtx& Links(const Digest& root) {
+    auto it = links_.find(root);
+    if (it != links_.end()) return it->second;
+    LinkCtx ctx;
+    ctx.root = root;
+    Status s = link_table::ForEach(get_, root, [&](const LinkRecord& r) {
+      ctx.records.emplace(r.id, r);
+      return Status::Ok();
+    });
+    if (!s.ok()) ctx.error = s.message();
+    return links_.emplace(root, std::move(ctx)).first->second;
+  }
+
+  std::optional<std::string> CheckChunk(const Digest& d) {
+    if (bad_.count(d)) return "data object " + d.Hex() + " is corrupt";
+    auto present = store_.Contains(d);
+    if (!present.ok()) return "cannot check data object " + d.Hex() + ": " + present.status().message();
+    if (!*present) return "data object " + d.Hex() + " is missing";
+    return std::nullopt;
+  }
+
+  std::optional<std::string> CheckFile(const Inode& in) {
+    if (in.type != FileType::kRegular) return std::nullopt;
+    if (in.layout == ContentLayout::kInline) {
+      for (const auto& c : in.chunks)
+        if (auto r = CheckChunk(c.digest)) return r;
+      return std::nullopt;
+    }
+    auto key = std::make_pair(in.content, in.size);
+    auto it = manifests_.find(key);
+    if (it != manifests_.end()) return it->second;
+    Status s = file_manifest::ForEachChunk(get_, in, [&](const ChunkRef& c, uint64_t) -> Status {
+      if (auto r = CheckChunk(c.digest)) return Status::Corruption(*r);
+      return Status::Ok();
+    });
+    std::optional<std::string> out;
+    if (!s.ok()) out = s.message();
+    manifests_.emplace(key, out);
+    return out;
+  }
+
+  const MemoVal* Memo(const Digest& dir, const Digest& links) const {
+    auto it = memo_.find(MemoKey{dir, Digest{}});
+    if (it != memo_.end()) return &it->second;
+    if (links.IsZero()) return nullptr;
+    it = memo_.find(MemoKey{dir, links});
+    return it != memo_.end() ? &it->second : nullptr;
+  }
+
+  Frame Open(const Digest& dir, std::string name) {
+    Frame f;
+    f.dir = dir;
+    f.name = std::move(name);
+    auto entries = dir_tree::ListSorted(get_, dir);
+    if (entries.ok())
+      f.entries = std::move(entries).value();
+    else
+      f.problems.push_back({"", "directory is unreadable: " + entries.status().message()});
+    return f;
+  }
+
+  std::vector<Problem> CheckTree(const Digest& root, const LinkCtx& links) {
+    if (const MemoVal* m = Memo(root, links.root)) return m->problems;
+    std::vector<Frame> stack;
+    stack.push_back(Open(root, ""));
+    for (;;) {
+      Frame& top = stack.back();
+      if (top.next < top.entries.size()) {
+        const Entry& e = top.entries[top.next++];
+        const Inode* in = &e.inode;
+        if (e.link_id != 0) {
+          top.uses_links = true;
+          auto rec = links.records.find(e.link_id);
+          std::string id = std::to_string(e.link_id);
+          if (rec == links.records.end()) {
+            top.problems.push_back({e.name, links.error.empty()
+                                                ? "hardlink record " + id + " is missing from the link table"
+                                                : "hardlink record " + id + " is unreadable: " + links.error});
+            continue;
+          }
+          if (rec->second.inode.type != e.inode.type) {
+            top.problems.push_back({e.name, "hardlink record " + id + " has another type than its entry"});
+            continue;
+          }
+          in = &rec->second.inode;
+        }
+        if (in->type == FileType::kDirectory) {
+          if (const MemoVal* m = Memo(in->content, links.root)) {
+            for (const auto& p : m->problems) top.problems.push_back({Under(e.name, p.path), p.reason});
+            top.uses_links |= m->uses_links;
+          } else {
+            Frame f = Open(in->content, e.name);
+            if (stack.size() >= static_cast<size_t>(kMaxTreeDepth) && !f.entries.empty())
+              top.problems.push_back(
+                  {e.name, "directory tree is deeper than " + std::to_string(kMaxTreeDepth) + " levels"});
+            else
+              stack.push_back(std::move(f));  // invalidates `top`
+          }
+        } else if (auto r = CheckFile(*in)) {
+          top.problems.push_back({e.name, std::move(*r)});
+        }
+        continue;
+      }
+      Frame done = std::move(stack.back());
+      stack.pop_back();
+      MemoVal& slot = memo_[MemoKey{done.dir, done.uses_links ? links.root : Digest{}}];
+      slot.problems = done.problems;
+      slot.uses_links = done.uses_links;
+      if (stack.empty()) return std::move(done.problems);
+      Frame& parent = stack.back();
+      for (auto& p : done.problems) parent.problems.push_back({Under(done.name, p.path), std::move(p.reason)});
+      parent.uses_links |= done.uses_links;
+    }
+  }
+
+  ObjectStore& store_;
+  const std::map<Digest, std::string>& bad_;
+  ObjectGetter get_;
+  std::unordered_map<MemoKey, MemoVal, MemoKeyHash> memo_;
+  std::map<std::pair<Digest, uint64_t>, std::optional<std::string>> manifests_;
+  std::unordered_map<Digest, LinkCtx, DigestHash> links_;
+  std::unordered_map<Digest, std::vector<Problem>, DigestHash> commits_;
+};
+
+}  // namespace
+
+Result<VerifyReport> VerifyStore(Repository& repo, std::function<void(uint64_t done, uint64_t total)> progress) {
+  VerifyReport report;
+  std::map<Digest, std::string> bad;
+  HASHFS_RETURN_IF_ERROR(CheckAllObjects(repo.store(), progress, &report, &bad));
+  for (const auto& [d, why] : bad) report.corrupt_objects.push_back(d.Hex() + ": " + why);
+
+  // Every kept commit under each name that keeps it.
+  std::vector<std::pair<std::string, Digest>> named;
+  HASHFS_ASSIGN_OR_RETURN(auto volumes, repo.Volumes());
+  for (const auto& v : volumes) {
+    auto hist = repo.History(v);
+    if (!hist.ok()) {
+      if (hist.status().IsNotFound()) continue;  // removed meanwhile
+      return hist.status();
+    }
+    for (const auto& h : *hist) named.emplace_back(v, h.commit);
+  }
+  HASHFS_ASSIGN_OR_RETURN(auto snaps, repo.Snapshots());
+  for (auto& s : snaps) named.push_back(std::move(s));
+
+  TreeChecker checker(repo.store(), bad);
+  std::set<std::pair<std::string, Digest>> seen;
+  for (const auto& [name, commit] : named) {
+    if (!seen.insert({name, commit}).second) continue;
+    const auto& problems = checker.CheckCommit(commit);
+    std::string prefix = name + "@" + commit.Hex().substr(0, 12) + ":";
+    for (const auto& p : problems)
+      report.damaged_paths.push_back(prefix + (p.path.empty() ? "." : p.path) + ": " + p.reason);
+  }
+  return report;
+}
+
+}  // namespace hashfs

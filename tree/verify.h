@@ -1,0 +1,41 @@
+// Store verification: checks every stored object against its name, then
+// checks that every kept commit can be read completely, naming each path the
+// damage affects.
+//
+// Pass 1 decodes and re-hashes every object (store.ForEachObject), in
+// parallel on all cores. Pass 2 walks every commit of every volume history
+// and every snapshot; each object a commit reaches must be present, must not
+// have failed pass 1 and, for tree objects, must decode. Directory subtrees
+// shared between commits are checked once (memoized by digest, and by link
+// table for subtrees holding hardlinks). Read-only; safe beside writers and
+// garbage collection (objects stored after pass 1 are trusted to be
+// present-and-correct if present). Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "tree/repository.h"
+
+namespace hashfs {
+
+struct VerifyReport {
+  uint64_t objects_checked = 0;
+  uint64_t bytes_checked = 0;  // stored bytes read and verified in pass 1
+  // "HEX: reason" for every object that failed pass 1, in digest order.
+  std::vector<std::string> corrupt_objects;
+  // "NAME@COMMIT:path: reason", NAME a volume or snapshot, COMMIT the first
+  // 12 hex digits of the commit id, path relative to the commit root ("."
+  // for the root itself or the commit object).
+  std::vector<std::string> damaged_paths;
+  bool ok() const { return corrupt_objects.empty() && damaged_paths.empty(); }
+};
+
+// `progress` (optional) is called from the calling thread during pass 1 with
+// objects checked so far and the number of objects in the store.
+Result<VerifyReport> VerifyStore(Repository& repo,
+                                 std::function<void(uint64_t done, uint64_t total)> progress = {});
+
+}  // namespace hashfs
