@@ -34,6 +34,7 @@ struct Digest {
   // The first 8 bytes as a big-endian integer: a well-mixed hash of the name.
   uint64_t Prefix64() const;
 
+  // NOLINTNEXTLINE(modernize-use-nullptr): false positive of clang-tidy 14 on the defaulted <=>.
   auto operator<=>(const Digest&) const = default;
 };
 

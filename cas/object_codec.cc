@@ -83,6 +83,13 @@ Result<std::string> DecodeStoredObject(const Digest& expected, std::string_view 
   std::string_view payload = stored.substr(kStoredHeaderSize);
   std::string plain;
   if (info.compressed) {
+    // Exactly one zstd frame (design.md), whose declared content size, when
+    // it has one, is the header's: checked before allocating the output.
+    size_t frame = ZSTD_findFrameCompressedSize(payload.data(), payload.size());
+    unsigned long long declared = ZSTD_getFrameContentSize(payload.data(), payload.size());
+    if (ZSTD_isError(frame) || frame != payload.size() || declared == ZSTD_CONTENTSIZE_ERROR ||
+        (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared != info.plain_size))
+      return Status::Corruption("object " + expected.Hex() + " is not one zstd frame of its size");
     thread_local ZstdDCtx dctx;
     plain.resize(info.plain_size);
     size_t n = ZSTD_decompressDCtx(dctx.d, plain.data(), plain.size(), payload.data(), payload.size());

@@ -19,6 +19,16 @@ std::string_view CodeName(Status::Code c) {
     case Status::Code::kPermission: return "permission denied";
     case Status::Code::kBusy: return "busy";
     case Status::Code::kStale: return "stale";
+    case Status::Code::kNotPermitted: return "operation not permitted";
+    case Status::Code::kReadOnly: return "read-only";
+    case Status::Code::kNotEmpty: return "directory not empty";
+    case Status::Code::kIsDirectory: return "is a directory";
+    case Status::Code::kNotDirectory: return "not a directory";
+    case Status::Code::kNameTooLong: return "name too long";
+    case Status::Code::kNoAttribute: return "no such attribute";
+    case Status::Code::kRange: return "result too large";
+    case Status::Code::kCrossDevice: return "cross-device";
+    case Status::Code::kTooBig: return "too big";
   }
   return "unknown";
 }

@@ -29,6 +29,17 @@ class Status {
     kPermission,       // EACCES/EPERM-style refusal
     kBusy,             // resource in use (e.g. a volume already mounted rw)
     kStale,            // a garbage collection ran concurrently; revalidate
+    // Filesystem namespace conditions (the FUSE layer maps each to its errno).
+    kNotPermitted,     // operation not permitted to this caller (EPERM)
+    kReadOnly,         // write to a read-only mount or history view (EROFS)
+    kNotEmpty,         // directory not empty (ENOTEMPTY)
+    kIsDirectory,      // a directory where a non-directory is needed (EISDIR)
+    kNotDirectory,     // a non-directory where a directory is needed (ENOTDIR)
+    kNameTooLong,      // name over 255 bytes (ENAMETOOLONG)
+    kNoAttribute,      // no such extended attribute (ENODATA)
+    kRange,            // a caller's buffer is too small (ERANGE)
+    kCrossDevice,      // link or rename across mounts or views (EXDEV)
+    kTooBig,           // size limit exceeded (EFBIG / E2BIG)
   };
 
   Status() = default;
@@ -44,6 +55,7 @@ class Status {
   static Status Permission(std::string m) { return Status(Code::kPermission, std::move(m)); }
   static Status Busy(std::string m) { return Status(Code::kBusy, std::move(m)); }
   static Status Stale(std::string m) { return Status(Code::kStale, std::move(m)); }
+  static Status Make(Code c, std::string m) { return Status(c, std::move(m)); }
   // IOError (or NoSpace for ENOSPC/EDQUOT) built from an errno value.
   static Status FromErrno(int err, std::string_view what);
 

@@ -23,6 +23,7 @@ std::string StorePath(const GlobalOptions& g) {
 }
 
 Result<Opened> OpenRepo(const GlobalOptions& g) {
+  SyncMountedVolumes(g);
   Opened o;
   HASHFS_ASSIGN_OR_RETURN(o.store, LmdbStore::Open(StorePath(g), LmdbOptions{}));
   HASHFS_ASSIGN_OR_RETURN(o.repo, Repository::Open(*o.store));

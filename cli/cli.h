@@ -24,17 +24,22 @@ enum Exit : int {
 };
 
 struct GlobalOptions {
-  std::string store;  // --store, else $HASHFS_STORE, else $XDG_DATA_HOME/hashfs
+  std::string store;         // --store, else $HASHFS_STORE, else $XDG_DATA_HOME/hashfs
+  bool sync_mounts = true;   // OpenRepo* first asks read-write mounts to commit what is pending
 };
 
 // An open store and repository.
 struct Opened {
   std::unique_ptr<LmdbStore> store;
+  std::unique_ptr<ObjectStore> reader;  // optional decorator repo reads through (remote fetch on demand)
   std::unique_ptr<Repository> repo;
 };
 
 std::string StorePath(const GlobalOptions& g);
 Result<Opened> OpenRepo(const GlobalOptions& g);
+// As OpenRepo; when the store was cloned lazily from a remote, the repository
+// reads through a fetching store (missing objects come from the remote; cli/remote_open.cc).
+Result<Opened> OpenRepoForReading(const GlobalOptions& g);
 
 // Prints "hashfs: <message>" on stderr and returns kExitError (or kExitUsage
 // for InvalidArgument).
@@ -53,6 +58,20 @@ void AddStoreCommands(CLI::App& app, GlobalOptions& g, int* rc);     // init, st
 void AddBackupCommands(CLI::App& app, GlobalOptions& g, int* rc);    // backup, restore
 void AddHistoryCommands(CLI::App& app, GlobalOptions& g, int* rc);   // log, volumes, snapshot(s), revert, forget
 void AddBrowseCommands(CLI::App& app, GlobalOptions& g, int* rc);    // ls, cat, diff
+void AddRemoteCommands(CLI::App& app, GlobalOptions& g, int* rc);    // remote add/ls/stats/verify/gc, push, pull, clone
+void AddMountCommands(CLI::App& app, GlobalOptions& g, int* rc);     // mount, umount
+
+// True while a read-write mount serves VOLUME (cli/cmd_mount.cc).
+bool VolumeMountedReadWrite(const GlobalOptions& g, const std::string& volume);
+// When VOLUME is mounted read-write, asks the mount to make `commit`'s tree
+// its head (the mount commits and invalidates the kernel's caches) and
+// returns true once it has; false when no mount serves VOLUME.
+Result<bool> RevertMountedVolume(const GlobalOptions& g, const std::string& volume, const Digest& commit,
+                                 const std::string& description);
+// Asks every read-write mount of the store to commit what is pending and
+// waits, so the command that follows sees everything done in the mounts
+// before it started (warns on stderr when a mount cannot commit).
+void SyncMountedVolumes(const GlobalOptions& g);
 
 // A status line on stderr, redrawn a few times a second while it lives, only
 // when stderr is a terminal. `render` returns the line.

@@ -38,6 +38,8 @@ int RunBackup(const GlobalOptions& g, BackupArgs a) {
   if (!real) return Fail(Status::FromErrno(errno, a.dir));
   std::string source = real;
   free(real);
+  if (VolumeMountedReadWrite(g, a.volume))
+    return Fail("volume " + a.volume + " is mounted read-write; back up into another volume or unmount it first");
   auto o = OpenRepo(g);
   if (!o.ok()) return Fail(o.status());
   BackupOptions opts;
@@ -88,7 +90,7 @@ int RunBackup(const GlobalOptions& g, BackupArgs a) {
 int RunRestore(const GlobalOptions& g, const std::string& src, const std::string& dest, bool owners,
                bool no_owners) {
   auto [ref, path] = SplitRefPath(src);
-  auto o = OpenRepo(g);
+  auto o = OpenRepoForReading(g);
   if (!o.ok()) return Fail(o.status());
   auto id = o->repo->Resolve(ref);
   if (!id.ok()) return Fail(id.status());

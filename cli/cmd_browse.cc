@@ -20,7 +20,7 @@ struct Target {
 Result<Target> Locate(const GlobalOptions& g, const std::string& arg) {
   auto [ref, path] = SplitRefPath(arg);
   Target t;
-  HASHFS_ASSIGN_OR_RETURN(t.o, OpenRepo(g));
+  HASHFS_ASSIGN_OR_RETURN(t.o, OpenRepoForReading(g));
   HASHFS_ASSIGN_OR_RETURN(Digest id, t.o.repo->Resolve(ref));
   HASHFS_ASSIGN_OR_RETURN(t.commit, t.o.repo->LoadCommit(id));
   HASHFS_ASSIGN_OR_RETURN(t.entry, LookupPath(*t.o.repo, t.commit, path));

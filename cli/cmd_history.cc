@@ -97,6 +97,16 @@ int RunRevert(const GlobalOptions& g, const std::string& volume, const std::stri
   if (!target.ok()) return Fail(target.status());
   auto tc = repo.LoadCommit(*target);
   if (!tc.ok()) return Fail(tc.status());
+  std::string description = "revert to " + target->Hex().substr(0, 12) + " (" + ref + ")";
+  auto mounted = RevertMountedVolume(g, volume, *target, description);
+  if (!mounted.ok()) return Fail(mounted.status());
+  if (*mounted) {
+    auto head = repo.Head(volume);
+    if (!head.ok()) return Fail(head.status());
+    fmt::print("volume {} now at commit {} (tree of {}); the mount at it switched over\n", volume,
+               *head ? (*head)->Hex().substr(0, 12) : "?", target->Hex().substr(0, 12));
+    return kExitOk;
+  }
   auto session = WriterSession::Start(repo, "revert " + volume);
   if (!session.ok()) return Fail(session.status());
   for (int attempt = 0; attempt < 20; attempt++) {
@@ -110,7 +120,7 @@ int RunRevert(const GlobalOptions& g, const std::string& volume, const std::stri
     c.time_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                     std::chrono::system_clock::now().time_since_epoch())
                     .count();
-    c.description = "revert to " + target->Hex().substr(0, 12) + " (" + ref + ")";
+    c.description = description;
     ObjectWriter w(repo.store(), repo.config().zstd_level);
     auto id = w.Put(EncodeCommit(c), ObjectKind::kMeta);
     if (!id.ok()) return Fail(id.status());

@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   AddBackupCommands(app, g, &rc);
   AddHistoryCommands(app, g, &rc);
   AddBrowseCommands(app, g, &rc);
+  AddRemoteCommands(app, g, &rc);
+  AddMountCommands(app, g, &rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,341 @@
+// mount, umount, and the request channel `revert` uses to reach a running
+// read-write mount.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "cli/cli.h"
+#include "fusefs/filesystem.h"
+#include "fusefs/fuse_mount.h"
+#include "fusefs/mount_registry.h"
+
+namespace hashfs::cli {
+namespace {
+
+struct MountArgs {
+  std::string volume, mountpoint, at;
+  bool read_only = false;
+  bool foreground = false;
+  bool allow_other = false;
+  std::vector<std::string> options;
+};
+
+std::string Now() {
+  return FormatTime(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count());
+}
+
+void Log(const std::string& line) {
+  fmt::print(stderr, "{} {}\n", Now(), line);
+  fflush(stderr);
+}
+
+// True if `path` is the mount point of some file system now.
+bool IsMountPoint(const std::string& path) {
+  FILE* f = fopen("/proc/self/mountinfo", "re");
+  if (!f) return false;
+  char* line = nullptr;
+  size_t cap = 0;
+  bool found = false;
+  while (!found && getline(&line, &cap, f) > 0) {
+    // Field 5 is the mount point (octal escapes for space, tab, newline, backslash).
+    std::string l = line;
+    size_t pos = 0;
+    for (int i = 0; i < 4 && pos != std::string::npos; i++) pos = l.find(' ', pos + 1);
+    if (pos == std::string::npos) continue;
+    size_t end = l.find(' ', pos + 1);
+    std::string mp = l.substr(pos + 1, end - pos - 1), un;
+    for (size_t i = 0; i < mp.size(); i++) {
+      if (mp[i] == '\\' && i + 3 < mp.size()) {
+        un += static_cast<char>(std::stoi(mp.substr(i + 1, 3), nullptr, 8));
+        i += 3;
+      } else {
+        un += mp[i];
+      }
+    }
+    found = un == path;
+  }
+  free(line);
+  fclose(f);
+  return found;
+}
+
+// Writes one line to the parent waiting for the mount (background mode).
+void Report(int fd, const std::string& line) {
+  if (fd < 0) return;
+  std::string l = line + "\n";
+  (void)!write(fd, l.data(), l.size());
+  close(fd);
+}
+
+// The mount itself: runs in the daemon (or in the foreground process).
+// `ready_fd` receives "OK" once the kernel mount exists, or "ERR message".
+int Serve(GlobalOptions g, const MountArgs& a, bool read_only, std::optional<Digest> at, int ready_fd) {
+  g.sync_mounts = false;  // the daemon never waits on other mounts
+  std::string store_dir = StorePath(g);
+  auto fail = [&](const Status& s) {
+    Log("mount failed: " + s.ToString());
+    Report(ready_fd, "ERR " + (s.message().empty() ? s.ToString() : s.message()));
+    return kExitError;
+  };
+  std::unique_ptr<fusefs::VolumeLock> lock;
+  if (!read_only) {
+    auto l = fusefs::VolumeLock::Acquire(store_dir, a.volume);
+    if (!l.ok()) return fail(l.status());
+    lock = std::move(*l);
+  }
+  auto o = OpenRepoForReading(g);
+  if (!o.ok()) return fail(o.status());
+  fusefs::MountConfig cfg;
+  cfg.volume = a.volume;
+  cfg.store_dir = store_dir;
+  cfg.read_only = read_only;
+  cfg.at = at;
+  auto fs = fusefs::Filesystem::Open(*o->repo, cfg);
+  if (!fs.ok()) return fail(fs.status());
+  fusefs::MountRecord rec{getpid(), a.volume, read_only, a.mountpoint};
+  if (Status s = fusefs::WriteMountRecord(store_dir, rec); !s.ok()) return fail(s);
+  std::unique_ptr<fusefs::ControlServer> control;
+  if (!read_only) {
+    fusefs::Filesystem* f = fs->get();
+    auto c = fusefs::ControlServer::Start(store_dir, a.volume, [f](const std::string& req) -> std::string {
+      Status s;
+      if (req == "sync") {
+        s = f->Sync();
+      } else if (req.rfind("revert ", 0) == 0 && req.size() >= 7 + 64) {
+        auto commit = Digest::FromHex(req.substr(7, 64));
+        s = commit.ok() ? f->Revert(*commit, req.size() > 72 ? req.substr(72) : "revert") : commit.status();
+        Log("revert to " + req.substr(7, 12) + ": " + (s.ok() ? "done" : s.ToString()));
+      } else {
+        return "err unknown request";
+      }
+      return s.ok() ? "ok " + f->head().Hex() : "err " + s.ToString();
+    });
+    if (!c.ok()) {
+      fusefs::RemoveMountRecord(store_dir, getpid());
+      return fail(c.status());
+    }
+    control = std::move(*c);
+  }
+
+  fusefs::FuseOptions fo;
+  fo.mountpoint = a.mountpoint;
+  fo.fsname = "hashfs:" + a.volume + (at ? "@" + at->Hex().substr(0, 12) : "");
+  fo.read_only = read_only;
+  fo.allow_other = a.allow_other || geteuid() == 0;
+  fo.extra = a.options;
+  Status served = fusefs::ServeFuse(**fs, fo, [&](const Status& s) {
+    if (s.ok()) {
+      Log(fmt::format("mounted {} at {} ({}, pid {})", a.volume, a.mountpoint, read_only ? "read-only" : "read-write",
+                      getpid()));
+      Report(ready_fd, "OK");
+    } else {
+      Log("mount failed: " + s.ToString());
+      Report(ready_fd, "ERR " + (s.message().empty() ? s.ToString() : s.message()));
+    }
+  });
+  control.reset();
+  Status synced = (*fs)->Sync();
+  Digest head = (*fs)->head();
+  fs->reset();
+  fusefs::RemoveMountRecord(store_dir, getpid());
+  if (!served.ok()) {
+    Log("serving ended with an error: " + served.ToString());
+    return kExitError;
+  }
+  if (!synced.ok()) {
+    Log("final commit failed: " + synced.ToString());
+    return kExitError;
+  }
+  Log(fmt::format("unmounted {}; head {}", a.mountpoint, head.Hex().substr(0, 12)));
+  return kExitOk;
+}
+
+int RunMount(const GlobalOptions& g, MountArgs a) {
+  char* real = realpath(a.mountpoint.c_str(), nullptr);
+  if (!real) return Fail(Status::FromErrno(errno, "mount point " + a.mountpoint));
+  a.mountpoint = real;
+  free(real);
+  struct stat st {};
+  if (stat(a.mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return Fail("mount point " + a.mountpoint + " is not a directory", kExitUsage);
+  for (const auto& r : fusefs::ListMountRecords(StorePath(g)))
+    if (r.mountpoint == a.mountpoint && IsMountPoint(a.mountpoint))
+      return Fail(fmt::format("{} is already a hashfs mount (volume {}, pid {})", a.mountpoint, r.volume, r.pid));
+
+  // Validate everything a user can get wrong here, before forking, so the
+  // error reaches the terminal.
+  bool read_only = a.read_only || !a.at.empty();
+  std::optional<Digest> at;
+  {
+    auto o = OpenRepoForReading(g);
+    if (!o.ok()) return Fail(o.status());
+    if (!a.at.empty()) {
+      auto c = o->repo->Resolve(a.at);
+      if (!c.ok()) return Fail(c.status());
+      at = *c;
+    } else {
+      auto head = o->repo->Head(a.volume);
+      if (!head.ok()) return Fail(head.status());
+      if (!*head && read_only) return Fail("no volume named '" + a.volume + "'");
+    }
+    if (!read_only && fusefs::IsMountedReadWrite(StorePath(g), a.volume)) {
+      auto l = fusefs::VolumeLock::Acquire(StorePath(g), a.volume);  // for the holder's name
+      return Fail(l.ok() ? Status::Busy("volume " + a.volume + " is already mounted read-write") : l.status());
+    }
+  }  // the store is closed before fork: LMDB handles must not cross fork()
+
+  if (a.foreground) return Serve(g, a, read_only, at, -1);
+
+  std::string log_dir = StorePath(g) + "/logs";
+  if (mkdir(log_dir.c_str(), 0700) != 0 && errno != EEXIST) return Fail(Status::FromErrno(errno, log_dir));
+  std::string log_path = log_dir + "/mount-" + a.volume + ".log";
+  int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (log_fd < 0) return Fail(Status::FromErrno(errno, log_path));
+
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return Fail(Status::FromErrno(errno, "pipe"));
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0) return Fail(Status::FromErrno(errno, "fork"));
+  if (pid == 0) {
+    close(p[0]);
+    setsid();
+    int null_fd = open("/dev/null", O_RDWR);
+    if (null_fd >= 0) {
+      dup2(null_fd, 0);
+      dup2(null_fd, 1);
+      close(null_fd);
+    }
+    dup2(log_fd, 2);
+    close(log_fd);
+    if (chdir("/") != 0) {
+      // Not fatal: the mount point and store paths are absolute.
+    }
+    _exit(Serve(g, a, read_only, at, p[1]));
+  }
+  close(p[1]);
+  close(log_fd);
+  std::string answer;
+  char buf[512];
+  for (ssize_t n; (n = read(p[0], buf, sizeof buf)) != 0;) {
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    answer.append(buf, static_cast<size_t>(n));
+  }
+  close(p[0]);
+  while (!answer.empty() && answer.back() == '\n') answer.pop_back();
+  if (answer == "OK") {
+    fmt::print("mounted {} at {} ({}; pid {}; log {})\n", read_only ? (at ? a.at : a.volume) : a.volume, a.mountpoint,
+               read_only ? "read-only" : "read-write", pid, log_path);
+    return kExitOk;
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (answer.rfind("ERR ", 0) == 0) return Fail(answer.substr(4));
+  return Fail("the mount process exited before the mount was ready; see " + log_path);
+}
+
+
+int RunUmount(const GlobalOptions& g, const std::string& mnt) {
+  std::string path = mnt;
+  if (char* real = realpath(mnt.c_str(), nullptr)) {
+    path = real;
+    free(real);
+  }
+  std::optional<fusefs::MountRecord> rec;
+  for (const auto& r : fusefs::ListMountRecords(StorePath(g)))
+    if (r.mountpoint == path) rec = r;
+
+  pid_t child = fork();
+  if (child < 0) return Fail(Status::FromErrno(errno, "fork"));
+  if (child == 0) {
+    int null_fd = open("/dev/null", O_WRONLY);
+    if (null_fd >= 0) dup2(null_fd, 2);
+    execlp("fusermount3", "fusermount3", "-u", "--", path.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  bool unmounted = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (!unmounted && umount2(path.c_str(), 0) == 0) unmounted = true;
+  if (!unmounted) {
+    int e = errno;
+    if (e == EBUSY) return Fail(path + " is busy (a process has a file or directory open in it)");
+    return Fail(Status::FromErrno(e, "unmounting " + path));
+  }
+  if (!rec) return kExitOk;  // not a mount of this store: nothing to wait for
+  // The daemon commits what is pending once the kernel lets go; wait for it.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+  while (fusefs::ProcessAlive(rec->pid)) {
+    if (std::chrono::steady_clock::now() > deadline)
+      return Fail(fmt::format("unmounted {}, but the mount process {} is still committing", path, rec->pid));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+Result<bool> RevertMountedVolume(const GlobalOptions& g, const std::string& volume, const Digest& commit,
+                                 const std::string& description) {
+  auto r = fusefs::ControlRequest(StorePath(g), volume, "revert " + commit.Hex() + " " + description);
+  if (!r.ok()) {
+    if (r.status().IsNotFound()) return false;
+    return r.status();
+  }
+  if (r->rfind("ok", 0) == 0) return true;
+  return Status::IOError("the mount of " + volume + " could not revert: " + r->substr(std::min<size_t>(4, r->size())));
+}
+
+void SyncMountedVolumes(const GlobalOptions& g) {
+  if (!g.sync_mounts) return;
+  std::string store_dir = StorePath(g);
+  for (const auto& rec : fusefs::ListMountRecords(store_dir)) {
+    if (rec.read_only) continue;
+    auto r = fusefs::ControlRequest(store_dir, rec.volume, "sync");
+    if (r.ok() && r->rfind("ok", 0) == 0) continue;
+    if (!r.ok() && r.status().IsNotFound()) continue;
+    fmt::print(stderr, "hashfs: warning: the mount of {} could not commit its pending changes: {}\n", rec.volume,
+               r.ok() ? r->substr(std::min<size_t>(4, r->size())) : r.status().ToString());
+  }
+}
+
+bool VolumeMountedReadWrite(const GlobalOptions& g, const std::string& volume) {
+  return fusefs::IsMountedReadWrite(StorePath(g), volume);
+}
+
+void AddMountCommands(CLI::App& app, GlobalOptions& g, int* rc) {
+  auto a = std::make_shared<MountArgs>();
+  auto* m = app.add_subcommand("mount", "Mount a volume (read-write) or a past state (read-only)");
+  m->add_option("VOLUME", a->volume, "Volume to mount (created on first read-write mount)")->required();
+  m->add_option("MOUNTPOINT", a->mountpoint, "Directory to mount on")->required();
+  m->add_flag("--read-only,-r", a->read_only, "Mount read-only");
+  m->add_option("--at", a->at, "Mount REF (a commit, snapshot or VOLUME~N) read-only");
+  m->add_flag("--foreground,-f", a->foreground, "Serve in this process until unmounted (log to stderr)");
+  m->add_flag("--allow-other", a->allow_other, "Let other users access the mount (default when run as root)");
+  m->add_option("-o", a->options, "FUSE mount option (repeatable)");
+  m->callback([&g, rc, a] { *rc = RunMount(g, *a); });
+
+  auto mnt = std::make_shared<std::string>();
+  auto* u = app.add_subcommand("umount", "Unmount a hashfs mount, waiting until its last changes are committed");
+  u->add_option("MOUNTPOINT", *mnt, "Mount point")->required();
+  u->callback([&g, rc, mnt] { *rc = RunUmount(g, *mnt); });
+}
+
+}  // namespace hashfs::cli

@@ -1,0 +1,234 @@
+#include "fusefs/file_content.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "cas/digest.h"
+
+namespace hashfs::fusefs {
+
+FileContent::FileContent(std::vector<ChunkRef> base) { SetBase(std::move(base)); }
+
+void FileContent::SetBase(std::vector<ChunkRef> base) {
+  base_ = std::move(base);
+  offsets_.clear();
+  offsets_.reserve(base_.size() + 1);
+  uint64_t off = 0;
+  for (const auto& c : base_) {
+    offsets_.push_back(off);
+    off += c.size;
+  }
+  offsets_.push_back(off);
+  base_size_ = base_valid_ = size_ = off;
+  pages_.clear();
+}
+
+bool FileContent::RangeIsClean(uint64_t off, size_t len) const {
+  if (len == 0) return true;
+  auto it = pages_.lower_bound(off / kPageSize);
+  return it == pages_.end() || it->first > (off + len - 1) / kPageSize;
+}
+
+Status FileContent::ReadBase(uint64_t off, size_t len, char* out, ChunkCache& cache) const {
+  const uint64_t limit = std::min(base_valid_, base_size_);
+  while (len > 0) {
+    if (off >= limit) {
+      std::memset(out, 0, len);
+      return Status::Ok();
+    }
+    // The chunk holding `off`.
+    size_t i = static_cast<size_t>(std::upper_bound(offsets_.begin(), offsets_.end(), off) - offsets_.begin()) - 1;
+    HASHFS_ASSIGN_OR_RETURN(ChunkBytes bytes, cache.Get(base_[i].digest));
+    if (bytes->size() != base_[i].size)
+      return Status::Corruption("chunk " + base_[i].digest.Hex() + " has the wrong length");
+    uint64_t in_chunk = off - offsets_[i];
+    size_t n = static_cast<size_t>(std::min<uint64_t>({len, base_[i].size - in_chunk, limit - off}));
+    std::memcpy(out, bytes->data() + in_chunk, n);
+    out += n;
+    off += n;
+    len -= n;
+  }
+  return Status::Ok();
+}
+
+std::vector<FileContent::Piece> FileContent::PlanRead(uint64_t off, size_t len) const {
+  std::vector<Piece> plan;
+  const uint64_t limit = std::min(base_valid_, base_size_);
+  while (len > 0) {
+    if (off >= limit) {
+      plan.push_back({ChunkRef{}, 0, len, true});
+      break;
+    }
+    size_t i = static_cast<size_t>(std::upper_bound(offsets_.begin(), offsets_.end(), off) - offsets_.begin()) - 1;
+    uint64_t in_chunk = off - offsets_[i];
+    size_t n = static_cast<size_t>(std::min<uint64_t>({len, base_[i].size - in_chunk, limit - off}));
+    plan.push_back({base_[i], in_chunk, n, false});
+    off += n;
+    len -= n;
+  }
+  return plan;
+}
+
+Status FileContent::ExecuteRead(const std::vector<Piece>& plan, char* out, ChunkCache& cache) {
+  for (const auto& piece : plan) {
+    if (piece.zero) {
+      std::memset(out, 0, piece.n);
+    } else {
+      HASHFS_ASSIGN_OR_RETURN(ChunkBytes bytes, cache.Get(piece.chunk.digest));
+      if (bytes->size() != piece.chunk.size)
+        return Status::Corruption("chunk " + piece.chunk.digest.Hex() + " has the wrong length");
+      std::memcpy(out, bytes->data() + piece.in_chunk, piece.n);
+    }
+    out += piece.n;
+  }
+  return Status::Ok();
+}
+
+Status FileContent::Read(uint64_t off, size_t len, char* out, ChunkCache& cache) const {
+  while (len > 0) {
+    uint64_t page = off / kPageSize;
+    size_t in_page = off % kPageSize;
+    size_t n = std::min(len, kPageSize - in_page);
+    auto it = pages_.find(page);
+    if (it != pages_.end()) {
+      std::memcpy(out, it->second.data() + in_page, n);
+    } else {
+      // Extend the run over following clean pages to read chunks in one go.
+      auto next = pages_.upper_bound(page);
+      uint64_t run_end = off + len;
+      if (next != pages_.end()) run_end = std::min(run_end, next->first * kPageSize);
+      n = static_cast<size_t>(run_end - off);
+      HASHFS_RETURN_IF_ERROR(ReadBase(off, n, out, cache));
+    }
+    out += n;
+    off += n;
+    len -= n;
+  }
+  return Status::Ok();
+}
+
+Status FileContent::Write(uint64_t off, const char* data, size_t len, ChunkCache& cache) {
+  if (len == 0) return Status::Ok();
+  if (off > std::numeric_limits<uint64_t>::max() - len) return Status::Make(Status::Code::kTooBig, "offset too large");
+  while (len > 0) {
+    uint64_t page = off / kPageSize;
+    size_t in_page = off % kPageSize;
+    size_t n = std::min(len, kPageSize - in_page);
+    auto it = pages_.find(page);
+    if (it == pages_.end()) {
+      std::string bytes(kPageSize, '\0');
+      uint64_t start = page * kPageSize;
+      if (start < size_) {
+        size_t keep = static_cast<size_t>(std::min<uint64_t>(kPageSize, size_ - start));
+        // A page wholly overwritten needs no old bytes.
+        if (!(in_page == 0 && n == kPageSize)) HASHFS_RETURN_IF_ERROR(ReadBase(start, keep, bytes.data(), cache));
+      }
+      it = pages_.emplace(page, std::move(bytes)).first;
+    }
+    std::memcpy(it->second.data() + in_page, data, n);
+    data += n;
+    off += n;
+    len -= n;
+    size_ = std::max(size_, off);
+  }
+  return Status::Ok();
+}
+
+void FileContent::Truncate(uint64_t size) {
+  if (size < size_) {
+    base_valid_ = std::min(base_valid_, size);
+    uint64_t first_gone = (size + kPageSize - 1) / kPageSize;
+    pages_.erase(pages_.lower_bound(first_gone), pages_.end());
+    if (size % kPageSize) {
+      auto it = pages_.find(size / kPageSize);
+      if (it != pages_.end()) {
+        size_t from = size % kPageSize;
+        std::memset(it->second.data() + from, 0, kPageSize - from);
+      }
+    }
+  }
+  size_ = size;
+}
+
+Status FileContent::Flush(ObjectWriter& w, const ChunkParams& p, ChunkCache& cache) {
+  if (!dirty()) return Status::Ok();
+  constexpr uint64_t kEof = std::numeric_limits<uint64_t>::max();
+  // Changed intervals, sorted and merged; the last one runs to end of file if
+  // the size or the valid part of the base changed.
+  std::vector<std::pair<uint64_t, uint64_t>> iv;
+  for (const auto& [page, bytes] : pages_) {
+    uint64_t a = page * kPageSize, b = std::min(a + kPageSize, size_);
+    if (a >= b) continue;
+    if (!iv.empty() && iv.back().second >= a)
+      iv.back().second = std::max(iv.back().second, b);
+    else
+      iv.emplace_back(a, b);
+  }
+  if (size_ != base_size_ || base_valid_ < base_size_) {
+    uint64_t t0 = std::min({base_valid_, base_size_, size_});
+    while (!iv.empty() && iv.back().second >= t0) {
+      t0 = std::min(t0, iv.back().first);
+      iv.pop_back();
+    }
+    iv.emplace_back(t0, kEof);
+  }
+
+  const size_t n = base_.size();
+  std::vector<ChunkRef> out;
+  out.reserve(n + 8);
+  size_t i = 0;  // next base chunk
+  size_t k = 0;  // next changed interval
+  bool reached_eof = false;
+  std::string buf;
+  while (k < iv.size() && !reached_eof) {
+    uint64_t d = iv[k].first;
+    while (i < n && offsets_[i + 1] <= d) out.push_back(base_[i++]);
+    // The last base chunk ended at end of file, not at a content boundary:
+    // chunk it again together with what follows it.
+    if (i == n && n > 0) {
+      out.pop_back();
+      i--;
+    }
+    uint64_t pos = offsets_[i];
+    buf.clear();
+    for (;;) {
+      uint64_t want = std::min<uint64_t>(p.max_size, size_ - pos);
+      if (want == 0) {
+        reached_eof = true;
+        break;
+      }
+      if (buf.size() < want) {
+        size_t have = buf.size();
+        buf.resize(static_cast<size_t>(want));
+        HASHFS_RETURN_IF_ERROR(Read(pos + have, buf.size() - have, buf.data() + have, cache));
+      }
+      size_t len = FindChunkBoundary(reinterpret_cast<const uint8_t*>(buf.data()), buf.size(), p);
+      std::string_view chunk(buf.data(), len);
+      Digest dg = Sha256Of(chunk);
+      HASHFS_RETURN_IF_ERROR(w.PutWithDigest(dg, chunk, ObjectKind::kData));
+      cache.Insert(dg, std::make_shared<const std::string>(chunk));
+      out.push_back({dg, len});
+      pos += len;
+      buf.erase(0, len);
+      while (k < iv.size() && iv[k].second <= pos) k++;
+      if (k < iv.size() && iv[k].first <= pos) continue;  // still inside a change
+      // Past the change: resynchronise at a base boundary whose following
+      // bytes are unchanged.
+      auto it = std::lower_bound(offsets_.begin(), offsets_.begin() + static_cast<std::ptrdiff_t>(n), pos);
+      if (it != offsets_.begin() + static_cast<std::ptrdiff_t>(n) && *it == pos && pos < base_valid_) {
+        i = static_cast<size_t>(it - offsets_.begin());
+        break;
+      }
+    }
+  }
+  if (!reached_eof)
+    while (i < n) out.push_back(base_[i++]);
+  uint64_t total = 0;
+  for (const auto& c : out) total += c.size;
+  if (total != size_) return Status::Corruption("re-chunked file has the wrong length");
+  SetBase(std::move(out));
+  return Status::Ok();
+}
+
+}  // namespace hashfs::fusefs

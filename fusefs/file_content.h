@@ -1,0 +1,78 @@
+// FileContent: the bytes of one regular file while a mount changes it.
+//
+// The base is the file's immutable chunk list as last flushed; changes live in
+// dirty 64 KiB pages in memory, plus the logical size. Flush() re-chunks only
+// the regions around changes: it restarts content-defined chunking at the base
+// boundary before the first change and stops at the first new boundary past
+// the change that coincides with a base boundary, so the result is the same
+// chunk list a fresh chunking of the whole file would give, at the cost of the
+// edited neighbourhood. Bytes past the base (holes from truncate or sparse
+// writes) read as zeros.
+// Not thread-safe: the owner serializes every call.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "fusefs/chunk_cache.h"
+#include "tree/chunker.h"
+#include "tree/object_writer.h"
+#include "tree/types.h"
+
+namespace hashfs::fusefs {
+
+class FileContent {
+ public:
+  static constexpr size_t kPageSize = 64 * 1024;
+
+  explicit FileContent(std::vector<ChunkRef> base);
+
+  uint64_t size() const { return size_; }
+  // True when the content differs from base().
+  bool dirty() const { return !pages_.empty() || size_ != base_size_ || base_valid_ < base_size_; }
+  // Memory held by dirty pages.
+  size_t dirty_bytes() const { return pages_.size() * kPageSize; }
+  // The chunk list; describes the content only when !dirty().
+  const std::vector<ChunkRef>& base() const { return base_; }
+  // True when [off, off + len) reads only base chunks or zeros (no dirty page).
+  bool RangeIsClean(uint64_t off, size_t len) const;
+
+  // A piece of a clean read: `n` bytes at `in_chunk` of chunk `digest`, or
+  // `n` zero bytes when `zero`.
+  struct Piece {
+    ChunkRef chunk;
+    uint64_t in_chunk = 0;
+    size_t n = 0;
+    bool zero = false;
+  };
+  // The pieces of [off, off + len); requires RangeIsClean(off, len). The
+  // caller can then read them without holding the owner's lock.
+  std::vector<Piece> PlanRead(uint64_t off, size_t len) const;
+  static Status ExecuteRead(const std::vector<Piece>& plan, char* out, ChunkCache& cache);
+
+  // Reads exactly `len` bytes at `off`; the range must lie within size().
+  Status Read(uint64_t off, size_t len, char* out, ChunkCache& cache) const;
+  // Writes `len` bytes at `off`, growing the file as needed.
+  Status Write(uint64_t off, const char* data, size_t len, ChunkCache& cache);
+  // Sets the size; new bytes read as zeros.
+  void Truncate(uint64_t size);
+  // Stores the chunks of every changed region through `w` and makes the
+  // result the new base. Leaves the content unchanged on error.
+  Status Flush(ObjectWriter& w, const ChunkParams& p, ChunkCache& cache);
+
+ private:
+  // Reads ignoring dirty pages: base chunks below base_valid_, zeros above.
+  Status ReadBase(uint64_t off, size_t len, char* out, ChunkCache& cache) const;
+  void SetBase(std::vector<ChunkRef> base);
+
+  std::vector<ChunkRef> base_;
+  std::vector<uint64_t> offsets_;  // offsets_[i]: start of base_[i]; offsets_.back(): base_size_
+  uint64_t base_size_ = 0;
+  uint64_t base_valid_ = 0;  // base bytes at or past this offset are gone (shrinking truncate)
+  uint64_t size_ = 0;
+  // page index -> kPageSize bytes; bytes past size_ are always zero.
+  std::map<uint64_t, std::string> pages_;
+};
+
+}  // namespace hashfs::fusefs

@@ -1,0 +1,1416 @@
+#include "fusefs/filesystem.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <sys/xattr.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "fusefs/chunk_cache.h"
+#include "fusefs/file_content.h"
+#include "fusefs/posix_acl.h"
+#include "tree/file_manifest.h"
+#include "tree/gc.h"
+#include "tree/object_writer.h"
+
+namespace hashfs::fusefs {
+
+namespace {
+
+constexpr uint64_t kMetaIno = 2;       // /.hashfs
+constexpr uint64_t kHistoryIno = 3;    // /.hashfs/history
+constexpr uint64_t kSnapshotsIno = 4;  // /.hashfs/snapshots
+constexpr uint64_t kFirstIno = 16;
+constexpr std::string_view kMetaName = ".hashfs";
+constexpr double kFrozenTimeout = 3600.0;
+
+int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+Status Err(Status::Code c, std::string m) { return Status::Make(c, std::move(m)); }
+
+uint32_t TypeBits(FileType t) {
+  switch (t) {
+    case FileType::kRegular: return S_IFREG;
+    case FileType::kDirectory: return S_IFDIR;
+    case FileType::kSymlink: return S_IFLNK;
+    case FileType::kFifo: return S_IFIFO;
+    case FileType::kCharDevice: return S_IFCHR;
+    case FileType::kBlockDevice: return S_IFBLK;
+    case FileType::kSocket: return S_IFSOCK;
+  }
+  return 0;
+}
+
+Status CheckName(std::string_view name) {
+  if (name.size() > kMaxNameLength) return Err(Status::Code::kNameTooLong, "name longer than 255 bytes");
+  if (!IsValidEntryName(name)) return Status::InvalidArgument("invalid name");
+  return Status::Ok();
+}
+
+struct Tree {
+  bool read_only = false;
+  Digest links;  // link-table root (live tree: as last committed)
+  std::unordered_map<uint64_t, uint64_t> link_nodes;  // link id -> ino
+  double timeout = kFrozenTimeout;
+};
+
+enum class Kind { kNormal, kMeta, kHistory, kSnapshots };
+
+struct Node {
+  uint64_t ino = 0;
+  Tree* tree = nullptr;
+  Kind kind = Kind::kNormal;
+  Inode attr;  // type, mode, owner, times, size, xattrs; file chunks as last flushed
+  uint64_t link_id = 0;
+  uint32_t nlink = 1;  // non-directories: names in the tree
+  int64_t atime_ns = 0;
+  uint64_t lookups = 0;
+  uint32_t opens = 0;
+  bool removed = false;  // directory removed (non-directories: nlink == 0)
+  std::vector<std::pair<uint64_t, std::string>> names;  // (parent ino, name)
+  // Directories.
+  bool loaded = false;
+  std::map<std::string, uint64_t, std::less<>> children;
+  uint32_t subdirs = 0;
+  std::set<std::string> dirty_names;  // children whose entries differ from `base`
+  Digest base;                        // entry-tree root as last committed
+  // Regular files: present while open or changed.
+  std::unique_ptr<FileContent> content;
+
+  bool is_dir() const { return attr.type == FileType::kDirectory; }
+};
+
+struct Handle {
+  uint64_t ino = 0;
+  bool writable = false;
+  bool append = false;
+  bool wrote = false;
+};
+
+struct DirHandle {
+  uint64_t ino = 0;
+  std::vector<DirEntryOut> entries;
+};
+
+}  // namespace
+
+struct Filesystem::Impl {
+  Repository& repo;
+  MountConfig cfg;
+  ChunkParams chunking;
+  ObjectGetter get;
+  ChunkCache cache;
+  std::unique_ptr<WriterSession> session;
+
+  mutable std::mutex mu;
+  std::unique_ptr<ObjectWriter> writer;
+  Tree live;
+  std::map<Digest, std::unique_ptr<Tree>> frozen;        // past commits shown in .hashfs
+  std::map<Digest, uint64_t> frozen_roots;              // commit -> root ino
+  std::unordered_map<uint64_t, std::unique_ptr<Node>> nodes;
+  uint64_t next_ino = kFirstIno;
+  uint64_t next_fh = 1;
+  std::unordered_map<uint64_t, Handle> handles;
+  std::unordered_map<uint64_t, DirHandle> dir_handles;
+  Digest empty_dir;
+  Digest head;
+  std::set<uint64_t> content_dirty;  // files whose content changed since the last commit
+  std::set<uint64_t> dirty_links;    // link ids whose records changed
+  bool root_dirty = false;
+  struct Counts {
+    uint64_t created = 0, removed = 0, renamed = 0, written = 0, changed = 0;
+  } counts;
+  Invalidator inval;
+  std::mt19937_64 rng{std::random_device{}()};
+
+  // Commit scheduling.
+  uint64_t change_gen = 0;    // bumped by every change
+  uint64_t durable_gen = 0;   // changes up to here are in the durable head
+  bool quiet_pending = false; // changes recorded without bumping change_gen (writes)
+  uint64_t attempted_gen = 0;
+  Status last_commit_status;
+  bool urgent = false;
+  bool stop = false;
+  std::chrono::steady_clock::time_point first_change{};
+  std::condition_variable wake;       // committer
+  std::condition_variable committed;  // waiters in Sync
+  std::mutex commit_mu;               // one commit at a time
+  std::thread committer;
+
+  Impl(Repository& r, MountConfig c)
+      : repo(r),
+        cfg(std::move(c)),
+        chunking(r.config().chunking),
+        get(r.getter()),
+        cache(r.getter(), cfg.chunk_cache_bytes) {}
+
+  // ------------------------------------------------------------ nodes
+
+  Node* Find(uint64_t ino) {
+    auto it = nodes.find(ino);
+    return it == nodes.end() ? nullptr : it->second.get();
+  }
+  Result<Node*> Get(uint64_t ino) {
+    Node* n = Find(ino);
+    if (!n) return Status::NotFound(fmt::format("no inode {}", ino));
+    return n;
+  }
+  Node* NewNode(Tree* t, Inode attr) {
+    auto n = std::make_unique<Node>();
+    n->ino = next_ino++;
+    n->tree = t;
+    n->atime_ns = attr.mtime_ns;
+    n->attr = std::move(attr);
+    if (n->is_dir()) n->base = n->attr.content;
+    Node* raw = n.get();
+    nodes.emplace(raw->ino, std::move(n));
+    return raw;
+  }
+  Node* NewVirtual(uint64_t ino, Kind k) {
+    auto n = std::make_unique<Node>();
+    n->ino = ino;
+    n->kind = k;
+    n->tree = &live;
+    n->attr.type = FileType::kDirectory;
+    n->attr.mode = 0555;
+    n->attr.mtime_ns = n->attr.ctime_ns = n->atime_ns = NowNs();
+    n->loaded = true;
+    Node* raw = n.get();
+    nodes.emplace(ino, std::move(n));
+    return raw;
+  }
+  bool IsReadOnly(const Node* n) const { return n->tree->read_only || n->kind != Kind::kNormal; }
+  Status Writable(const Node* n) const {
+    if (IsReadOnly(n)) return Err(Status::Code::kReadOnly, "read-only");
+    return Status::Ok();
+  }
+
+  // Deletes a node nothing refers to any more.
+  void MaybeDelete(Node* n) {
+    if (n->ino < kFirstIno || n->lookups > 0 || n->opens > 0) return;
+    if (n->is_dir() ? !n->removed : n->nlink > 0) return;
+    if (!n->names.empty()) return;
+    if (n->link_id) {
+      auto it = n->tree->link_nodes.find(n->link_id);
+      if (it != n->tree->link_nodes.end() && it->second == n->ino) n->tree->link_nodes.erase(it);
+    }
+    nodes.erase(n->ino);
+  }
+
+  // ------------------------------------------------------- dirty state
+
+  void Changed() {
+    if (change_gen == durable_gen) first_change = std::chrono::steady_clock::now();
+    change_gen++;
+    wake.notify_one();
+  }
+  // The entry `name` of directory `parent` changed: marks it and the names
+  // of every ancestor (a directory has exactly one name). A name already
+  // marked means its ancestors are marked too.
+  // With wake=false (writes inside an open file) the change is recorded but
+  // does not start a commit: close, fsync, Sync or any other change does.
+  void MarkName(uint64_t parent_ino, std::string name, bool start_commit = true) {
+    if (start_commit) Changed();
+    else quiet_pending = true;
+    for (;;) {
+      Node* p = Find(parent_ino);
+      if (!p || p->tree != &live || p->kind != Kind::kNormal) return;
+      if (!p->dirty_names.insert(name).second) return;
+      if (p->ino == kRootIno || p->names.empty()) return;
+      parent_ino = p->names[0].first;
+      name = p->names[0].second;
+    }
+  }
+  // The node's own attributes or content changed.
+  void MarkDirty(Node* n, bool start_commit = true) {
+    if (n->tree != &live || n->kind != Kind::kNormal) return;
+    auto changed = [&] {
+      if (start_commit) Changed();
+      else quiet_pending = true;
+    };
+    if (n->ino == kRootIno) {
+      root_dirty = true;
+      changed();
+      return;
+    }
+    if (n->link_id) {
+      dirty_links.insert(n->link_id);
+      changed();
+      return;
+    }
+    for (const auto& [p, name] : n->names) MarkName(p, name, start_commit);
+    if (n->names.empty()) changed();
+  }
+  // Turns quiet changes into a pending commit.
+  void WakeQuiet() {
+    if (quiet_pending) Changed();
+  }
+
+  // ------------------------------------------------------- directories
+
+  Status LoadDir(Node* d) {
+    if (d->loaded) return Status::Ok();
+    if (!d->is_dir()) return Err(Status::Code::kNotDirectory, "not a directory");
+    HASHFS_ASSIGN_OR_RETURN(std::vector<::hashfs::Entry> entries, dir_tree::ListSorted(get, d->base));
+    for (auto& e : entries) {
+      Node* c = nullptr;
+      if (e.link_id) {
+        auto it = d->tree->link_nodes.find(e.link_id);
+        if (it != d->tree->link_nodes.end()) c = Find(it->second);
+        if (!c) {
+          HASHFS_ASSIGN_OR_RETURN(auto rec, link_table::Lookup(get, d->tree->links, e.link_id));
+          if (!rec) return Status::Corruption(fmt::format("entry {} names missing link record {}", e.name, e.link_id));
+          c = NewNode(d->tree, rec->inode);
+          c->link_id = e.link_id;
+          c->nlink = rec->nlink;
+          d->tree->link_nodes[e.link_id] = c->ino;
+        }
+      } else {
+        c = NewNode(d->tree, std::move(e.inode));
+      }
+      c->names.emplace_back(d->ino, e.name);
+      if (c->is_dir()) d->subdirs++;
+      d->children.emplace(e.name, c->ino);
+    }
+    d->loaded = true;
+    return Status::Ok();
+  }
+
+  Result<Node*> Dir(uint64_t ino) {
+    HASHFS_ASSIGN_OR_RETURN(Node * d, Get(ino));
+    if (!d->is_dir()) return Err(Status::Code::kNotDirectory, "not a directory");
+    if (d->kind == Kind::kNormal) HASHFS_RETURN_IF_ERROR(LoadDir(d));
+    return d;
+  }
+
+  Node* Child(Node* d, std::string_view name) {
+    auto it = d->children.find(name);
+    return it == d->children.end() ? nullptr : Find(it->second);
+  }
+
+  // ------------------------------------------------------- attributes
+
+  struct stat Stat(Node* n) {
+    struct stat st {};
+    st.st_ino = n->ino;
+    st.st_mode = TypeBits(n->attr.type) | (n->attr.mode & 07777);
+    if (n->is_dir()) {
+      if (n->kind == Kind::kNormal) (void)LoadDir(n);
+      st.st_nlink = 2 + n->subdirs;
+      st.st_size = 4096;
+    } else {
+      st.st_nlink = n->nlink;
+      st.st_size = static_cast<off_t>(n->content ? n->content->size() : n->attr.size);
+      if (n->attr.type == FileType::kSymlink) st.st_size = static_cast<off_t>(n->attr.symlink_target.size());
+    }
+    st.st_uid = n->attr.uid;
+    st.st_gid = n->attr.gid;
+    st.st_rdev = n->attr.rdev;
+    st.st_blksize = 128 * 1024;
+    st.st_blocks = (st.st_size + 511) / 512;
+    auto ts = [](int64_t ns) {
+      timespec t;
+      t.tv_sec = ns / 1'000'000'000;
+      t.tv_nsec = ns % 1'000'000'000;
+      if (t.tv_nsec < 0) {
+        t.tv_sec--;
+        t.tv_nsec += 1'000'000'000;
+      }
+      return t;
+    };
+    st.st_atim = ts(n->atime_ns);
+    st.st_mtim = ts(n->attr.mtime_ns);
+    st.st_ctim = ts(n->attr.ctime_ns);
+    return st;
+  }
+
+  EntryOut MakeEntry(Node* n) {
+    n->lookups++;
+    EntryOut e;
+    e.ino = n->ino;
+    e.attr = Stat(n);
+    e.timeout = IsReadOnly(n) && n->kind == Kind::kNormal ? kFrozenTimeout : cfg.entry_timeout;
+    if (n->kind != Kind::kNormal) e.timeout = 1.0;
+    return e;
+  }
+
+  void TouchDir(Node* d) {
+    d->attr.mtime_ns = d->attr.ctime_ns = NowNs();
+    MarkDirty(d);
+  }
+
+  // ------------------------------------------------------- file content
+
+  Status EnsureContent(Node* n) {
+    if (n->content) return Status::Ok();
+    HASHFS_ASSIGN_OR_RETURN(std::vector<ChunkRef> chunks, file_manifest::Chunks(get, n->attr));
+    n->content = std::make_unique<FileContent>(std::move(chunks));
+    if (n->content->size() != n->attr.size) {
+      n->content.reset();
+      return Status::Corruption("file size does not match its chunks");
+    }
+    return Status::Ok();
+  }
+
+  // Turns a file's changed content into chunks and updates its attributes.
+  Status FlushContent(Node* n) {
+    if (!n->content || !n->content->dirty()) return Status::Ok();
+    HASHFS_RETURN_IF_ERROR(n->content->Flush(*writer, chunking, cache));
+    Inode& a = n->attr;
+    HASHFS_RETURN_IF_ERROR(file_manifest::SetContent(*writer, n->content->base(), &a));
+    return Status::Ok();
+  }
+
+  // ------------------------------------------------------- namespace helpers
+
+  Result<Node*> CreateChild(Node* d, std::string_view name, FileType type, uint32_t mode, const Caller& c) {
+    HASHFS_RETURN_IF_ERROR(Writable(d));
+    HASHFS_RETURN_IF_ERROR(CheckName(name));
+    if (d->ino == kRootIno && name == kMetaName) return Status::Exists("reserved name");
+    if (Child(d, name)) return Status::Exists("file exists");
+    Inode a;
+    a.type = type;
+    a.mode = mode & 07777;
+    a.uid = c.uid;
+    a.gid = c.gid;
+    if (d->attr.mode & S_ISGID) {
+      a.gid = d->attr.gid;
+      if (type == FileType::kDirectory) a.mode |= S_ISGID;
+    }
+    a.mtime_ns = a.ctime_ns = NowNs();
+    if (type == FileType::kDirectory) a.content = empty_dir;
+    Node* n = NewNode(d->tree, std::move(a));
+    if (n->is_dir()) {
+      n->loaded = true;
+      d->subdirs++;
+    }
+    n->names.emplace_back(d->ino, std::string(name));
+    d->children.emplace(std::string(name), n->ino);
+    counts.created++;
+    MarkName(d->ino, std::string(name));
+    TouchDir(d);
+    return n;
+  }
+
+  // Removes the name (parent, name) of node n.
+  void DropName(Node* d, const std::string& name, Node* n) {
+    d->children.erase(name);
+    auto it = std::find(n->names.begin(), n->names.end(), std::make_pair(d->ino, name));
+    if (it != n->names.end()) n->names.erase(it);
+    if (n->is_dir()) {
+      d->subdirs--;
+      n->removed = true;
+    } else {
+      n->nlink--;
+      n->attr.ctime_ns = NowNs();
+      if (n->link_id) dirty_links.insert(n->link_id);
+      if (n->nlink > 0) MarkDirty(n);
+    }
+    MarkName(d->ino, name);
+    counts.removed++;
+  }
+
+  bool IsAncestor(Node* maybe_ancestor, Node* d) {
+    for (Node* cur = d; cur;) {
+      if (cur == maybe_ancestor) return true;
+      if (cur->ino == kRootIno || cur->names.empty()) return false;
+      cur = Find(cur->names[0].first);
+    }
+    return false;
+  }
+
+  // ------------------------------------------------------- virtual dirs
+
+  Result<Node*> FrozenRoot(const Digest& commit_id, uint64_t parent, const std::string& name) {
+    auto it = frozen_roots.find(commit_id);
+    if (it != frozen_roots.end()) {
+      if (Node* n = Find(it->second)) return n;
+    }
+    HASHFS_ASSIGN_OR_RETURN(Commit c, repo.LoadCommit(commit_id));
+    auto& t = frozen[commit_id];
+    if (!t) {
+      t = std::make_unique<Tree>();
+      t->read_only = true;
+      t->links = c.links;
+      t->timeout = kFrozenTimeout;
+    }
+    Node* n = NewNode(t.get(), c.root);
+    n->names.emplace_back(parent, name);
+    frozen_roots[commit_id] = n->ino;
+    return n;
+  }
+
+  Result<Node*> LookupVirtual(Node* d, std::string_view name) {
+    std::string nm(name);
+    if (d->kind == Kind::kMeta) {
+      if (name == "history") return Find(kHistoryIno);
+      if (name == "snapshots") return Find(kSnapshotsIno);
+      return Status::NotFound("no such entry");
+    }
+    if (d->kind == Kind::kHistory) {
+      if (name.size() != 64) return Status::NotFound("not a commit id");
+      auto dg = Digest::FromHex(name);
+      if (!dg.ok()) return Status::NotFound("not a commit id");
+      HASHFS_ASSIGN_OR_RETURN(auto hist, repo.History(cfg.volume));
+      bool known = std::any_of(hist.begin(), hist.end(), [&](const HistoryEntry& h) { return h.commit == *dg; });
+      if (!known) return Status::NotFound("no such commit in this volume's history");
+      return FrozenRoot(*dg, d->ino, nm);
+    }
+    // Snapshots.
+    HASHFS_ASSIGN_OR_RETURN(auto snaps, repo.Snapshots());
+    for (const auto& [sname, commit] : snaps)
+      if (sname == name) return FrozenRoot(commit, d->ino, nm);
+    return Status::NotFound("no such snapshot");
+  }
+
+  Result<std::vector<DirEntryOut>> ListVirtual(Node* d) {
+    std::vector<DirEntryOut> out;
+    if (d->kind == Kind::kMeta) {
+      out.push_back({"history", kHistoryIno, S_IFDIR});
+      out.push_back({"snapshots", kSnapshotsIno, S_IFDIR});
+    } else if (d->kind == Kind::kHistory) {
+      HASHFS_ASSIGN_OR_RETURN(auto hist, repo.History(cfg.volume));
+      for (const auto& h : hist) {
+        auto it = frozen_roots.find(h.commit);
+        out.push_back({h.commit.Hex(), it != frozen_roots.end() ? it->second : 0, S_IFDIR});
+      }
+    } else {
+      HASHFS_ASSIGN_OR_RETURN(auto snaps, repo.Snapshots());
+      for (const auto& [name, commit] : snaps) {
+        auto it = frozen_roots.find(commit);
+        out.push_back({name, it != frozen_roots.end() ? it->second : 0, S_IFDIR});
+      }
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------- commits
+
+  struct Built {
+    uint64_t gen = 0;
+    Digest commit;
+    Digest root_content;
+    Digest links;
+    std::vector<std::pair<Node*, Digest>> new_bases;
+    std::vector<std::pair<uint64_t, std::set<std::string>>> taken_names;
+    std::set<uint64_t> taken_links;
+    bool taken_root = false;
+    bool noop = false;
+  };
+
+  Result<::hashfs::Entry> EntryFor(Node* c, const std::string& name, Built& b) {
+    ::hashfs::Entry e;
+    e.name = name;
+    if (c->link_id) {
+      e.link_id = c->link_id;
+      e.inode.type = c->attr.type;
+      return e;
+    }
+    e.inode = c->attr;
+    if (c->is_dir()) {
+      if (!c->dirty_names.empty()) {
+        HASHFS_ASSIGN_OR_RETURN(e.inode.content, BuildDir(c, b));
+      } else {
+        e.inode.content = c->base;
+      }
+    }
+    return e;
+  }
+
+  Result<Digest> BuildDir(Node* d, Built& b) {
+    std::set<std::string> names = std::move(d->dirty_names);
+    d->dirty_names.clear();
+    b.taken_names.emplace_back(d->ino, names);
+    std::vector<DirEdit> edits;
+    edits.reserve(names.size());
+    for (const auto& name : names) {
+      Node* c = Child(d, name);
+      if (!c) {
+        edits.push_back({name, std::nullopt});
+        continue;
+      }
+      HASHFS_ASSIGN_OR_RETURN(auto e, EntryFor(c, name, b));
+      edits.push_back({name, std::move(e)});
+    }
+    HASHFS_ASSIGN_OR_RETURN(Digest nd, dir_tree::Apply(*writer, d->base, std::move(edits)));
+    b.new_bases.emplace_back(d, nd);
+    return nd;
+  }
+
+  // Puts back what a failed build or commit took.
+  void Restore(Built& b) {
+    for (auto& [ino, names] : b.taken_names)
+      if (Node* n = Find(ino)) n->dirty_names.insert(names.begin(), names.end());
+    dirty_links.insert(b.taken_links.begin(), b.taken_links.end());
+    if (b.taken_root) root_dirty = true;
+  }
+
+  // Under mu: writes the new tree objects; returns what to commit.
+  Result<Built> Build(const std::string& description) {
+    Built b;
+    b.gen = change_gen;
+    quiet_pending = false;  // everything dirty goes into this build
+    // File contents first: they change the attributes entries carry.
+    for (uint64_t ino : content_dirty) {
+      Node* n = Find(ino);
+      if (!n) continue;
+      Status s = FlushContent(n);
+      if (!s.ok()) return s;
+    }
+    content_dirty.clear();
+    Node* root = Find(kRootIno);
+    b.taken_root = root_dirty;
+    root_dirty = false;
+    Status s;
+    Digest root_content = root->base;
+    if (!root->dirty_names.empty()) {
+      auto r = BuildDir(root, b);
+      if (!r.ok()) s = r.status();
+      else root_content = *r;
+    }
+    Digest links = live.links;
+    if (s.ok() && !dirty_links.empty()) {
+      b.taken_links = std::move(dirty_links);
+      dirty_links.clear();
+      std::vector<LinkEdit> edits;
+      for (uint64_t id : b.taken_links) {
+        LinkEdit e;
+        e.id = id;
+        auto it = live.link_nodes.find(id);
+        Node* n = it == live.link_nodes.end() ? nullptr : Find(it->second);
+        if (n && n->nlink > 0) e.record = LinkRecord{id, n->nlink, n->attr};
+        edits.push_back(std::move(e));
+      }
+      auto r = link_table::Apply(*writer, live.links, std::move(edits));
+      if (!r.ok()) s = r.status();
+      else links = *r;
+    }
+    if (!s.ok()) {
+      Restore(b);
+      return s;
+    }
+    b.root_content = root_content;
+    b.links = links;
+    Inode root_attr = root->attr;
+    root_attr.content = root_content;
+    HASHFS_ASSIGN_OR_RETURN(Commit head_commit, repo.LoadCommit(head));
+    if (head_commit.root == root_attr && head_commit.links == links) {
+      b.noop = true;
+      return b;
+    }
+    Commit c;
+    c.root = root_attr;
+    c.links = links;
+    c.parent = head;
+    c.time_ns = NowNs();
+    c.description = description;
+    auto r = writer->Put(EncodeCommit(c), ObjectKind::kMeta);
+    if (!r.ok()) {
+      Restore(b);
+      return r.status();
+    }
+    b.commit = *r;
+    return b;
+  }
+
+  std::string Describe() {
+    std::vector<std::string> parts;
+    if (counts.created) parts.push_back(fmt::format("{} created", counts.created));
+    if (counts.written) parts.push_back(fmt::format("{} written", counts.written));
+    if (counts.renamed) parts.push_back(fmt::format("{} renamed", counts.renamed));
+    if (counts.removed) parts.push_back(fmt::format("{} removed", counts.removed));
+    if (counts.changed) parts.push_back(fmt::format("{} changed", counts.changed));
+    counts = {};
+    std::string d = "mount";
+    for (size_t i = 0; i < parts.size(); i++) d += (i ? ", " : ": ") + parts[i];
+    return d;
+  }
+
+  // One commit of everything changed so far (or an explicit root for revert).
+  Status CommitOnce(const std::optional<Commit>& replace = std::nullopt) {
+    std::lock_guard cl(commit_mu);
+    Built b;
+    {
+      std::lock_guard lk(mu);
+      if (live.read_only) return Status::Ok();
+      if (!replace) {
+        if (change_gen == durable_gen) return Status::Ok();
+        HASHFS_ASSIGN_OR_RETURN(b, Build(Describe()));
+      } else {
+        Commit c = *replace;
+        c.parent = head;
+        c.time_ns = NowNs();
+        b.gen = change_gen;
+        b.root_content = c.root.content;
+        b.links = c.links;
+        HASHFS_ASSIGN_OR_RETURN(b.commit, writer->Put(EncodeCommit(c), ObjectKind::kMeta));
+      }
+    }
+    Status s;
+    if (!b.noop) {
+      s = writer->Flush();
+      for (int attempt = 0; s.ok(); attempt++) {
+        s = repo.Advance(cfg.volume, head, b.commit, session->epoch());
+        if (s.ok() || s.code() != Status::Code::kStale || attempt >= 10) break;
+        auto epoch = repo.GcEpoch();
+        if (!epoch.ok()) {
+          s = epoch.status();
+          break;
+        }
+        s = CheckComplete(repo, get, b.commit);
+        if (!s.ok()) s = s.WithContext("a garbage collection removed data this commit reuses");
+        session->set_epoch(*epoch);
+      }
+    }
+    std::lock_guard lk(mu);
+    attempted_gen = std::max(attempted_gen, b.gen);
+    last_commit_status = s;
+    if (s.ok()) {
+      for (auto& [n, d] : b.new_bases) n->base = d;
+      if (!b.noop) {
+        head = b.commit;
+        live.links = b.links;
+        Find(kRootIno)->base = b.root_content;
+      }
+      durable_gen = std::max(durable_gen, b.gen);
+    } else {
+      Restore(b);
+      // The writer's failure is sticky: start a fresh one; everything not in
+      // the durable head is still marked dirty and will be written again.
+      writer = std::make_unique<ObjectWriter>(repo.store(), repo.config().zstd_level);
+      for (auto& [ino, n] : nodes)
+        if (n->content && n->content->dirty()) content_dirty.insert(ino);
+      MarkAllLoadedDirty();
+    }
+    committed.notify_all();
+    return s;
+  }
+
+  // After a failed commit the new bases of nodes built in it were not kept,
+  // but file chunks flushed into the lost writer may be gone: mark every file
+  // whose chunks were flushed since the head as dirty again by re-adding
+  // every loaded name (cheap relative to a failure).
+  void MarkAllLoadedDirty() {
+    for (auto& [ino, n] : nodes) {
+      if (n->tree != &live || n->kind != Kind::kNormal || !n->is_dir() || !n->loaded || n->removed) continue;
+      for (auto& [name, cino] : n->children) MarkName(ino, name);
+    }
+    dirty_links.clear();
+    for (auto& [id, ino] : live.link_nodes) dirty_links.insert(id);
+    root_dirty = true;
+  }
+
+  void CommitterLoop() {
+    std::unique_lock lk(mu);
+    while (!stop) {
+      if (change_gen == durable_gen) {
+        wake.wait(lk);
+        continue;
+      }
+      auto due = first_change + std::chrono::milliseconds(cfg.group_commit_ms);
+      if (!urgent && std::chrono::steady_clock::now() < due) {
+        wake.wait_until(lk, due);
+        continue;
+      }
+      urgent = false;
+      lk.unlock();
+      Status s = CommitOnce();
+      lk.lock();
+      if (!s.ok()) {
+        fmt::print(stderr, "hashfs: commit failed (changes kept in memory, retrying): {}\n", s.ToString());
+        wake.wait_for(lk, std::chrono::seconds(1), [&] { return stop; });
+      }
+    }
+  }
+
+  Status WaitDurable(std::unique_lock<std::mutex>& lk, uint64_t target) {
+    urgent = true;
+    wake.notify_one();
+    committed.wait(lk, [&] { return durable_gen >= target || (attempted_gen >= target && !last_commit_status.ok()); });
+    if (durable_gen >= target) return Status::Ok();
+    return last_commit_status;
+  }
+};
+
+// ------------------------------------------------------------ public API
+
+Filesystem::Filesystem(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Result<std::unique_ptr<Filesystem>> Filesystem::Open(Repository& repo, MountConfig cfg) {
+  auto impl = std::make_unique<Impl>(repo, cfg);
+  Impl& m = *impl;
+  m.writer = std::make_unique<ObjectWriter>(repo.store(), repo.config().zstd_level);
+  m.live.read_only = cfg.read_only || cfg.at.has_value();
+  m.live.timeout = cfg.entry_timeout;
+  if (!m.live.read_only) {
+    HASHFS_ASSIGN_OR_RETURN(m.session, WriterSession::Start(repo, "mount " + cfg.volume));
+  }
+  HASHFS_ASSIGN_OR_RETURN(m.empty_dir, dir_tree::Empty(*m.writer));
+  Digest commit_id;
+  if (cfg.at) {
+    commit_id = *cfg.at;
+  } else {
+    HASHFS_ASSIGN_OR_RETURN(auto head, repo.Head(cfg.volume));
+    if (!head) {
+      if (m.live.read_only) return Status::NotFound("no volume named " + cfg.volume);
+      Commit c;
+      c.root.type = FileType::kDirectory;
+      c.root.mode = 0755;
+      c.root.uid = getuid();
+      c.root.gid = getgid();
+      c.root.mtime_ns = c.root.ctime_ns = NowNs();
+      c.root.content = m.empty_dir;
+      c.time_ns = NowNs();
+      c.description = "new volume (mount)";
+      HASHFS_ASSIGN_OR_RETURN(Digest id, m.writer->Put(EncodeCommit(c), ObjectKind::kMeta));
+      HASHFS_RETURN_IF_ERROR(m.writer->Flush());
+      HASHFS_RETURN_IF_ERROR(repo.Advance(cfg.volume, std::nullopt, id, m.session->epoch()));
+      head = id;
+    }
+    commit_id = *head;
+  }
+  HASHFS_RETURN_IF_ERROR(m.writer->Flush());
+  HASHFS_ASSIGN_OR_RETURN(Commit c, repo.LoadCommit(commit_id));
+  if (c.root.type != FileType::kDirectory) return Status::Corruption("commit root is not a directory");
+  m.head = commit_id;
+  m.live.links = c.links;
+  {
+    auto root = std::make_unique<Node>();
+    root->ino = kRootIno;
+    root->tree = &m.live;
+    root->attr = c.root;
+    root->atime_ns = c.root.mtime_ns;
+    root->base = c.root.content;
+    root->lookups = 1;
+    m.nodes.emplace(kRootIno, std::move(root));
+  }
+  m.NewVirtual(kMetaIno, Kind::kMeta)->names.emplace_back(kRootIno, std::string(kMetaName));
+  m.NewVirtual(kHistoryIno, Kind::kHistory)->names.emplace_back(kMetaIno, "history");
+  m.NewVirtual(kSnapshotsIno, Kind::kSnapshots)->names.emplace_back(kMetaIno, "snapshots");
+  if (!m.live.read_only) m.committer = std::thread([&m] { m.CommitterLoop(); });
+  return std::unique_ptr<Filesystem>(new Filesystem(std::move(impl)));
+}
+
+Filesystem::~Filesystem() {
+  Impl& m = *impl_;
+  if (m.committer.joinable()) {
+    Status s = Sync();
+    if (!s.ok()) fmt::print(stderr, "hashfs: final commit failed: {}\n", s.ToString());
+    {
+      std::lock_guard lk(m.mu);
+      m.stop = true;
+      m.wake.notify_all();
+    }
+    m.committer.join();
+  }
+}
+
+void Filesystem::SetInvalidator(Invalidator inv) {
+  std::lock_guard lk(impl_->mu);
+  impl_->inval = std::move(inv);
+}
+
+bool Filesystem::read_only() const { return impl_->live.read_only; }
+
+Digest Filesystem::head() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->head;
+}
+
+Result<EntryOut> Filesystem::Lookup(uint64_t parent, std::string_view name) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  if (name.size() > kMaxNameLength) return Err(Status::Code::kNameTooLong, "name too long");
+  HASHFS_ASSIGN_OR_RETURN(Node * d, m.Dir(parent));
+  if (d->kind != Kind::kNormal) {
+    HASHFS_ASSIGN_OR_RETURN(Node * n, m.LookupVirtual(d, name));
+    return m.MakeEntry(n);
+  }
+  if (d->ino == kRootIno && name == kMetaName) return m.MakeEntry(m.Find(kMetaIno));
+  Node* c = m.Child(d, name);
+  if (!c) return Status::NotFound("no such entry");
+  return m.MakeEntry(c);
+}
+
+void Filesystem::Forget(uint64_t ino, uint64_t nlookup) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  Node* n = m.Find(ino);
+  if (!n) return;
+  n->lookups = n->lookups > nlookup ? n->lookups - nlookup : 0;
+  m.MaybeDelete(n);
+}
+
+Result<struct stat> Filesystem::GetAttr(uint64_t ino) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
+  return m.Stat(n);
+}
+
+Result<struct stat> Filesystem::SetAttr(uint64_t ino, const SetAttrRequest& r) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
+  HASHFS_RETURN_IF_ERROR(m.Writable(n));
+  int64_t now = NowNs();
+  Inode& a = n->attr;
+  if (r.size) {
+    if (n->is_dir()) return Err(Status::Code::kIsDirectory, "is a directory");
+    if (a.type != FileType::kRegular) return Status::InvalidArgument("not a regular file");
+    HASHFS_RETURN_IF_ERROR(m.EnsureContent(n));
+    n->content->Truncate(*r.size);
+    a.size = *r.size;
+    a.mtime_ns = now;
+    m.content_dirty.insert(ino);
+    m.counts.written++;
+  }
+  if (r.mode) {
+    a.mode = *r.mode & 07777;
+    for (auto& [k, v] : a.xattrs)
+      if (k == kAclAccessXattr) v = AclWithMode(v, a.mode);  // chmod updates the ACL (Linux)
+  }
+  if (r.uid) a.uid = *r.uid;
+  if (r.gid) a.gid = *r.gid;
+  if (r.mtime_ns) a.mtime_ns = *r.mtime_ns;
+  if (r.atime_ns) n->atime_ns = *r.atime_ns;
+  a.ctime_ns = r.ctime_ns ? *r.ctime_ns : now;
+  if (r.mode || r.uid || r.gid || r.mtime_ns) m.counts.changed++;
+  m.MarkDirty(n);
+  return m.Stat(n);
+}
+
+Result<std::string> Filesystem::ReadLink(uint64_t ino) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
+  if (n->attr.type != FileType::kSymlink) return Status::InvalidArgument("not a symlink");
+  return n->attr.symlink_target;
+}
+
+Result<EntryOut> Filesystem::MakeNode(uint64_t parent, std::string_view name, uint32_t mode, uint64_t rdev,
+                                      const Caller& c) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  HASHFS_ASSIGN_OR_RETURN(Node * d, m.Dir(parent));
+  FileType t;
+  switch (mode & S_IFMT) {
+    case 0:
+    case S_IFREG: t = FileType::kRegular; break;
+    case S_IFIFO: t = FileType::kFifo; break;
+    case S_IFCHR: t = FileType::kCharDevice; break;
+    case S_IFBLK: t = FileType::kBlockDevice; break;
+    case S_IFSOCK: t = FileType::kSocket; break;
+    case S_IFDIR: return Status::InvalidArgument("use mkdir");
+    default: return Status::InvalidArgument("unknown file type");
+  }
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.CreateChild(d, name, t, mode, c));
+  if (t == FileType::kCharDevice || t == FileType::kBlockDevice) n->attr.rdev = rdev;
+  return m.MakeEntry(n);
+}
+
+Result<EntryOut> Filesystem::MakeDir(uint64_t parent, std::string_view name, uint32_t mode, const Caller& c) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  HASHFS_ASSIGN_OR_RETURN(Node * d, m.Dir(parent));
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.CreateChild(d, name, FileType::kDirectory, mode, c));
+  return m.MakeEntry(n);
+}
+
+Result<EntryOut> Filesystem::Symlink(uint64_t parent, std::string_view name, std::string_view target,
+                                     const Caller& c) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  if (target.empty() || target.size() > kMaxSymlinkLength || target.find('\0') != std::string_view::npos)
+    return Err(Status::Code::kNameTooLong, "symlink target too long");
+  HASHFS_ASSIGN_OR_RETURN(Node * d, m.Dir(parent));
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.CreateChild(d, name, FileType::kSymlink, 0777, c));
+  n->attr.symlink_target = std::string(target);
+  n->attr.size = target.size();
+  return m.MakeEntry(n);
+}
+
+Result<EntryOut> Filesystem::Link(uint64_t ino, uint64_t new_parent, std::string_view new_name) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
+  HASHFS_ASSIGN_OR_RETURN(Node * d, m.Dir(new_parent));
+  HASHFS_RETURN_IF_ERROR(m.Writable(d));
+  if (n->tree != d->tree || n->kind != Kind::kNormal) return Err(Status::Code::kCrossDevice, "cross-device link");
+  HASHFS_RETURN_IF_ERROR(m.Writable(n));
+  if (n->is_dir()) return Err(Status::Code::kNotPermitted, "hard link to a directory");
+  HASHFS_RETURN_IF_ERROR(CheckName(new_name));
+  if (d->ino == kRootIno && new_name == kMetaName) return Status::Exists("reserved name");
+  if (m.Child(d, new_name)) return Status::Exists("file exists");
+  if (n->nlink == 0) return Status::NotFound("file was removed");
+  if (n->nlink >= 65000) return Err(Status::Code::kTooBig, "too many links");
+  if (!n->link_id) {
+    // Becomes a link group: its existing name now refers to a link record.
+    uint64_t id;
+    for (;;) {
+      id = m.rng() | 1;
+      if (m.live.link_nodes.count(id)) continue;
+      HASHFS_ASSIGN_OR_RETURN(auto rec, link_table::Lookup(m.get, m.live.links, id));
+      if (!rec) break;
+    }
+    n->link_id = id;
+    m.live.link_nodes[id] = n->ino;
+    for (const auto& [p, name] : n->names) m.MarkName(p, name);
+  }
+  n->nlink++;
+  n->names.emplace_back(d->ino, std::string(new_name));
+  d->children.emplace(std::string(new_name), n->ino);
+  n->attr.ctime_ns = NowNs();
+  m.dirty_links.insert(n->link_id);
+  m.MarkName(d->ino, std::string(new_name));
+  m.counts.created++;
+  m.TouchDir(d);
+  return m.MakeEntry(n);
+}
+
+Status Filesystem::Unlink(uint64_t parent, std::string_view name) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  HASHFS_ASSIGN_OR_RETURN(Node * d, m.Dir(parent));
+  HASHFS_RETURN_IF_ERROR(m.Writable(d));
+  if (d->ino == kRootIno && name == kMetaName) return Err(Status::Code::kReadOnly, "read-only");
+  Node* n = m.Child(d, name);
+  if (!n) return Status::NotFound("no such entry");
+  if (n->is_dir()) return Err(Status::Code::kIsDirectory, "is a directory");
+  m.DropName(d, std::string(name), n);
+  m.TouchDir(d);
+  m.MaybeDelete(n);
+  return Status::Ok();
+}
+
+Status Filesystem::Rmdir(uint64_t parent, std::string_view name) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  HASHFS_ASSIGN_OR_RETURN(Node * d, m.Dir(parent));
+  HASHFS_RETURN_IF_ERROR(m.Writable(d));
+  if (d->ino == kRootIno && name == kMetaName) return Err(Status::Code::kReadOnly, "read-only");
+  Node* n = m.Child(d, name);
+  if (!n) return Status::NotFound("no such entry");
+  if (!n->is_dir()) return Err(Status::Code::kNotDirectory, "not a directory");
+  HASHFS_RETURN_IF_ERROR(m.LoadDir(n));
+  if (!n->children.empty()) return Err(Status::Code::kNotEmpty, "directory not empty");
+  m.DropName(d, std::string(name), n);
+  m.TouchDir(d);
+  m.MaybeDelete(n);
+  return Status::Ok();
+}
+
+Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,
+                          unsigned flags) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) return Status::InvalidArgument("unsupported rename flags");
+  if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) return Status::InvalidArgument("conflicting flags");
+  HASHFS_ASSIGN_OR_RETURN(Node * d1, m.Dir(parent));
+  HASHFS_ASSIGN_OR_RETURN(Node * d2, m.Dir(new_parent));
+  if (d1->tree != d2->tree || d1->kind != d2->kind) return Err(Status::Code::kCrossDevice, "cross-device rename");
+  HASHFS_RETURN_IF_ERROR(m.Writable(d1));
+  HASHFS_RETURN_IF_ERROR(m.Writable(d2));
+  if ((d1->ino == kRootIno && name == kMetaName) || (d2->ino == kRootIno && new_name == kMetaName))
+    return Err(Status::Code::kReadOnly, "read-only");
+  HASHFS_RETURN_IF_ERROR(CheckName(new_name));
+  Node* src = m.Child(d1, name);
+  if (!src) return Status::NotFound("no such entry");
+  Node* dst = m.Child(d2, new_name);
+  std::string n1(name), n2(new_name);
+  int64_t now = NowNs();
+  if (flags & RENAME_EXCHANGE) {
+    if (!dst) return Status::NotFound("no such entry");
+    if (src == dst) return Status::Ok();
+    if ((src->is_dir() && m.IsAncestor(src, d2)) || (dst->is_dir() && m.IsAncestor(dst, d1)))
+      return Status::InvalidArgument("rename into own subdirectory");
+    d1->children[n1] = dst->ino;
+    d2->children[n2] = src->ino;
+    for (auto& nm : src->names)
+      if (nm.first == d1->ino && nm.second == n1) nm = {d2->ino, n2};
+    for (auto& nm : dst->names)
+      if (nm.first == d2->ino && nm.second == n2) nm = {d1->ino, n1};
+    if (src->is_dir() != dst->is_dir() && d1 != d2) {
+      if (src->is_dir()) d1->subdirs--, d2->subdirs++;
+      else d2->subdirs--, d1->subdirs++;
+    }
+    src->attr.ctime_ns = dst->attr.ctime_ns = now;
+    m.MarkDirty(src);
+    m.MarkDirty(dst);
+    // Both names change even when the nodes are hardlinks (whose MarkDirty
+    // only marks the link table).
+    m.MarkName(d1->ino, n1);
+    m.MarkName(d2->ino, n2);
+    m.counts.renamed += 2;
+    m.TouchDir(d1);
+    if (d2 != d1) m.TouchDir(d2);
+    return Status::Ok();
+  }
+  if (dst && (flags & RENAME_NOREPLACE)) return Status::Exists("file exists");
+  if (src == dst) return Status::Ok();  // same file (or hardlinks of it): nothing to do
+  if (src->is_dir()) {
+    if (m.IsAncestor(src, d2)) return Status::InvalidArgument("rename into own subdirectory");
+    if (dst) {
+      if (!dst->is_dir()) return Err(Status::Code::kNotDirectory, "not a directory");
+      HASHFS_RETURN_IF_ERROR(m.LoadDir(dst));
+      if (!dst->children.empty()) return Err(Status::Code::kNotEmpty, "directory not empty");
+    }
+  } else if (dst && dst->is_dir()) {
+    return Err(Status::Code::kIsDirectory, "is a directory");
+  }
+  if (dst) {
+    m.DropName(d2, n2, dst);
+    m.counts.removed--;
+  }
+  d1->children.erase(n1);
+  d2->children[n2] = src->ino;
+  for (auto& nm : src->names)
+    if (nm.first == d1->ino && nm.second == n1) nm = {d2->ino, n2};
+  if (src->is_dir() && d1 != d2) d1->subdirs--, d2->subdirs++;
+  src->attr.ctime_ns = now;
+  m.MarkName(d1->ino, n1);
+  m.MarkName(d2->ino, n2);  // MarkDirty alone misses it for hardlinks
+  m.MarkDirty(src);
+  m.counts.renamed++;
+  m.TouchDir(d1);
+  if (d2 != d1) m.TouchDir(d2);
+  if (dst) m.MaybeDelete(dst);
+  return Status::Ok();
+}
+
+Result<uint64_t> Filesystem::Open(uint64_t ino, int flags) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
+  if (n->is_dir()) return Err(Status::Code::kIsDirectory, "is a directory");
+  bool writable = (flags & O_ACCMODE) != O_RDONLY;
+  // O_TRUNC truncates even with O_RDONLY (Linux; the kernel checked write permission).
+  bool truncate = (flags & O_TRUNC) != 0;
+  if (writable || truncate) HASHFS_RETURN_IF_ERROR(m.Writable(n));
+  if (n->attr.type == FileType::kRegular) {
+    HASHFS_RETURN_IF_ERROR(m.EnsureContent(n));
+    if (truncate) {
+      n->content->Truncate(0);
+      n->attr.size = 0;
+      n->attr.mtime_ns = n->attr.ctime_ns = NowNs();
+      m.content_dirty.insert(ino);
+      m.counts.written++;
+      m.MarkDirty(n);
+    }
+  }
+  n->opens++;
+  uint64_t fh = m.next_fh++;
+  m.handles[fh] = Handle{ino, writable, (flags & O_APPEND) != 0, false};
+  return fh;
+}
+
+Result<std::pair<EntryOut, uint64_t>> Filesystem::Create(uint64_t parent, std::string_view name, uint32_t mode,
+                                                         int flags, const Caller& c) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  HASHFS_ASSIGN_OR_RETURN(Node * d, m.Dir(parent));
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.CreateChild(d, name, FileType::kRegular, mode, c));
+  n->content = std::make_unique<FileContent>(std::vector<ChunkRef>{});
+  n->opens++;
+  uint64_t fh = m.next_fh++;
+  m.handles[fh] = Handle{n->ino, (flags & O_ACCMODE) != O_RDONLY, (flags & O_APPEND) != 0, false};
+  return std::make_pair(m.MakeEntry(n), fh);
+}
+
+Result<size_t> Filesystem::Read(uint64_t ino, uint64_t fh, uint64_t off, size_t size, char* out) {
+  Impl& m = *impl_;
+  std::vector<FileContent::Piece> plan;
+  {
+    std::lock_guard lk(m.mu);
+    (void)fh;
+    HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
+    if (n->attr.type != FileType::kRegular) return Status::InvalidArgument("not a regular file");
+    HASHFS_RETURN_IF_ERROR(m.EnsureContent(n));
+    uint64_t fsize = n->content->size();
+    if (off >= fsize) return size_t{0};
+    size = static_cast<size_t>(std::min<uint64_t>(size, fsize - off));
+    if (!n->content->RangeIsClean(off, size)) {
+      HASHFS_RETURN_IF_ERROR(n->content->Read(off, size, out, m.cache));
+      return size;
+    }
+    plan = n->content->PlanRead(off, size);
+  }
+  // Chunks are immutable: fetch and decode them without the lock.
+  HASHFS_RETURN_IF_ERROR(FileContent::ExecuteRead(plan, out, m.cache));
+  return size;
+}
+
+Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t off, const char* data, size_t size) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  auto h = m.handles.find(fh);
+  if (h == m.handles.end() || h->second.ino != ino) return Status::InvalidArgument("bad file handle");
+  if (!h->second.writable) return Status::Make(Status::Code::kInvalidArgument, "file not open for writing");
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
+  HASHFS_RETURN_IF_ERROR(m.Writable(n));
+  HASHFS_RETURN_IF_ERROR(m.EnsureContent(n));
+  if (h->second.append) off = n->content->size();
+  if (off + size > (1ull << 60)) return Err(Status::Code::kTooBig, "file too large");
+  HASHFS_RETURN_IF_ERROR(n->content->Write(off, data, size, m.cache));
+  n->attr.size = n->content->size();
+  n->attr.mtime_ns = n->attr.ctime_ns = NowNs();
+  if (!h->second.wrote) m.counts.written++;
+  h->second.wrote = true;
+  m.content_dirty.insert(ino);
+  m.MarkDirty(n, /*wake=*/false);  // committed at close or fsync, not per write
+  if (n->content->dirty_bytes() > m.cfg.max_dirty_bytes) HASHFS_RETURN_IF_ERROR(m.FlushContent(n));
+  return size;
+}
+
+Status Filesystem::Flush(uint64_t ino, uint64_t fh) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  (void)ino;
+  auto h = m.handles.find(fh);
+  // A closed, written file is committed soon (grouped with others).
+  if (h != m.handles.end() && h->second.wrote) m.WakeQuiet();
+  return Status::Ok();
+}
+
+Status Filesystem::Release(uint64_t ino, uint64_t fh) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  auto h = m.handles.find(fh);
+  if (h != m.handles.end() && h->second.wrote) m.WakeQuiet();  // e.g. writes through mmap after close
+  m.handles.erase(fh);
+  Node* n = m.Find(ino);
+  if (!n) return Status::Ok();
+  if (n->opens) n->opens--;
+  if (n->opens == 0 && n->content && !n->content->dirty() && !m.content_dirty.count(ino)) n->content.reset();
+  m.MaybeDelete(n);
+  return Status::Ok();
+}
+
+Status Filesystem::Fsync(uint64_t ino) {
+  (void)ino;
+  return Sync();
+}
+
+Status Filesystem::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
+  HASHFS_RETURN_IF_ERROR(m.Writable(n));
+  if (n->attr.type != FileType::kRegular) return Err(Status::Code::kIsDirectory, "not a regular file");
+  HASHFS_RETURN_IF_ERROR(m.EnsureContent(n));
+  uint64_t size = n->content->size();
+  if (mode == 0) {
+    if (off + len > size) {
+      n->content->Truncate(off + len);
+      n->attr.size = off + len;
+    }
+  } else if (mode == FALLOC_FL_KEEP_SIZE) {
+    return Status::Ok();  // no allocation to reserve in a content-addressed store
+  } else if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
+    if (off >= size) return Status::Ok();
+    uint64_t end = std::min(size, off + len);
+    std::string zeros(static_cast<size_t>(std::min<uint64_t>(end - off, 1u << 20)), '\0');
+    for (uint64_t p = off; p < end;) {
+      size_t n2 = static_cast<size_t>(std::min<uint64_t>(zeros.size(), end - p));
+      HASHFS_RETURN_IF_ERROR(n->content->Write(p, zeros.data(), n2, m.cache));
+      p += n2;
+    }
+  } else {
+    return Status::Unsupported("fallocate mode not supported");
+  }
+  n->attr.mtime_ns = n->attr.ctime_ns = NowNs();
+  m.content_dirty.insert(ino);
+  m.counts.written++;
+  m.MarkDirty(n);
+  return Status::Ok();
+}
+
+Result<uint64_t> Filesystem::OpenDir(uint64_t ino) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  HASHFS_ASSIGN_OR_RETURN(Node * d, m.Dir(ino));
+  DirHandle dh;
+  dh.ino = ino;
+  if (d->kind != Kind::kNormal) {
+    HASHFS_ASSIGN_OR_RETURN(dh.entries, m.ListVirtual(d));
+  } else {
+    dh.entries.reserve(d->children.size());
+    for (const auto& [name, cino] : d->children) {
+      Node* c = m.Find(cino);
+      if (c) dh.entries.push_back({name, cino, TypeBits(c->attr.type)});
+    }
+  }
+  uint64_t fh = m.next_fh++;
+  m.dir_handles.emplace(fh, std::move(dh));
+  return fh;
+}
+
+Result<std::vector<DirEntryOut>> Filesystem::ReadDir(uint64_t ino, uint64_t fh) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  auto it = m.dir_handles.find(fh);
+  if (it == m.dir_handles.end() || it->second.ino != ino) return Status::InvalidArgument("bad directory handle");
+  return it->second.entries;
+}
+
+Result<EntryOut> Filesystem::LookupForReaddirPlus(uint64_t ino, const DirEntryOut& e) { return Lookup(ino, e.name); }
+
+void Filesystem::ReleaseDir(uint64_t fh) {
+  std::lock_guard lk(impl_->mu);
+  impl_->dir_handles.erase(fh);
+}
+
+Result<std::string> Filesystem::GetXattr(uint64_t ino, std::string_view name) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
+  for (const auto& [k, v] : n->attr.xattrs)
+    if (k == name) return v;
+  return Err(Status::Code::kNoAttribute, "no such attribute");
+}
+
+Result<std::vector<std::string>> Filesystem::ListXattr(uint64_t ino) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
+  std::vector<std::string> out;
+  for (const auto& [k, v] : n->attr.xattrs) out.push_back(k);
+  return out;
+}
+
+Status Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
+  HASHFS_RETURN_IF_ERROR(m.Writable(n));
+  if (name.empty() || name.size() > kMaxXattrNameLength) return Err(Status::Code::kRange, "bad attribute name");
+  if (value.size() > kMaxXattrValueLength) return Err(Status::Code::kTooBig, "attribute value too large");
+  auto& xs = n->attr.xattrs;
+  auto it = std::lower_bound(xs.begin(), xs.end(), name,
+                             [](const std::pair<std::string, std::string>& a, std::string_view b) { return a.first < b; });
+  bool exists = it != xs.end() && it->first == name;
+  if (exists && (flags & XATTR_CREATE)) return Status::Exists("attribute exists");
+  if (!exists && (flags & XATTR_REPLACE)) return Err(Status::Code::kNoAttribute, "no such attribute");
+  if (name == kAclAccessXattr) {
+    // An access ACL sets the mode's permission bits; one that says no more
+    // than the mode (3 entries) is not stored, as on native file systems.
+    auto bits = AclPermissionBits(value);
+    if (!bits) return Status::InvalidArgument("malformed POSIX ACL");
+    n->attr.mode = (n->attr.mode & ~0777u) | *bits;
+    if (value.size() == 4 + 3 * 8) {
+      if (exists) xs.erase(it);
+      n->attr.ctime_ns = NowNs();
+      m.counts.changed++;
+      m.MarkDirty(n);
+      return Status::Ok();
+    }
+  }
+  if (exists) {
+    it->second = std::string(value);
+  } else {
+    if (xs.size() >= kMaxXattrs) return Status::NoSpace("too many attributes");
+    xs.insert(it, {std::string(name), std::string(value)});
+  }
+  n->attr.ctime_ns = NowNs();
+  m.counts.changed++;
+  m.MarkDirty(n);
+  return Status::Ok();
+}
+
+Status Filesystem::RemoveXattr(uint64_t ino, std::string_view name) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
+  HASHFS_RETURN_IF_ERROR(m.Writable(n));
+  auto& xs = n->attr.xattrs;
+  auto it = std::find_if(xs.begin(), xs.end(), [&](const auto& p) { return p.first == name; });
+  if (it == xs.end()) return Err(Status::Code::kNoAttribute, "no such attribute");
+  xs.erase(it);
+  n->attr.ctime_ns = NowNs();
+  m.counts.changed++;
+  m.MarkDirty(n);
+  return Status::Ok();
+}
+
+Result<struct statvfs> Filesystem::StatFs() {
+  struct statvfs v {};
+  if (statvfs(impl_->cfg.store_dir.c_str(), &v) != 0) return Status::FromErrno(errno, "statfs");
+  v.f_namemax = kMaxNameLength;
+  return v;
+}
+
+Status Filesystem::Sync() {
+  Impl& m = *impl_;
+  if (m.live.read_only) return Status::Ok();
+  std::unique_lock lk(m.mu);
+  m.WakeQuiet();
+  uint64_t target = m.change_gen;
+  if (m.durable_gen >= target) return Status::Ok();
+  return m.WaitDurable(lk, target);
+}
+
+Status Filesystem::Revert(const Digest& commit, const std::string& description) {
+  Impl& m = *impl_;
+  if (m.live.read_only) return Err(Status::Code::kReadOnly, "read-only mount");
+  HASHFS_RETURN_IF_ERROR(Sync());
+  HASHFS_ASSIGN_OR_RETURN(Commit target, m.repo.LoadCommit(commit));
+  target.description = description;
+  HASHFS_RETURN_IF_ERROR(m.CommitOnce(target));
+  // Detach every live node from the namespace; the root starts over from the
+  // new tree. Open files keep working, like files unlinked while open.
+  std::vector<std::pair<uint64_t, std::string>> entries;
+  std::vector<uint64_t> inodes;
+  {
+    std::lock_guard lk(m.mu);
+    Node* root = m.Find(kRootIno);
+    for (auto& [ino, n] : m.nodes) {
+      if (n->tree != &m.live || n->kind != Kind::kNormal || ino == kRootIno) continue;
+      for (auto& nm : n->names) entries.push_back(nm);
+      inodes.push_back(ino);
+      n->names.clear();
+      n->nlink = 0;
+      n->removed = true;
+      n->dirty_names.clear();
+      n->link_id = 0;
+    }
+    m.live.link_nodes.clear();
+    m.content_dirty.clear();
+    m.dirty_links.clear();
+    root->attr = target.root;
+    root->base = target.root.content;
+    root->children.clear();
+    root->subdirs = 0;
+    root->loaded = false;
+    root->dirty_names.clear();
+    m.root_dirty = false;
+    for (uint64_t ino : inodes)
+      if (Node* n = m.Find(ino)) m.MaybeDelete(n);
+    // Names of the new root may sit in the kernel as negative entries.
+    if (m.LoadDir(root).ok())
+      for (const auto& [name, ino] : root->children) entries.emplace_back(kRootIno, name);
+  }
+  if (m.inval.entry)
+    for (auto& [p, name] : entries) m.inval.entry(p, name);
+  if (m.inval.inode) {
+    m.inval.inode(kRootIno);
+    for (uint64_t ino : inodes) m.inval.inode(ino);
+  }
+  return Status::Ok();
+}
+
+}  // namespace hashfs::fusefs

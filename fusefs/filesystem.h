@@ -1,0 +1,158 @@
+// Filesystem: the FUSE-free core of a hashfs mount. It serves one volume as
+// a mutable POSIX namespace over immutable trees and turns changes into
+// commits.
+//
+// State: an inode table (ino -> Node) holding every entry the kernel has
+// looked up or that a loaded directory lists, created lazily from the
+// volume's head commit; directories load their entry tree on first use.
+// Changes edit nodes in memory and mark the names on the path to the root
+// dirty. A committer thread turns dirty state into new tree objects (only the
+// changed HAMT paths and file regions), a commit and one atomic head swap
+// (Repository::Advance), grouping changes that arrive within `group_commit`.
+// fsync and Sync() wait until a commit holding every earlier change is
+// durable. Hardlinked files share one node (key: link id) whose attributes
+// live in the commit's link table.
+//
+// `.hashfs` at the root (reachable by name, not listed) is a read-only view
+// of history: `.hashfs/history/<commit id>/` and `.hashfs/snapshots/<name>/`.
+//
+// Thread-safe: one mutex guards the namespace and file contents; reads of
+// unchanged file regions and chunk decoding run outside it. Inode numbers are
+// stable for the life of the mount (nodes are kept once created; memory grows
+// with the number of entries visited). Permission checks are the kernel's
+// (the mount uses default_permissions); this class enforces POSIX namespace
+// rules and errors.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tree/repository.h"
+
+namespace hashfs::fusefs {
+
+inline constexpr uint64_t kRootIno = 1;
+
+struct MountConfig {
+  std::string volume;
+  std::string store_dir;          // for statfs
+  bool read_only = false;
+  std::optional<Digest> at;       // serve this commit (read-only) instead of the head
+  int group_commit_ms = 20;       // changes within this window share one commit
+  size_t chunk_cache_bytes = 256u << 20;
+  size_t max_dirty_bytes = 64u << 20;  // per file: flush dirty pages beyond this
+  double entry_timeout = 10.0;    // kernel cache timeouts for the live tree
+};
+
+struct Caller {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+
+struct EntryOut {
+  uint64_t ino = 0;
+  struct stat attr {};
+  double timeout = 0;  // entry and attribute cache timeout, seconds
+};
+
+// What SetAttr changes (unset fields are left alone).
+struct SetAttrRequest {
+  std::optional<uint32_t> mode;
+  std::optional<uint32_t> uid, gid;
+  std::optional<uint64_t> size;
+  std::optional<int64_t> atime_ns, mtime_ns;  // already resolved from UTIME_NOW
+  std::optional<int64_t> ctime_ns;
+};
+
+struct DirEntryOut {
+  std::string name;
+  uint64_t ino;
+  uint32_t type_bits;  // S_IFDIR, S_IFREG, ...
+};
+
+// Callbacks into the kernel, set by the FUSE layer: drop cached attributes
+// and data of an inode, or a cached name.
+struct Invalidator {
+  std::function<void(uint64_t ino)> inode;
+  std::function<void(uint64_t parent, const std::string& name)> entry;
+};
+
+class Filesystem {
+ public:
+  // Opens the volume (creating it empty when it does not exist and the mount
+  // is read-write) and starts the committer. `repo` must outlive this.
+  static Result<std::unique_ptr<Filesystem>> Open(Repository& repo, MountConfig cfg);
+  ~Filesystem();  // commits what is pending (Sync) and stops the committer
+  Filesystem(const Filesystem&) = delete;
+  Filesystem& operator=(const Filesystem&) = delete;
+
+  void SetInvalidator(Invalidator inv);
+  bool read_only() const;
+
+  // Namespace. Every call that returns an EntryOut counts one kernel lookup.
+  Result<EntryOut> Lookup(uint64_t parent, std::string_view name);
+  void Forget(uint64_t ino, uint64_t nlookup);
+  Result<struct stat> GetAttr(uint64_t ino);
+  Result<struct stat> SetAttr(uint64_t ino, const SetAttrRequest& r);
+  Result<std::string> ReadLink(uint64_t ino);
+  Result<EntryOut> MakeNode(uint64_t parent, std::string_view name, uint32_t mode, uint64_t rdev, const Caller& c);
+  Result<EntryOut> MakeDir(uint64_t parent, std::string_view name, uint32_t mode, const Caller& c);
+  Result<EntryOut> Symlink(uint64_t parent, std::string_view name, std::string_view target, const Caller& c);
+  Result<EntryOut> Link(uint64_t ino, uint64_t new_parent, std::string_view new_name);
+  Status Unlink(uint64_t parent, std::string_view name);
+  Status Rmdir(uint64_t parent, std::string_view name);
+  // flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE.
+  Status Rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,
+                unsigned flags);
+
+  // Files. Handles are per open; `writable` opens may change content.
+  Result<uint64_t> Open(uint64_t ino, int flags);
+  Result<std::pair<EntryOut, uint64_t>> Create(uint64_t parent, std::string_view name, uint32_t mode, int flags,
+                                               const Caller& c);
+  Result<size_t> Read(uint64_t ino, uint64_t fh, uint64_t off, size_t size, char* out);
+  Result<size_t> Write(uint64_t ino, uint64_t fh, uint64_t off, const char* data, size_t size);
+  Status Flush(uint64_t ino, uint64_t fh);    // close(2) of one descriptor
+  Status Release(uint64_t ino, uint64_t fh);  // last close of the open
+  Status Fsync(uint64_t ino);                 // durable when it returns OK
+  Status Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len);
+
+  // Directories: a listing snapshot per open, so offsets stay stable while
+  // the directory changes.
+  Result<uint64_t> OpenDir(uint64_t ino);
+  // Entries from index `off` on (not counting "." and ".."); *names_lookup
+  // entries are counted as kernel lookups by LookupForReaddirPlus.
+  Result<std::vector<DirEntryOut>> ReadDir(uint64_t ino, uint64_t fh);
+  Result<EntryOut> LookupForReaddirPlus(uint64_t ino, const DirEntryOut& e);
+  void ReleaseDir(uint64_t fh);
+
+  // Extended attributes.
+  Result<std::string> GetXattr(uint64_t ino, std::string_view name);
+  Result<std::vector<std::string>> ListXattr(uint64_t ino);
+  Status SetXattr(uint64_t ino, std::string_view name, std::string_view value, int flags);
+  Status RemoveXattr(uint64_t ino, std::string_view name);
+
+  Result<struct statvfs> StatFs();
+
+  // Commits everything changed so far and waits until it is durable.
+  Status Sync();
+  // Makes `commit`'s tree the volume's new head (a new commit; history is
+  // kept), after committing pending changes; the kernel's caches are
+  // invalidated. Used by `hashfs revert` on a mounted volume.
+  Status Revert(const Digest& commit, const std::string& description);
+  // The last durable head commit.
+  Digest head() const;
+
+  struct Impl;
+
+ private:
+  explicit Filesystem(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hashfs::fusefs

@@ -1,0 +1,1141 @@
+#include "remote/discord_remote.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <thread>
+#include <unordered_set>
+
+#include "cas/object_codec.h"
+#include "remote/parallel.h"
+#include "tree/gc.h"
+
+namespace hashfs::remote {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr uint64_t kTailFetch = 8ull << 10;     // first guess at a pack trailer's size
+constexpr uint64_t kMaxSpanGap = 1ull << 20;    // coalesce ranges closer than this
+constexpr uint64_t kMaxSpan = 16ull << 20;      // largest single Range request
+constexpr uint64_t kMultipartSlack = 64ull << 10;
+constexpr int kDownloadThreads = 6;
+constexpr size_t kMaxFilesPerMessage = 10;
+constexpr int kVerifyDownloadAttempts = 3;
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string PackFileName(const std::string& pack_id) { return HexEncode(pack_id) + std::string(kPackSuffix); }
+
+std::optional<std::string> PackIdFromName(std::string_view name) {
+  if (!name.ends_with(kPackSuffix)) return std::nullopt;
+  name.remove_suffix(kPackSuffix.size());
+  if (name.size() != kPackIdSize * 2) return std::nullopt;
+  auto id = HexDecode(name);
+  if (!id.ok()) return std::nullopt;
+  return *id;
+}
+
+}  // namespace
+
+DiscordRemote::DiscordRemote(ObjectStore& store, RemoteConfig cfg, std::unique_ptr<HttpClient> http,
+                             std::string token)
+    : store_(store), cfg_(std::move(cfg)), http_(std::move(http)), index_(store, cfg_.name) {
+  DiscordOptions o;
+  o.api_url = cfg_.api_url;
+  o.token = std::move(token);
+  api_ = std::make_unique<DiscordApi>(*http_, std::move(o));
+  request_budget_ = cfg_.request_limit > 2 * kMultipartSlack ? cfg_.request_limit - kMultipartSlack
+                                                             : cfg_.request_limit / 2;
+  pack_limit_ = PackTarget();
+  initial_attachment_limit_ = cfg_.attachment_limit;
+}
+
+DiscordRemote::~DiscordRemote() = default;
+
+Result<std::unique_ptr<DiscordRemote>> DiscordRemote::Open(ObjectStore& store, RemoteConfig cfg, std::string token,
+                                                           std::unique_ptr<HttpClient> http) {
+  HASHFS_RETURN_IF_ERROR(ValidateName(cfg.name).WithContext("remote name"));
+  if (cfg.kind != "discord") return Status::Unsupported("remote kind '" + cfg.kind + "' (only discord)");
+  if (cfg.channels.empty()) return Status::InvalidArgument("a discord remote needs at least one --channel");
+  if (token.empty()) return Status::InvalidArgument("no Discord bot token (set $HASHFS_DISCORD_TOKEN or --token-file)");
+  if (cfg.attachment_limit < kMinPackLimit) return Status::InvalidArgument("attachment limit below 64 KiB");
+  if (!http) http = MakeCurlHttpClient();
+  return std::unique_ptr<DiscordRemote>(new DiscordRemote(store, std::move(cfg), std::move(http), std::move(token)));
+}
+
+std::vector<std::string> DiscordRemote::TakeWarnings() {
+  std::lock_guard lk(warn_mu_);
+  return std::exchange(warnings_, {});
+}
+
+void DiscordRemote::Warn(std::string w) {
+  std::lock_guard lk(warn_mu_);
+  warnings_.push_back(std::move(w));
+}
+
+uint64_t DiscordRemote::RequestBudget() const { return request_budget_.load(); }
+
+// The pack size that fills a message best: k packs of budget/k bytes, each
+// within the per-file limit, at most 10 per message.
+uint64_t DiscordRemote::PackTarget() const {
+  uint64_t budget = RequestBudget();
+  uint64_t lim = cfg_.attachment_limit;
+  uint64_t k = std::clamp<uint64_t>((budget + lim - 1) / lim, 1, kMaxFilesPerMessage);
+  return std::max<uint64_t>(kMinPackLimit, std::min(lim, budget / k));
+}
+
+Status DiscordRemote::SaveConfig() { return index_.Put("config", cfg_.ToJson()); }
+
+// ---------------------------------------------------------------------------
+// Manifest and key
+
+Status DiscordRemote::Unlock(std::string_view passphrase, bool create) {
+  const uint64_t primary = cfg_.channels.front();
+  HASHFS_ASSIGN_OR_RETURN(auto pins, api_->Pins(primary));
+  std::optional<Manifest> found;
+  for (const auto& m : pins) {
+    auto mf = Manifest::Parse(m.content);
+    if (mf.ok()) {
+      found = std::move(mf).value();
+      manifest_channel_ = primary;
+      manifest_message_ = m.id;
+      break;
+    }
+    if (!mf.status().IsNotFound()) return mf.status().WithContext("manifest message " + std::to_string(m.id));
+  }
+  if (!found) {
+    // The pin is gone: every ref-log message carries the wrapped key too.
+    uint64_t before = 0;
+    for (int page = 0; page < 50 && !found; page++) {
+      HASHFS_ASSIGN_OR_RETURN(auto msgs, api_->ListMessagesBefore(primary, before, 100));
+      for (auto it = msgs.rbegin(); it != msgs.rend() && !found; ++it) {
+        auto h = RefLogHeader::Parse(it->content);
+        if (!h.ok()) continue;
+        Manifest mf;
+        mf.kdf = h->kdf;
+        mf.wrapped_key = h->wrapped_key;
+        mf.channels = cfg_.channels;
+        mf.refs_channel = primary;
+        mf.refs_message = it->id;
+        mf.refs_seq = h->seq;
+        found = mf;
+      }
+      if (msgs.size() < 100) break;
+      before = msgs.front().id;
+    }
+  }
+  if (!found) {
+    if (!create)
+      return Status::NotFound(fmt::format("channel {} holds no hashfs remote (no manifest pinned)", primary));
+    Manifest mf;
+    mf.kdf.salt = RandomBytes(16);
+    HASHFS_ASSIGN_OR_RETURN(SecretBytes kek, DeriveKey(passphrase, mf.kdf));
+    MasterKey mk = MasterKey::Generate();
+    mf.wrapped_key = mk.Wrap(kek.view());
+    mf.channels = cfg_.channels;
+    HASHFS_ASSIGN_OR_RETURN(DiscordMessage m, api_->CreateMessage(primary, mf.Content(), {}));
+    HASHFS_RETURN_IF_ERROR(api_->Pin(primary, m.id));
+    manifest_ = mf;
+    manifest_channel_ = primary;
+    manifest_message_ = m.id;
+    key_ = std::move(mk);
+    return Status::Ok();
+  }
+  HASHFS_ASSIGN_OR_RETURN(SecretBytes kek, DeriveKey(passphrase, found->kdf));
+  HASHFS_ASSIGN_OR_RETURN(MasterKey mk, MasterKey::Unwrap(kek.view(), found->wrapped_key));
+  key_ = std::move(mk);
+  manifest_ = std::move(*found);
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------
+// URLs and downloads
+
+void DiscordRemote::CacheUrls(const DiscordMessage& m) {
+  std::lock_guard lk(url_mu_);
+  for (const auto& a : m.attachments)
+    if (!a.url.empty()) urls_[a.id] = a.url;
+}
+
+Result<std::string> DiscordRemote::AttachmentUrl(const PackLocation& loc, bool refresh, const std::string& stale) {
+  if (!refresh) {
+    std::lock_guard lk(url_mu_);
+    auto it = urls_.find(loc.attachment);
+    if (it != urls_.end()) return it->second;
+  }
+  if (refresh && !stale.empty()) {
+    auto r = api_->RefreshUrls({stale});
+    if (r.ok() && !r->empty() && !r->front().second.empty() && r->front().second != stale) {
+      std::lock_guard lk(url_mu_);
+      urls_[loc.attachment] = r->front().second;
+      return r->front().second;
+    }
+    if (!r.ok() && r.status().code() == Status::Code::kPermission) return r.status();
+  }
+  auto m = api_->GetMessage(loc.channel, loc.message);
+  if (!m.ok()) {
+    if (m.status().IsNotFound())
+      return Status::NotFound(fmt::format("pack message {} is gone from channel {}", loc.message, loc.channel));
+    return m.status();
+  }
+  CacheUrls(*m);
+  for (const auto& a : m->attachments)
+    if (a.id == loc.attachment) return a.url;
+  return Status::NotFound(fmt::format("message {} has no attachment {}", loc.message, loc.attachment));
+}
+
+Result<std::string> DiscordRemote::DownloadAttachment(const PackLocation& loc,
+                                                      std::optional<std::pair<uint64_t, uint64_t>> range) {
+  std::string url;
+  HASHFS_ASSIGN_OR_RETURN(url, AttachmentUrl(loc, false, ""));
+  for (int attempt = 0;; attempt++) {
+    auto r = api_->Download(url, range);
+    if (r.ok() || !r.status().IsNotFound() || attempt >= 2) return r;
+    // Expired (or otherwise refused) URL: get a fresh one and carry on.
+    HASHFS_ASSIGN_OR_RETURN(url, AttachmentUrl(loc, true, url));
+  }
+}
+
+Result<std::vector<PreparedObject>> DiscordRemote::FetchSpan(const PackRecord& pack, size_t first, size_t last) {
+  const auto& es = pack.index.entries;
+  if (first > last || last >= es.size()) return Status::InvalidArgument("bad pack span");
+  uint64_t start = es[first].offset, end = es[last].offset + es[last].length;  // exclusive
+  Status problem;
+  for (int attempt = 0; attempt < kVerifyDownloadAttempts; attempt++) {
+    auto bytes = DownloadAttachment(pack.loc, std::make_pair(start, end - 1));
+    if (!bytes.ok()) {
+      if (!bytes.status().IsCorruption()) return bytes.status();
+      problem = bytes.status();
+      continue;
+    }
+    std::vector<PreparedObject> out;
+    out.reserve(last - first + 1);
+    bool good = true;
+    for (size_t i = first; i <= last; i++) {
+      auto o = OpenEntry(*key_, pack.index.pack_id, es[i], std::string_view(*bytes).substr(es[i].offset - start, es[i].length));
+      if (!o.ok()) {
+        problem = o.status();
+        good = false;
+        break;
+      }
+      out.push_back(std::move(o).value());
+    }
+    if (good) return out;
+  }
+  return problem.WithContext(fmt::format("pack {} (message {}), still bad after {} downloads",
+                                         HexEncode(pack.index.pack_id), pack.loc.message, kVerifyDownloadAttempts));
+}
+
+// ---------------------------------------------------------------------------
+// Index sync
+
+Result<DiscordRemote::RefsPointer> DiscordRemote::LoadPointer() {
+  RefsPointer p;
+  HASHFS_ASSIGN_OR_RETURN(auto v, index_.Get("refsptr"));
+  if (v) {
+    json j = json::parse(*v, nullptr, false);
+    if (j.is_object()) {
+      p.channel = j.value("channel", uint64_t{0});
+      p.message = j.value("message", uint64_t{0});
+      p.seq = j.value("seq", uint64_t{0});
+      p.gen = j.value("gen", uint64_t{0});
+    }
+  }
+  if (manifest_.refs_message && manifest_.refs_seq > p.seq) {
+    p.channel = manifest_.refs_channel;
+    p.message = manifest_.refs_message;
+    p.seq = manifest_.refs_seq;
+  }
+  return p;
+}
+
+Status DiscordRemote::SavePointer(const RefsPointer& p) {
+  return index_.Put("refsptr",
+                    json({{"channel", p.channel}, {"message", p.message}, {"seq", p.seq}, {"gen", p.gen}}).dump());
+}
+
+Status DiscordRemote::IngestPack(const PackLocation& loc, const std::string& pack_id) {
+  Status last;
+  for (int attempt = 0; attempt < kVerifyDownloadAttempts; attempt++) {
+    uint64_t take = std::min(loc.size, kTailFetch);
+    auto tail = DownloadAttachment(loc, std::make_pair(loc.size - take, loc.size - 1));
+    if (!tail.ok()) {
+      if (!tail.status().IsCorruption()) return tail.status();
+      last = tail.status();
+      continue;
+    }
+    auto need = TrailerLength(*tail, loc.size);
+    if (need.ok() && *need > tail->size()) {
+      tail = DownloadAttachment(loc, std::make_pair(loc.size - *need, loc.size - 1));
+      if (!tail.ok()) return tail.status();
+    }
+    auto idx = need.ok() ? DecodeTrailer(*key_, *tail, loc.size) : Result<PackIndex>(need.status());
+    if (!idx.ok()) {
+      last = idx.status();
+      continue;
+    }
+    if (idx->pack_id != pack_id) {
+      last = Status::Corruption("pack trailer names another pack than its file name");
+      continue;
+    }
+    return index_.AddPacks({PackRecord{loc, std::move(idx).value()}});
+  }
+  return last;
+}
+
+Status DiscordRemote::SyncIndex(bool rebuild, TransferProgress* progress) {
+  if (!key_) return Status::InvalidArgument("remote is locked");
+  HASHFS_ASSIGN_OR_RETURN(RefsPointer ptr, LoadPointer());
+  HASHFS_ASSIGN_OR_RETURN(auto gen_v, index_.Get("gen"));
+  uint64_t local_gen = gen_v ? std::strtoull(gen_v->c_str(), nullptr, 10) : 0;
+  if (rebuild) HASHFS_RETURN_IF_ERROR(index_.ClearObjects());
+  refs_messages_.clear();
+  struct Todo {
+    PackLocation loc;
+    std::string pack_id;
+  };
+  std::vector<Todo> todo;
+  std::map<uint64_t, uint64_t> newest;
+  for (uint64_t ch : cfg_.channels) {
+    HASHFS_ASSIGN_OR_RETURN(uint64_t after, index_.Watermark(ch));
+    newest[ch] = after;
+    for (;;) {
+      HASHFS_ASSIGN_OR_RETURN(auto msgs, api_->ListMessages(ch, after, 100));
+      for (const auto& m : msgs) {
+        CacheUrls(m);
+        if (m.content == kPacksContent) {
+          for (const auto& a : m.attachments) {
+            auto id = PackIdFromName(a.filename);
+            if (!id) continue;
+            HASHFS_ASSIGN_OR_RETURN(bool have, index_.HasPack(*id));
+            if (!have) todo.push_back({PackLocation{ch, m.id, a.id, a.size}, *id});
+          }
+        } else if (auto h = RefLogHeader::Parse(m.content); h.ok()) {
+          refs_messages_.emplace_back(ch, m.id);
+          if (h->seq > ptr.seq || (h->seq == ptr.seq && m.id > ptr.message)) {
+            ptr = RefsPointer{ch, m.id, h->seq, h->gc_generation};
+          }
+        }
+      }
+      if (!msgs.empty()) after = msgs.back().id;
+      if (msgs.size() < 100) break;
+    }
+    newest[ch] = after;
+  }
+  if (progress) {
+    progress->objects_total += todo.size();
+  }
+  std::vector<Status> results(todo.size());
+  HASHFS_RETURN_IF_ERROR(ParallelFor(todo.size(), kDownloadThreads, [&](size_t i) -> Status {
+    Status s = IngestPack(todo[i].loc, todo[i].pack_id);
+    if (progress) progress->objects_done++;
+    if (s.IsCorruption()) {
+      // A damaged pack is left out of the index: push uploads its objects
+      // again, and verify reports it.
+      Warn(fmt::format("pack {} in message {} is damaged and was ignored: {}", HexEncode(todo[i].pack_id),
+                       todo[i].loc.message, s.message()));
+      return Status::Ok();
+    }
+    return s;
+  }));
+  for (const auto& [ch, id] : newest) HASHFS_RETURN_IF_ERROR(index_.SetWatermark(ch, id));
+  HASHFS_RETURN_IF_ERROR(SavePointer(ptr));
+  if (ptr.message && !rebuild) {
+    // A remote gc elsewhere may have deleted packs this index still lists.
+    HASHFS_ASSIGN_OR_RETURN(auto refs, LatestRefs());
+    if (refs && refs->gc_generation > local_gen) {
+      HASHFS_RETURN_IF_ERROR(SyncIndex(true, progress));
+      return index_.Put("gen", std::to_string(refs->gc_generation));
+    }
+  } else if (ptr.message && rebuild) {
+    HASHFS_ASSIGN_OR_RETURN(auto refs, LatestRefs());
+    if (refs) HASHFS_RETURN_IF_ERROR(index_.Put("gen", std::to_string(refs->gc_generation)));
+  }
+  return Status::Ok();
+}
+
+Result<std::optional<RemoteRefs>> DiscordRemote::LatestRefs() {
+  HASHFS_ASSIGN_OR_RETURN(RefsPointer p, LoadPointer());
+  if (!p.message) return std::optional<RemoteRefs>();
+  HASHFS_ASSIGN_OR_RETURN(DiscordMessage m, api_->GetMessage(p.channel, p.message));
+  CacheUrls(m);
+  if (m.attachments.size() != 1) return Status::Corruption("ref-log message has no refs attachment");
+  PackLocation loc{p.channel, m.id, m.attachments[0].id, m.attachments[0].size};
+  Status last;
+  for (int attempt = 0; attempt < kVerifyDownloadAttempts; attempt++) {
+    HASHFS_ASSIGN_OR_RETURN(std::string sealed, DownloadAttachment(loc, std::nullopt));
+    auto plain = Unseal(key_->enc_key(), sealed, kRefsAad);
+    if (!plain.ok()) {
+      last = plain.status();
+      continue;
+    }
+    HASHFS_ASSIGN_OR_RETURN(RemoteRefs r, RemoteRefs::FromJson(*plain));
+    return std::optional<RemoteRefs>(std::move(r));
+  }
+  return last.WithContext("ref-log message " + std::to_string(p.message));
+}
+
+// ---------------------------------------------------------------------------
+// Push
+
+Result<std::vector<DiscordRemote::Pack>> DiscordRemote::BuildPacks(ObjectStore& src, int zstd_level,
+                                                                   const std::vector<Digest>& digests,
+                                                                   uint64_t limit) {
+  std::vector<Pack> out;
+  std::unique_ptr<PackWriter> w;
+  auto finish = [&] {
+    auto [bytes, idx] = w->Finish();
+    out.push_back(Pack{std::move(bytes), std::move(idx)});
+    w.reset();
+  };
+  for (const Digest& d : digests) {
+    HASHFS_ASSIGN_OR_RETURN(std::string plain, src.Get(d));
+    HASHFS_ASSIGN_OR_RETURN(ObjectInfo info, src.Info(d));
+    PreparedObject f = FrameForUpload(d, plain, info.kind, zstd_level);
+    if (w && !w->Fits(f.stored.size())) finish();
+    if (!w) {
+      w = std::make_unique<PackWriter>(*key_, limit);
+      if (!w->Fits(f.stored.size()))
+        return Status::Make(Status::Code::kTooBig,
+                            fmt::format("object {} ({} bytes stored) does not fit in a {}-byte attachment", d.Hex(),
+                                        f.stored.size(), limit));
+    }
+    w->Add(key_->KeyedId(d), d, info.kind, f.stored);
+  }
+  if (w) finish();
+  return out;
+}
+
+Status DiscordRemote::UploadBatch(ObjectStore& src, int zstd_level, uint64_t channel, std::vector<Pack> packs,
+                                  TransferProgress* progress, PushReport* report) {
+  std::vector<UploadFile> files;
+  uint64_t total = 0;
+  for (const auto& p : packs) {
+    files.push_back({PackFileName(p.index.pack_id), p.bytes});
+    total += p.bytes.size();
+  }
+  auto m = api_->CreateMessage(channel, std::string(kPacksContent), files);
+  if (m.ok()) {
+    CacheUrls(*m);
+    std::vector<PackRecord> recs;
+    for (size_t i = 0; i < packs.size(); i++) {
+      PackLocation loc{channel, m->id, m->attachments[i].id, packs[i].bytes.size()};
+      recs.push_back(PackRecord{loc, packs[i].index});
+    }
+    // Recorded as soon as the create returns: a killed push resumes from here.
+    HASHFS_RETURN_IF_ERROR(index_.AddPacks(recs));
+    if (report) {
+      std::lock_guard lk(warn_mu_);
+      report->messages++;
+      report->packs += packs.size();
+      report->bytes_uploaded += total;
+      for (const auto& p : packs) report->objects_uploaded += p.index.entries.size();
+    }
+    if (progress) {
+      progress->messages++;
+      progress->packs += packs.size();
+      for (const auto& p : packs) {
+        progress->objects_done += p.index.entries.size();
+        progress->bytes_done += p.bytes.size();
+      }
+    }
+    return Status::Ok();
+  }
+  if (m.status().code() != Status::Code::kTooBig) return m.status();
+  if (packs.size() > 1) {
+    // The request was too big: send fewer attachments per message from now on.
+    uint64_t b = request_budget_.load();
+    while (total - 1 < b && !request_budget_.compare_exchange_weak(b, total - 1)) {
+    }
+    size_t half = packs.size() / 2;
+    std::vector<Pack> a(std::make_move_iterator(packs.begin()), std::make_move_iterator(packs.begin() + half));
+    std::vector<Pack> b2(std::make_move_iterator(packs.begin() + half), std::make_move_iterator(packs.end()));
+    HASHFS_RETURN_IF_ERROR(UploadBatch(src, zstd_level, channel, std::move(a), progress, report));
+    return UploadBatch(src, zstd_level, channel, std::move(b2), progress, report);
+  }
+  // One attachment too big: the per-file limit is lower than configured.
+  // Shrink by a third (once per limit: packs built before an earlier shrink
+  // are only rebuilt at the current limit), never below the largest object.
+  uint64_t size = packs[0].bytes.size();
+  uint64_t biggest = 0;
+  for (const auto& e : packs[0].index.entries) biggest = std::max<uint64_t>(biggest, e.length);
+  uint64_t floor = biggest + kSealOverhead + kPackHeaderSize + kPackFooterSize + 8 + kIndexRecordSize;
+  uint64_t cur = pack_limit_.load();
+  if (size <= cur) {
+    if (packs[0].index.entries.size() == 1 || size <= floor)
+      return m.status().WithContext(fmt::format("Discord refuses a {}-byte attachment holding one object", size));
+    uint64_t smaller = std::max<uint64_t>(floor, size * 2 / 3);
+    while (smaller < cur && !pack_limit_.compare_exchange_weak(cur, smaller)) {
+    }
+    cfg_.attachment_limit = std::min(cfg_.attachment_limit, pack_limit_.load());
+    Warn(fmt::format("Discord refused a {}-byte attachment; packs are now at most {} bytes", size, pack_limit_.load()));
+  }
+  std::vector<Digest> ds;
+  for (const auto& e : packs[0].index.entries) ds.push_back(e.digest);
+  HASHFS_ASSIGN_OR_RETURN(auto repacked, BuildPacks(src, zstd_level, ds, pack_limit_.load()));
+  for (auto& p : repacked) {
+    std::vector<Pack> one;
+    one.push_back(std::move(p));
+    HASHFS_RETURN_IF_ERROR(UploadBatch(src, zstd_level, channel, std::move(one), progress, report));
+  }
+  return Status::Ok();
+}
+
+Status DiscordRemote::UploadObjects(ObjectStore& src, int zstd_level, const std::vector<Digest>& digests,
+                                    TransferProgress* progress, PushReport* report) {
+  if (digests.empty()) return Status::Ok();
+  const size_t nch = cfg_.channels.size();
+  BoundedQueue<std::vector<Pack>> q(2 * nch);
+  std::mutex err_mu;
+  Status err;
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> uploaders;
+  for (size_t i = 0; i < nch; i++) {
+    uploaders.emplace_back([&, ch = cfg_.channels[i]] {
+      while (auto batch = q.Pop()) {
+        if (failed) continue;
+        Status s = UploadBatch(src, zstd_level, ch, std::move(*batch), progress, report);
+        if (!s.ok()) {
+          std::lock_guard lk(err_mu);
+          if (err.ok()) err = s;
+          failed = true;
+          q.Abort();
+        }
+      }
+    });
+  }
+  Status build;
+  {
+    std::vector<Pack> batch;
+    uint64_t batch_bytes = 0;
+    std::unique_ptr<PackWriter> w;
+    auto flush_batch = [&] {
+      if (batch.empty()) return;
+      q.Push(std::move(batch));
+      batch.clear();
+      batch_bytes = 0;
+    };
+    auto finish_pack = [&] {
+      auto [bytes, idx] = w->Finish();
+      w.reset();
+      if (!batch.empty() && (batch.size() >= kMaxFilesPerMessage || batch_bytes + bytes.size() > RequestBudget()))
+        flush_batch();
+      batch_bytes += bytes.size();
+      batch.push_back(Pack{std::move(bytes), std::move(idx)});
+    };
+    for (const Digest& d : digests) {
+      if (failed) break;
+      auto plain = src.Get(d);
+      if (!plain.ok()) {
+        build = plain.status();
+        break;
+      }
+      auto info = src.Info(d);
+      if (!info.ok()) {
+        build = info.status();
+        break;
+      }
+      PreparedObject f = FrameForUpload(d, *plain, info->kind, zstd_level);
+      if (w && !w->Fits(f.stored.size())) finish_pack();
+      if (!w) {
+        w = std::make_unique<PackWriter>(*key_, pack_limit_.load());
+        if (!w->Fits(f.stored.size())) {
+          build = Status::Make(Status::Code::kTooBig,
+                               fmt::format("object {} ({} bytes stored) does not fit in a {}-byte attachment; raise "
+                                           "--attachment-limit or use smaller chunks",
+                                           d.Hex(), f.stored.size(), pack_limit_.load()));
+          break;
+        }
+      }
+      w->Add(key_->KeyedId(d), d, info->kind, f.stored);
+    }
+    if (build.ok() && w && !failed) finish_pack();
+    if (build.ok()) flush_batch();
+  }
+  if (!build.ok()) q.Abort();
+  q.Close();
+  for (auto& t : uploaders) t.join();
+  if (!build.ok()) return build;
+  return err;
+}
+
+Status DiscordRemote::PublishRefs(RemoteRefs refs) {
+  HASHFS_ASSIGN_OR_RETURN(RefsPointer ptr, LoadPointer());
+  refs.seq = std::max(refs.seq, ptr.seq) + 1;
+  refs.time_ns = NowNs();
+  std::string sealed = Seal(key_->enc_key(), refs.ToJson(), kRefsAad);
+  RefLogHeader h;
+  h.seq = refs.seq;
+  h.gc_generation = refs.gc_generation;
+  h.kdf = manifest_.kdf;
+  h.wrapped_key = manifest_.wrapped_key;
+  const uint64_t primary = cfg_.channels.front();
+  HASHFS_ASSIGN_OR_RETURN(DiscordMessage m,
+                          api_->CreateMessage(primary, h.Content(), {{fmt::format("refs-{}.bin", refs.seq), sealed}}));
+  CacheUrls(m);
+  HASHFS_RETURN_IF_ERROR(SavePointer(RefsPointer{primary, m.id, refs.seq, refs.gc_generation}));
+  HASHFS_RETURN_IF_ERROR(index_.Put("refs", refs.ToJson()));
+  if (manifest_message_) {
+    manifest_.refs_channel = primary;
+    manifest_.refs_message = m.id;
+    manifest_.refs_seq = refs.seq;
+    // Best effort: a stale pointer only costs a fresh client a listing.
+    Status s = api_->EditMessage(manifest_channel_, manifest_message_, manifest_.Content());
+    if (!s.ok()) Warn("could not update the pinned manifest: " + s.ToString());
+  }
+  return Status::Ok();
+}
+
+Result<PushReport> DiscordRemote::Push(Repository& repo, const std::vector<std::string>& names,
+                                       TransferProgress* progress) {
+  PushReport report;
+  if (progress) progress->phase = 0;
+  HASHFS_RETURN_IF_ERROR(SyncIndex(false, nullptr));
+  HASHFS_ASSIGN_OR_RETURN(auto latest, LatestRefs());
+  RemoteRefs old = latest ? *latest : RemoteRefs{};
+  RemoteRefs next = old;
+  next.repo = repo.config();
+
+  std::vector<std::string> vols, snaps;
+  HASHFS_ASSIGN_OR_RETURN(auto all_vols, repo.Volumes());
+  HASHFS_ASSIGN_OR_RETURN(auto all_snaps, repo.Snapshots());
+  std::map<std::string, Digest> snap_map(all_snaps.begin(), all_snaps.end());
+  if (names.empty()) {
+    vols = all_vols;
+    for (const auto& s : all_snaps) snaps.push_back(s.first);
+  } else {
+    for (const auto& n : names) {
+      if (std::find(all_vols.begin(), all_vols.end(), n) != all_vols.end())
+        vols.push_back(n);
+      else if (snap_map.count(n))
+        snaps.push_back(n);
+      else
+        return Status::NotFound("no volume or snapshot named '" + n + "'");
+    }
+  }
+  std::vector<Digest> roots;
+  for (const auto& v : vols) {
+    HASHFS_ASSIGN_OR_RETURN(auto hist, repo.History(v));
+    if (hist.empty()) continue;
+    RemoteVolume rv;
+    rv.head = hist.front().commit;
+    rv.head_seq = hist.front().seq;
+    for (auto it = hist.rbegin(); it != hist.rend(); ++it) rv.history.emplace_back(it->seq, it->commit);
+    if (auto it = old.volumes.find(v); it != old.volumes.end() && it->second.head != rv.head) {
+      bool known = std::any_of(rv.history.begin(), rv.history.end(),
+                               [&](const auto& h) { return h.second == it->second.head; });
+      if (!known)
+        return Status::Conflict(fmt::format(
+            "volume '{}' on the remote has commits this store lacks (pull first, or push under another name)", v));
+    }
+    for (const auto& h : rv.history) roots.push_back(h.second);
+    next.volumes[v] = std::move(rv);
+    report.published.push_back(v);
+  }
+  for (const auto& s : snaps) {
+    const Digest& d = snap_map[s];
+    if (auto it = old.snapshots.find(s); it != old.snapshots.end() && it->second != d)
+      return Status::Conflict(fmt::format("snapshot '{}' names another commit on the remote", s));
+    next.snapshots[s] = d;
+    roots.push_back(d);
+    report.published.push_back(s);
+  }
+  // Commits the remote already publishes are complete there (publication
+  // follows upload, and remote gc keeps what published refs reach).
+  std::vector<Digest> kept = old.KeptCommits();
+  std::unordered_set<Digest, DigestHash> published(kept.begin(), kept.end());
+  std::vector<Ref> walk_roots;
+  {
+    std::unordered_set<Digest, DigestHash> seen;
+    for (const auto& d : roots)
+      if (!published.count(d) && seen.insert(d).second) walk_roots.push_back({d, Role::kCommit});
+  }
+  HASHFS_ASSIGN_OR_RETURN(auto known, index_.AllKeyedIds());
+  std::vector<Digest> uploads;
+  std::unordered_set<Digest, DigestHash> queued;
+  uint64_t bytes_total = 0;
+  Status ws = Walk(repo.getter(), walk_roots, [&](const Ref& r) {
+    if (known.count(key_->KeyedId(r.digest))) {
+      report.objects_present++;
+    } else if (queued.insert(r.digest).second) {
+      uploads.push_back(r.digest);
+      auto info = store_.Info(r.digest);
+      if (info.ok()) bytes_total += info->stored_size;
+    }
+    return true;
+  });
+  HASHFS_RETURN_IF_ERROR(ws.WithContext("reading the objects to push"));
+  if (progress) {
+    progress->objects_total = uploads.size();
+    progress->bytes_total = bytes_total;
+    progress->phase = 1;
+  }
+  HASHFS_RETURN_IF_ERROR(UploadObjects(repo.store(), repo.config().zstd_level, uploads, progress, &report));
+  if (cfg_.attachment_limit < initial_attachment_limit_) {
+    HASHFS_RETURN_IF_ERROR(SaveConfig());  // remember the limit Discord enforces
+  }
+  bool changed = uploads.size() > 0 || !latest;
+  for (const auto& [n, v] : next.volumes) {
+    auto it = old.volumes.find(n);
+    if (it == old.volumes.end() || it->second.head != v.head || it->second.history != v.history) changed = true;
+  }
+  if (next.snapshots != old.snapshots) changed = true;
+  if (!changed) {
+    report.nothing_to_do = true;
+    report.refs_seq = old.seq;
+    return report;
+  }
+  if (progress) progress->phase = 2;
+  HASHFS_RETURN_IF_ERROR(PublishRefs(next));
+  HASHFS_ASSIGN_OR_RETURN(RefsPointer p, LoadPointer());
+  report.refs_seq = p.seq;
+  return report;
+}
+
+// ---------------------------------------------------------------------------
+// Pull, clone, lazy fetch
+
+Status DiscordRemote::FetchDigests(const std::vector<Digest>& digests, ObjectStore& into,
+                                   TransferProgress* progress, PullReport* report) {
+  if (digests.empty()) return Status::Ok();
+  std::map<std::string, std::vector<uint64_t>> by_pack;  // pack id -> offsets wanted
+  std::vector<Digest> missing;
+  for (const Digest& d : digests) {
+    HASHFS_ASSIGN_OR_RETURN(auto loc, index_.Find(key_->KeyedId(d)));
+    if (!loc)
+      missing.push_back(d);
+    else
+      by_pack[loc->pack_id].push_back(loc->offset);
+  }
+  if (!missing.empty())
+    return Status::NotFound(fmt::format("{} objects are not on remote '{}', e.g. {} (run 'hashfs remote verify {}')",
+                                        missing.size(), cfg_.name, missing.front().Hex(), cfg_.name));
+  struct Span {
+    std::shared_ptr<PackRecord> pack;
+    size_t first, last;
+    std::unordered_set<uint64_t> wanted;
+  };
+  std::vector<Span> spans;
+  for (auto& [pid, offs] : by_pack) {
+    HASHFS_ASSIGN_OR_RETURN(auto rec, index_.GetPack(pid));
+    if (!rec) return Status::Corruption("remote index lists an object in an unknown pack");
+    auto pack = std::make_shared<PackRecord>(std::move(*rec));
+    std::unordered_set<uint64_t> want(offs.begin(), offs.end());
+    const auto& es = pack->index.entries;
+    std::optional<Span> cur;
+    for (size_t i = 0; i < es.size(); i++) {
+      if (!want.count(es[i].offset)) continue;
+      if (cur) {
+        const auto& lastE = es[cur->last];
+        uint64_t gap = es[i].offset - (lastE.offset + lastE.length);
+        uint64_t span = es[i].offset + es[i].length - es[cur->first].offset;
+        if (gap <= kMaxSpanGap && span <= kMaxSpan) {
+          cur->last = i;
+          cur->wanted.insert(es[i].offset);
+          continue;
+        }
+        spans.push_back(std::move(*cur));
+      }
+      cur = Span{pack, i, i, {es[i].offset}};
+    }
+    if (cur) spans.push_back(std::move(*cur));
+  }
+  std::mutex mu;
+  return ParallelFor(spans.size(), kDownloadThreads, [&](size_t i) -> Status {
+    const Span& s = spans[i];
+    HASHFS_ASSIGN_OR_RETURN(auto objs, FetchSpan(*s.pack, s.first, s.last));
+    std::vector<PreparedObject> keep;
+    uint64_t bytes = 0;
+    for (size_t k = 0; k < objs.size(); k++) {
+      if (!s.wanted.count(s.pack->index.entries[s.first + k].offset)) continue;
+      bytes += objs[k].stored.size();
+      keep.push_back(std::move(objs[k]));
+    }
+    HASHFS_RETURN_IF_ERROR(into.PutBatch(keep));
+    if (progress) {
+      progress->objects_done += keep.size();
+      progress->bytes_done += bytes;
+    }
+    if (report) {
+      std::lock_guard lk(mu);
+      report->objects_fetched += keep.size();
+      report->bytes_fetched += bytes;
+    }
+    return Status::Ok();
+  });
+}
+
+Status DiscordRemote::FetchClosure(Repository& repo, const std::vector<Digest>& commits, bool recursive,
+                                   TransferProgress* progress, PullReport* report) {
+  ObjectStore& st = repo.store();
+  std::unordered_set<Ref, RefHash, RefEq> seen;
+  std::vector<Ref> frontier;
+  for (const auto& c : commits)
+    if (seen.insert(Ref{c, Role::kCommit}).second) frontier.push_back({c, Role::kCommit});
+  while (!frontier.empty()) {
+    std::vector<Digest> missing;
+    std::unordered_set<Digest, DigestHash> asked;
+    for (const auto& r : frontier) {
+      HASHFS_ASSIGN_OR_RETURN(bool have, st.Contains(r.digest));
+      if (!have && asked.insert(r.digest).second) missing.push_back(r.digest);
+    }
+    if (progress) progress->objects_total += missing.size();
+    HASHFS_RETURN_IF_ERROR(FetchDigests(missing, st, progress, report));
+    if (!recursive) break;
+    std::vector<Ref> next;
+    for (const auto& r : frontier) {
+      if (r.role == Role::kChunk) continue;
+      HASHFS_ASSIGN_OR_RETURN(std::string plain, st.Get(r.digest));
+      HASHFS_ASSIGN_OR_RETURN(auto kids, Children(r, plain));
+      for (const auto& k : kids)
+        if (seen.insert(k).second) next.push_back(k);
+    }
+    frontier = std::move(next);
+  }
+  return Status::Ok();
+}
+
+Status DiscordRemote::ApplyRefs(Repository& repo, const RemoteRefs& refs, uint64_t epoch, PullReport* report) {
+  PullReport local;
+  Status s = repo.store().Update([&](RefTxn& t) -> Status {
+    local = PullReport{};
+    HASHFS_ASSIGN_OR_RETURN(auto ep, t.Get("gc/epoch"));
+    if (ep && DecodeBE64(*ep) != epoch) return Status::Stale("a garbage collection ran during the pull");
+    for (const auto& [name, rv] : refs.volumes) {
+      HASHFS_ASSIGN_OR_RETURN(auto snap, t.Get("snap/" + name));
+      if (snap) {
+        local.skipped.push_back(name + ": a local snapshot has this name");
+        continue;
+      }
+      HASHFS_ASSIGN_OR_RETURN(auto cur, t.Get("vol/" + name));
+      bool write = false;
+      if (!cur) {
+        write = true;
+      } else {
+        if (cur->size() < 32) return Status::Corruption("volume ref " + name + " is malformed");
+        HASHFS_ASSIGN_OR_RETURN(Digest head, Digest::FromBytes(cur->substr(0, 32)));
+        if (head == rv.head) {
+          local.unchanged.push_back(name);
+        } else if (std::any_of(rv.history.begin(), rv.history.end(), [&](const auto& h) { return h.second == head; })) {
+          write = true;
+        } else {
+          local.skipped.push_back(name + ": the local volume has commits the remote lacks (diverged)");
+        }
+      }
+      if (!write) continue;
+      HASHFS_RETURN_IF_ERROR(t.Put("vol/" + name, std::string(rv.head.AsBytes()) + EncodeBE64(rv.head_seq)));
+      for (const auto& [seq, d] : rv.history)
+        HASHFS_RETURN_IF_ERROR(t.Put("hist/" + name + "/" + EncodeBE64(seq), d.AsBytes()));
+      local.updated.push_back(name);
+    }
+    for (const auto& [name, d] : refs.snapshots) {
+      HASHFS_ASSIGN_OR_RETURN(auto vol, t.Get("vol/" + name));
+      if (vol) {
+        local.skipped.push_back(name + ": a local volume has this name");
+        continue;
+      }
+      HASHFS_ASSIGN_OR_RETURN(auto cur, t.Get("snap/" + name));
+      if (!cur) {
+        HASHFS_RETURN_IF_ERROR(t.Put("snap/" + name, d.AsBytes()));
+        local.updated.push_back(name);
+      } else if (*cur == d.AsBytes()) {
+        local.unchanged.push_back(name);
+      } else {
+        local.skipped.push_back(name + ": the local snapshot names another commit");
+      }
+    }
+    return Status::Ok();
+  });
+  if (s.ok()) {
+    report->updated = local.updated;
+    report->unchanged = local.unchanged;
+    report->skipped = local.skipped;
+  }
+  return s;
+}
+
+Result<PullReport> DiscordRemote::Pull(Repository& repo, bool fetch_objects, TransferProgress* progress) {
+  PullReport report;
+  if (progress) progress->phase = 0;
+  HASHFS_RETURN_IF_ERROR(SyncIndex(false, nullptr));
+  HASHFS_ASSIGN_OR_RETURN(auto refs, LatestRefs());
+  if (!refs) return Status::NotFound("remote '" + cfg_.name + "' has no published refs yet (push first)");
+  HASHFS_ASSIGN_OR_RETURN(auto session, WriterSession::Start(repo, "pull " + cfg_.name));
+  if (progress) progress->phase = 1;
+  for (int attempt = 0; attempt < 5; attempt++) {
+    HASHFS_RETURN_IF_ERROR(FetchClosure(repo, refs->KeptCommits(), fetch_objects, progress, &report));
+    Status s = ApplyRefs(repo, *refs, session->epoch(), &report);
+    if (s.ok()) {
+      HASHFS_RETURN_IF_ERROR(index_.Put("refs", refs->ToJson()));
+      return report;
+    }
+    if (s.code() != Status::Code::kStale) return s;
+    HASHFS_ASSIGN_OR_RETURN(uint64_t e, repo.GcEpoch());
+    session->set_epoch(e);
+  }
+  return Status::Busy("garbage collection kept running during the pull; try again");
+}
+
+Result<std::string> DiscordRemote::FetchObject(const Digest& d, ObjectStore& into, uint64_t readahead) {
+  if (!key_) return Status::InvalidArgument("remote is locked");
+  HASHFS_ASSIGN_OR_RETURN(auto loc, index_.Find(key_->KeyedId(d)));
+  if (!loc) return Status::NotFound("object " + d.Hex() + " is neither local nor on remote '" + cfg_.name + "'");
+  HASHFS_ASSIGN_OR_RETURN(auto rec, index_.GetPack(loc->pack_id));
+  if (!rec) return Status::Corruption("remote index lists an object in an unknown pack");
+  const auto& es = rec->index.entries;
+  size_t i = 0;
+  while (i < es.size() && es[i].offset != loc->offset) i++;
+  if (i == es.size()) return Status::Corruption("remote index locator does not match its pack");
+  size_t j = i;
+  uint64_t span = es[i].length;
+  while (j + 1 < es.size() && span + es[j + 1].length + (es[j + 1].offset - es[j].offset - es[j].length) <= readahead) {
+    span += es[j + 1].length + (es[j + 1].offset - es[j].offset - es[j].length);
+    j++;
+  }
+  HASHFS_ASSIGN_OR_RETURN(auto objs, FetchSpan(*rec, i, j));
+  HASHFS_RETURN_IF_ERROR(into.PutBatch(objs));
+  return DecodeStoredObject(d, objs[0].stored);
+}
+
+// ---------------------------------------------------------------------------
+// Stats, verify, gc
+
+Result<std::unordered_set<Digest, DigestHash>> DiscordRemote::Reachable(Repository& repo, const RemoteRefs& refs) {
+  ObjectStore& st = repo.store();
+  ObjectGetter get = [this, &st](const Digest& d) -> Result<std::string> {
+    auto r = st.Get(d);
+    if (r.ok() || !r.status().IsNotFound()) return r;
+    return FetchObject(d, st);
+  };
+  std::vector<Ref> roots;
+  for (const auto& c : refs.KeptCommits()) roots.push_back({c, Role::kCommit});
+  std::unordered_set<Digest, DigestHash> out;
+  HASHFS_RETURN_IF_ERROR(Walk(get, roots, [&](const Ref& r) {
+    out.insert(key_->KeyedId(r.digest));
+    return true;
+  }));
+  return out;
+}
+
+Result<RemoteStatsReport> DiscordRemote::Stats(Repository& repo) {
+  RemoteStatsReport st;
+  HASHFS_RETURN_IF_ERROR(SyncIndex(false, nullptr));
+  HASHFS_ASSIGN_OR_RETURN(auto refs, LatestRefs());
+  HASHFS_ASSIGN_OR_RETURN(auto packs, index_.AllPacks());
+  std::set<std::pair<uint64_t, uint64_t>> msgs;
+  std::unordered_map<Digest, int, DigestHash> copies;
+  for (const auto& p : packs) {
+    msgs.insert({p.loc.channel, p.loc.message});
+    st.packs++;
+    st.pack_bytes += p.loc.size;
+    for (const auto& e : p.index.entries) copies[e.keyed_id]++;
+  }
+  st.messages = msgs.size();
+  st.objects = copies.size();
+  for (const auto& [k, n] : copies)
+    if (n > 1) st.duplicate_objects += n - 1;
+  if (refs) {
+    st.refs_seq = refs->seq;
+    st.gc_generation = refs->gc_generation;
+    st.volumes = refs->volumes.size();
+    st.snapshots = refs->snapshots.size();
+    HASHFS_ASSIGN_OR_RETURN(auto live, Reachable(repo, *refs));
+    std::unordered_set<Digest, DigestHash> counted;
+    for (const auto& p : packs)
+      for (const auto& e : p.index.entries)
+        if (live.count(e.keyed_id) && counted.insert(e.keyed_id).second) {
+          st.live_objects++;
+          st.live_bytes += e.length;
+        }
+  }
+  st.dead_bytes = st.pack_bytes > st.live_bytes ? st.pack_bytes - st.live_bytes : 0;
+  return st;
+}
+
+Result<RemoteVerifyReport> DiscordRemote::Verify(Repository& repo, double sample_percent, TransferProgress* progress) {
+  RemoteVerifyReport rep;
+  HASHFS_RETURN_IF_ERROR(SyncIndex(false, nullptr));
+  for (auto& w : TakeWarnings()) rep.problems.push_back(w);
+  HASHFS_ASSIGN_OR_RETURN(auto refs, LatestRefs());
+  HASHFS_ASSIGN_OR_RETURN(auto packs, index_.AllPacks());
+  rep.packs_total = packs.size();
+  std::vector<size_t> order(packs.size());
+  for (size_t i = 0; i < order.size(); i++) order[i] = i;
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(std::random_device{}()));
+  size_t n = packs.size();
+  if (sample_percent < 100) n = std::min(n, static_cast<size_t>(std::ceil(packs.size() * sample_percent / 100.0)));
+  if (progress) {
+    progress->objects_total = n;
+    progress->phase = 1;
+  }
+  std::mutex mu;
+  HASHFS_RETURN_IF_ERROR(ParallelFor(n, kDownloadThreads, [&](size_t k) -> Status {
+    const PackRecord& p = packs[order[k]];
+    Status last;
+    bool good = false;
+    for (int attempt = 0; attempt < kVerifyDownloadAttempts && !good; attempt++) {
+      auto bytes = DownloadAttachment(p.loc, std::nullopt);
+      if (!bytes.ok()) {
+        if (!bytes.status().IsCorruption() && !bytes.status().IsNotFound()) return bytes.status();
+        last = bytes.status();
+        if (bytes.status().IsNotFound()) break;
+        continue;
+      }
+      if (bytes->size() != p.loc.size) {
+        last = Status::Corruption(fmt::format("attachment has {} bytes, expected {}", bytes->size(), p.loc.size));
+        continue;
+      }
+      auto idx = DecodePack(*key_, *bytes);
+      if (!idx.ok()) {
+        last = idx.status();
+        continue;
+      }
+      if (idx->pack_id != p.index.pack_id || idx->entries.size() != p.index.entries.size()) {
+        last = Status::Corruption("pack differs from the index recorded for it");
+        continue;
+      }
+      good = true;
+      std::lock_guard lk(mu);
+      rep.packs_checked++;
+      rep.objects_checked += idx->entries.size();
+      rep.bytes_checked += bytes->size();
+    }
+    if (progress) progress->objects_done++;
+    if (!good) {
+      std::lock_guard lk(mu);
+      rep.problems.push_back(fmt::format("pack {} (channel {}, message {}): {}", HexEncode(p.index.pack_id),
+                                         p.loc.channel, p.loc.message, last.ToString()));
+    }
+    return Status::Ok();
+  }));
+  if (refs) {
+    // Completeness: everything the published refs reach must be indexed.
+    HASHFS_ASSIGN_OR_RETURN(auto known, index_.AllKeyedIds());
+    ObjectStore& st = repo.store();
+    ObjectGetter get = [this, &st](const Digest& d) -> Result<std::string> {
+      auto r = st.Get(d);
+      if (r.ok() || !r.status().IsNotFound()) return r;
+      return FetchObject(d, st);
+    };
+    std::vector<Ref> roots;
+    for (const auto& c : refs->KeptCommits()) roots.push_back({c, Role::kCommit});
+    Status ws = Walk(get, roots, [&](const Ref& r) {
+      if (!known.count(key_->KeyedId(r.digest))) {
+        rep.problems.push_back("object " + r.digest.Hex() + " reached by the published refs is not on the remote");
+        return false;
+      }
+      return true;
+    });
+    if (!ws.ok()) rep.problems.push_back("walking the published refs: " + ws.ToString());
+  }
+  return rep;
+}
+
+Result<RemoteGcReport> DiscordRemote::Gc(Repository& repo, double waste_threshold, TransferProgress* progress) {
+  RemoteGcReport rep;
+  // A full listing: packs other clients uploaded are indexed too, and every
+  // ref-log message is found.
+  HASHFS_RETURN_IF_ERROR(SyncIndex(true, nullptr));
+  HASHFS_ASSIGN_OR_RETURN(auto refs, LatestRefs());
+  if (!refs) return Status::NotFound("remote '" + cfg_.name + "' has no published refs; nothing to collect");
+  const uint64_t seq_at_start = refs->seq;
+  HASHFS_ASSIGN_OR_RETURN(auto live, Reachable(repo, *refs));
+  HASHFS_ASSIGN_OR_RETURN(auto packs, index_.AllPacks());
+  // Live entries of each pack: reachable and located in this pack (an
+  // object stored twice lives where the index points).
+  std::map<std::string, std::vector<PackEntry>> live_in;
+  std::map<std::string, uint64_t> live_bytes;
+  for (const auto& p : packs) {
+    for (const auto& e : p.index.entries) {
+      if (!live.count(e.keyed_id)) continue;
+      HASHFS_ASSIGN_OR_RETURN(auto loc, index_.Find(e.keyed_id));
+      if (loc && loc->pack_id == p.index.pack_id && loc->offset == e.offset) {
+        live_in[p.index.pack_id].push_back(e);
+        live_bytes[p.index.pack_id] += e.length;
+      }
+    }
+  }
+  // Repack partly dead packs above the threshold.
+  std::vector<Digest> move;
+  std::set<std::string> repacked;
+  for (const auto& p : packs) {
+    uint64_t lb = live_bytes[p.index.pack_id];
+    if (lb == 0 || p.loc.size == 0) continue;
+    double waste = 1.0 - double(lb) / double(p.loc.size);
+    if (waste > waste_threshold) {
+      repacked.insert(p.index.pack_id);
+      for (const auto& e : live_in[p.index.pack_id]) move.push_back(e.digest);
+    }
+  }
+  if (!move.empty()) {
+    // The objects must be local to be repacked: fetch what is not.
+    std::vector<Digest> absent;
+    for (const auto& d : move) {
+      HASHFS_ASSIGN_OR_RETURN(bool have, repo.store().Contains(d));
+      if (!have) absent.push_back(d);
+    }
+    HASHFS_RETURN_IF_ERROR(FetchDigests(absent, repo.store(), progress, nullptr));
+    PushReport pr;
+    HASHFS_RETURN_IF_ERROR(UploadObjects(repo.store(), refs->repo.zstd_level, move, progress, &pr));
+    rep.packs_repacked = repacked.size();
+    rep.objects_moved = move.size();
+  }
+  // Messages whose every pack is dead (or was repacked) go.
+  std::map<std::pair<uint64_t, uint64_t>, std::vector<const PackRecord*>> by_msg;
+  for (const auto& p : packs) by_msg[{p.loc.channel, p.loc.message}].push_back(&p);
+  std::vector<std::pair<uint64_t, uint64_t>> doomed;
+  std::vector<std::string> doomed_packs;
+  uint64_t freed = 0;
+  for (const auto& [m, ps] : by_msg) {
+    bool dead = std::all_of(ps.begin(), ps.end(), [&](const PackRecord* p) {
+      return live_bytes[p->index.pack_id] == 0 || repacked.count(p->index.pack_id);
+    });
+    if (!dead) continue;
+    doomed.push_back(m);
+    for (const auto* p : ps) {
+      doomed_packs.push_back(p->index.pack_id);
+      freed += p->loc.size;
+    }
+  }
+  // Old ref-log messages: keep the newest three.
+  HASHFS_ASSIGN_OR_RETURN(RefsPointer ptr, LoadPointer());
+  std::vector<std::pair<uint64_t, uint64_t>> old_refs = refs_messages_;
+  std::sort(old_refs.begin(), old_refs.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  if (old_refs.size() > 3) old_refs.resize(old_refs.size() - 3); else old_refs.clear();
+  std::erase_if(old_refs, [&](const auto& m) { return m.second == ptr.message; });
+  if (doomed.empty() && old_refs.empty()) return rep;
+  // Nothing may have been published since the reachability was computed.
+  HASHFS_RETURN_IF_ERROR(SyncIndex(false, nullptr));
+  HASHFS_ASSIGN_OR_RETURN(auto now_refs, LatestRefs());
+  if (!now_refs || now_refs->seq != seq_at_start)
+    return Status::Conflict("the remote's refs changed during gc (a push ran); nothing was deleted, run gc again");
+  // Tell other clients their index is stale before anything disappears.
+  RemoteRefs next = *now_refs;
+  next.gc_generation++;
+  if (!doomed.empty()) {
+    HASHFS_RETURN_IF_ERROR(PublishRefs(next));
+    HASHFS_RETURN_IF_ERROR(index_.Put("gen", std::to_string(next.gc_generation)));
+  }
+  for (const auto& [ch, id] : doomed) {
+    HASHFS_RETURN_IF_ERROR(api_->DeleteMessage(ch, id));
+    rep.messages_deleted++;
+  }
+  HASHFS_RETURN_IF_ERROR(index_.RemovePacks(doomed_packs));
+  rep.packs_deleted = doomed_packs.size();
+  rep.bytes_freed = freed;
+  for (const auto& [ch, id] : old_refs) {
+    HASHFS_RETURN_IF_ERROR(api_->DeleteMessage(ch, id));
+    rep.refs_messages_deleted++;
+  }
+  return rep;
+}
+
+}  // namespace hashfs::remote

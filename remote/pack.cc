@@ -1,0 +1,168 @@
+#include "remote/pack.h"
+
+#include <cstring>
+#include <ctime>
+#include <unordered_set>
+
+#include "cas/object_codec.h"
+
+namespace hashfs::remote {
+namespace {
+
+constexpr size_t kIndexHeaderSize = 8;  // version + count
+
+void PutLE(std::string* s, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; i++) s->push_back(static_cast<char>(v >> (8 * i)));
+}
+uint64_t GetLE(std::string_view s, size_t pos, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; i--) v = v << 8 | static_cast<uint8_t>(s[pos + i]);
+  return v;
+}
+
+std::string EntryAad(std::string_view pack_id, const Digest& keyed) {
+  std::string aad = "hfe1";
+  aad.append(pack_id);
+  aad.append(keyed.AsBytes());
+  return aad;
+}
+std::string IndexAad(std::string_view pack_id) { return "hfi1" + std::string(pack_id); }
+
+}  // namespace
+
+PackWriter::PackWriter(const MasterKey& key, uint64_t limit) : key_(key), limit_(limit) {
+  index_.pack_id = RandomBytes(kPackIdSize);
+  body_.append(kPackMagic);
+  body_.append(index_.pack_id);
+}
+
+uint64_t PackWriter::SizeWith(size_t frame_size) const {
+  uint64_t n = index_.entries.size() + 1;
+  return body_.size() + kSealOverhead + frame_size + kSealOverhead + kIndexHeaderSize + n * kIndexRecordSize +
+         kPackFooterSize;
+}
+
+void PackWriter::Add(const Digest& keyed_id, const Digest& digest, ObjectKind kind, std::string_view frame) {
+  PackEntry e;
+  e.keyed_id = keyed_id;
+  e.digest = digest;
+  e.offset = body_.size();
+  e.kind = kind;
+  std::string sealed = Seal(key_.enc_key(), frame, EntryAad(index_.pack_id, keyed_id));
+  e.length = static_cast<uint32_t>(sealed.size());
+  body_.append(sealed);
+  index_.entries.push_back(e);
+}
+
+std::pair<std::string, PackIndex> PackWriter::Finish() {
+  std::string plain;
+  PutLE(&plain, kPackIndexVersion, 4);
+  PutLE(&plain, index_.entries.size(), 4);
+  for (const auto& e : index_.entries) {
+    plain.append(e.keyed_id.AsBytes());
+    plain.append(e.digest.AsBytes());
+    PutLE(&plain, e.offset, 8);
+    PutLE(&plain, e.length, 4);
+    plain.push_back(static_cast<char>(e.kind));
+  }
+  std::string sealed = Seal(key_.enc_key(), plain, IndexAad(index_.pack_id));
+  body_.append(sealed);
+  body_.append(index_.pack_id);
+  PutLE(&body_, sealed.size(), 4);
+  body_.append(kPackEndMagic);
+  index_.pack_size = body_.size();
+  return {std::move(body_), std::move(index_)};
+}
+
+PreparedObject FrameForUpload(const Digest& d, std::string_view plain, ObjectKind kind, int zstd_level) {
+  PreparedObject o = PrepareObjectWithDigest(d, plain, kind, zstd_level);
+  if (o.stored.size() >= kStoredHeaderSize) std::memset(o.stored.data() + 10, 0, 8);
+  return o;
+}
+
+void StampFrameNow(std::string* frame) {
+  if (frame->size() < kStoredHeaderSize) return;
+  uint64_t now = static_cast<uint64_t>(std::time(nullptr));
+  for (int i = 0; i < 8; i++) (*frame)[10 + i] = static_cast<char>(now >> (8 * i));
+}
+
+Result<uint64_t> TrailerLength(std::string_view tail, uint64_t pack_size) {
+  if (pack_size < kPackHeaderSize + kPackFooterSize) return Status::Corruption("pack too short");
+  if (tail.size() < kPackFooterSize || tail.size() > pack_size) return Status::Corruption("pack tail too short");
+  std::string_view footer = tail.substr(tail.size() - kPackFooterSize);
+  if (footer.substr(kPackIdSize + 4) != kPackEndMagic) return Status::Corruption("pack has no end marker");
+  uint64_t len = GetLE(footer, kPackIdSize, 4);
+  if (len < kSealOverhead + kIndexHeaderSize || len > pack_size - kPackHeaderSize - kPackFooterSize)
+    return Status::Corruption("pack index length out of range");
+  return len + kPackFooterSize;
+}
+
+Result<PackIndex> DecodeTrailer(const MasterKey& key, std::string_view tail, uint64_t pack_size) {
+  HASHFS_ASSIGN_OR_RETURN(uint64_t need, TrailerLength(tail, pack_size));
+  if (tail.size() < need) return Status::Corruption("pack tail does not hold the whole index");
+  std::string_view footer = tail.substr(tail.size() - kPackFooterSize);
+  PackIndex idx;
+  idx.pack_id = std::string(footer.substr(0, kPackIdSize));
+  idx.pack_size = pack_size;
+  std::string_view sealed = tail.substr(tail.size() - need, need - kPackFooterSize);
+  auto plain = Unseal(key.enc_key(), sealed, IndexAad(idx.pack_id));
+  if (!plain.ok()) return plain.status().WithContext("pack index");
+  std::string_view p = *plain;
+  if (p.size() < kIndexHeaderSize) return Status::Corruption("pack index too short");
+  if (GetLE(p, 0, 4) != kPackIndexVersion) return Status::Unsupported("pack index version is not 1");
+  uint64_t count = GetLE(p, 4, 4);
+  if ((p.size() - kIndexHeaderSize) % kIndexRecordSize != 0 ||
+      (p.size() - kIndexHeaderSize) / kIndexRecordSize != count)
+    return Status::Corruption("pack index size does not match its count");
+  const uint64_t region_end = pack_size - need;  // entries end where the index begins
+  uint64_t next = kPackHeaderSize;
+  std::unordered_set<Digest, DigestHash> seen;
+  idx.entries.reserve(count);
+  for (uint64_t i = 0; i < count; i++) {
+    size_t at = kIndexHeaderSize + i * kIndexRecordSize;
+    PackEntry e;
+    std::memcpy(e.keyed_id.bytes.data(), p.data() + at, 32);
+    std::memcpy(e.digest.bytes.data(), p.data() + at + 32, 32);
+    e.offset = GetLE(p, at + 64, 8);
+    e.length = static_cast<uint32_t>(GetLE(p, at + 72, 4));
+    uint8_t kind = static_cast<uint8_t>(p[at + 76]);
+    if (kind > 1) return Status::Corruption("pack index entry has an unknown kind");
+    e.kind = static_cast<ObjectKind>(kind);
+    if (e.offset < next || e.length < kSealOverhead + kStoredHeaderSize || e.offset > region_end ||
+        e.length > region_end - e.offset)
+      return Status::Corruption("pack index entry out of range or overlapping");
+    if (!seen.insert(e.keyed_id).second) return Status::Corruption("pack index names an object twice");
+    next = e.offset + e.length;
+    idx.entries.push_back(e);
+  }
+  return idx;
+}
+
+Result<PackIndex> DecodePack(const MasterKey& key, std::string_view pack) {
+  if (pack.size() < kPackHeaderSize + kPackFooterSize || pack.substr(0, 8) != kPackMagic)
+    return Status::Corruption("not a hashfs pack (bad magic)");
+  HASHFS_ASSIGN_OR_RETURN(PackIndex idx, DecodeTrailer(key, pack, pack.size()));
+  if (pack.substr(8, kPackIdSize) != idx.pack_id) return Status::Corruption("pack header and footer disagree");
+  for (const auto& e : idx.entries) {
+    auto o = OpenEntry(key, idx.pack_id, e, pack.substr(e.offset, e.length));
+    if (!o.ok()) return o.status();
+  }
+  return idx;
+}
+
+Result<PreparedObject> OpenEntry(const MasterKey& key, std::string_view pack_id, const PackEntry& e,
+                                 std::string_view sealed) {
+  if (sealed.size() != e.length) return Status::Corruption("pack entry truncated");
+  if (key.KeyedId(e.digest) != e.keyed_id) return Status::Corruption("pack index entry names the wrong object");
+  auto frame = Unseal(key.enc_key(), sealed, EntryAad(pack_id, e.keyed_id));
+  if (!frame.ok()) return frame.status().WithContext("pack entry " + e.keyed_id.Hex().substr(0, 16));
+  auto plain = DecodeStoredObject(e.digest, *frame);  // checks header, size, hash
+  if (!plain.ok()) return plain.status();
+  PreparedObject out;
+  out.digest = e.digest;
+  out.stored = std::move(frame).value();
+  StampFrameNow(&out.stored);
+  return out;
+}
+
+}  // namespace hashfs::remote

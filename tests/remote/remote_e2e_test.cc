@@ -1,0 +1,466 @@
+// End-to-end tests: the real hashfs binary, over libcurl, against the
+// Discord API emulator (tests/remote/discord_emulator.py) on 127.0.0.1.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "cas/lmdb_store.h"
+#include "remote/discord_remote.h"
+#include "tree/repository.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+const char* kChannel = "100000000000000001";
+const char* kChannel2 = "100000000000000002";
+
+struct RunResult {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string ReadFile(const std::string& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const std::string& p, const std::string& data) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << data;
+}
+
+std::string RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; i += 8) {
+    uint64_t v = rng();
+    std::memcpy(s.data() + i, &v, std::min<size_t>(8, n - i));
+  }
+  return s;
+}
+
+// Runs a shell command line; stdout and stderr captured to files.
+RunResult Sh(const std::string& cmd, const std::string& dir) {
+  std::string out = dir + "/.out", err = dir + "/.err";
+  int st = std::system((cmd + " >" + out + " 2>" + err).c_str());
+  RunResult r;
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.out = ReadFile(out);
+  r.err = ReadFile(err);
+  return r;
+}
+
+// Compares two trees: same names, types and file bytes.
+void ExpectSameTree(const std::string& a, const std::string& b) {
+  std::vector<std::string> na, nb;
+  for (auto& e : fs::recursive_directory_iterator(a)) na.push_back(fs::relative(e.path(), a).string());
+  for (auto& e : fs::recursive_directory_iterator(b)) nb.push_back(fs::relative(e.path(), b).string());
+  std::sort(na.begin(), na.end());
+  std::sort(nb.begin(), nb.end());
+  ASSERT_EQ(na, nb);
+  for (const auto& n : na) {
+    if (fs::is_regular_file(a + "/" + n)) {
+      EXPECT_EQ(ReadFile(a + "/" + n), ReadFile(b + "/" + n)) << n;
+    }
+  }
+}
+
+class Emulator {
+ public:
+  explicit Emulator(const std::string& args) {
+    int fds[2];
+    if (pipe(fds) != 0) abort();
+    pid_ = fork();
+    if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      dup2(fds[1], 1);
+      close(fds[0]);
+      std::string cmd = std::string("exec python3 ") + HASHFS_SOURCE_DIR +
+                        "/tests/remote/discord_emulator.py --port 0 " + args + " 2>/dev/null";
+      execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
+      _exit(127);
+    }
+    close(fds[1]);
+    FILE* f = fdopen(fds[0], "r");
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+      if (std::strncmp(line, "PORT ", 5) == 0) {
+        port_ = std::atoi(line + 5);
+        break;
+      }
+    }
+    fclose(f);
+  }
+  ~Emulator() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  int port() const { return port_; }
+  std::string api() const { return "http://127.0.0.1:" + std::to_string(port_) + "/api/v10"; }
+  json Get(const std::string& path) const {
+    std::string out = Curl("-s " + Base() + path);
+    return json::parse(out, nullptr, false);
+  }
+  void Post(const std::string& path, const std::string& body) const {
+    Curl("-s -X POST -H 'Content-Type: application/json' --data '" + body + "' " + Base() + path);
+  }
+
+ private:
+  std::string Base() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  static std::string Curl(const std::string& args) {
+    std::string out;
+    FILE* p = popen(("curl " + args).c_str(), "r");
+    if (!p) return out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    pclose(p);
+    return out;
+  }
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+class RemoteE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/hashfs-remote-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    fs::create_directories(dir_ + "/src/sub/deeper");
+    WriteFile(dir_ + "/src/big.bin", RandomBytes(1'500'000, 1));
+    WriteFile(dir_ + "/src/sub/mid.bin", RandomBytes(700'000, 2));
+    std::string text;
+    for (int i = 0; i < 40000; i++) text += "line " + std::to_string(i) + "\n";
+    WriteFile(dir_ + "/src/sub/text.txt", text);
+    for (int i = 0; i < 30; i++)
+      WriteFile(dir_ + "/src/sub/deeper/small" + std::to_string(i), RandomBytes(100 + i * 50, 10 + i));
+    fs::create_symlink("sub/text.txt", dir_ + "/src/link");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // hashfs with the store at dir_/STORE and credentials from the environment.
+  RunResult Hashfs(const std::string& store, const std::string& args, const std::string& env = "") {
+    std::string cmd = "HASHFS_STORE=" + dir_ + "/" + store +
+                      " HASHFS_DISCORD_TOKEN=test-token HASHFS_PASSWORD=hunter2 " + env + " " + HASHFS_BINARY +
+                      " " + args;
+    return Sh(cmd, dir_);
+  }
+  // A store with volume v1 backed up from src (chunks of 16..64 KiB so the
+  // remote gets many objects and packs).
+  void MakeStore(const std::string& store) {
+    ASSERT_EQ(Hashfs(store, "init --chunk-min 16384 --chunk-avg 32768 --chunk-max 65536").code, 0);
+    auto r = Hashfs(store, "backup " + dir_ + "/src --volume v1");
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  std::string RemoteArgs(const Emulator& e, const std::string& extra = "") {
+    return std::string("discord --channel ") + kChannel + " --api-url " + e.api() + " " + extra;
+  }
+  void AddRemote(const std::string& store, const Emulator& e, const std::string& extra = "") {
+    auto r = Hashfs(store, "remote add origin " + RemoteArgs(e, extra));
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  void ExpectRestores(const std::string& store, const std::string& ref, const std::string& expected,
+                      const std::string& env = "") {
+    std::string out = dir_ + "/restore-" + store + "-" + std::to_string(restores_++);
+    auto r = Hashfs(store, "restore " + ref + " " + out, env);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    ExpectSameTree(expected, out);
+  }
+  json Stats(const std::string& store) {
+    auto r = Hashfs(store, "remote stats origin --json");
+    EXPECT_EQ(r.code, 0) << r.err;
+    return json::parse(r.out, nullptr, false);
+  }
+
+  std::string dir_;
+  int restores_ = 0;
+};
+
+// The main path, with every kind of fault on: push two volumes' worth of
+// history and a snapshot, clone into a fresh store, restore byte-identical.
+TEST_F(RemoteE2E, PushCloneRestoreWithFaults) {
+  Emulator emu("--seed 11 --create-window 1 --faults "
+               "5xx=0.05,drop=0.03,lost_create=0.08,flip=0.03,overloaded=0.03,truncate=0.02");
+  ASSERT_GT(emu.port(), 0);
+  MakeStore("a");
+  ASSERT_EQ(Hashfs("a", "snapshot keep v1").code, 0);
+  WriteFile(dir_ + "/src/sub/added.bin", RandomBytes(300'000, 3));
+  ASSERT_EQ(Hashfs("a", "backup " + dir_ + "/src --volume v1").code, 0);
+  // Small attachments and requests: many packs, several per message, many creates.
+  AddRemote("a", emu, "--attachment-limit 131072 --request-limit 400000");
+  auto push = Hashfs("a", "push origin --json");
+  ASSERT_EQ(push.code, 0) << push.err;
+  json pj = json::parse(push.out);
+  EXPECT_GT(pj["packs"].get<int>(), 10);
+  EXPECT_GT(pj["messages"].get<int>(), 5);
+  EXPECT_LT(pj["messages"].get<int>(), pj["packs"].get<int>());  // several packs per message
+
+  auto clone = Hashfs("b", "clone origin " + RemoteArgs(emu) + " --all");
+  ASSERT_EQ(clone.code, 0) << clone.err;
+  ExpectRestores("b", "v1", dir_ + "/src");
+  auto snaps = Hashfs("b", "snapshots");
+  EXPECT_NE(snaps.out.find("keep"), std::string::npos);
+  auto log = Hashfs("b", "log v1");
+  EXPECT_EQ(std::count(log.out.begin(), log.out.end(), '\n'), 2);
+  EXPECT_EQ(Hashfs("b", "verify").code, 0);
+
+  json st = emu.Get("/_emulator/stats");
+  EXPECT_EQ(st["requests_into_exhausted_bucket"].get<int>(), 0);
+  EXPECT_EQ(st["requests_during_global_retry_after"].get<int>(), 0);
+  int faults = 0;
+  for (auto& [k, v] : st["faults_injected"].items()) faults += v.get<int>();
+  EXPECT_GT(faults, 3) << st.dump();
+  // No pack was uploaded twice despite lost creates.
+  json rs = Stats("a");
+  EXPECT_EQ(rs["duplicate_objects"].get<int>(), 0);
+  EXPECT_EQ(rs["packs"].get<int>(), pj["packs"].get<int>());
+  EXPECT_EQ(st["attachments"].get<int>(), pj["packs"].get<int>() + 1);  // + one refs file
+  // Everything verifies (flips are re-downloaded, not reported).
+  auto ver = Hashfs("a", "remote verify origin");
+  EXPECT_EQ(ver.code, 0) << ver.out << ver.err;
+  // A second push has nothing to do.
+  auto again = Hashfs("a", "push origin");
+  EXPECT_EQ(again.code, 0) << again.err;
+  EXPECT_NE(again.out.find("up to date"), std::string::npos) << again.out;
+}
+
+// Packs spread over two channels; rate limits tight enough to wait.
+TEST_F(RemoteE2E, TwoChannelsAndTightRateLimits) {
+  Emulator emu("--seed 5 --create-limit 2 --create-window 0.5 --route-limit 5 --route-window 0.5 --global-limit 20");
+  MakeStore("a");
+  auto r = Hashfs("a", std::string("remote add origin discord --channel ") + kChannel + " --channel " + kChannel2 +
+                           " --api-url " + emu.api() + " --attachment-limit 131072 --request-limit 300000");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto push = Hashfs("a", "push origin");
+  ASSERT_EQ(push.code, 0) << push.err;
+  json msgs1 = emu.Get(std::string("/_emulator/channels/") + kChannel + "/messages");
+  json msgs2 = emu.Get(std::string("/_emulator/channels/") + kChannel2 + "/messages");
+  EXPECT_GT(msgs1.size(), 2u);
+  EXPECT_GT(msgs2.size(), 2u);  // packs went to both channels
+  auto clone = Hashfs("b", std::string("clone origin discord --channel ") + kChannel + " --channel " + kChannel2 +
+                               " --api-url " + emu.api() + " --all");
+  ASSERT_EQ(clone.code, 0) << clone.err;
+  ExpectRestores("b", "v1", dir_ + "/src");
+  json st = emu.Get("/_emulator/stats");
+  EXPECT_EQ(st["requests_into_exhausted_bucket"].get<int>(), 0) << st.dump();
+}
+
+// Attachment URLs expire in the middle of a pull: the URLs the pull got from
+// listing the channel are all expired by the time it downloads, so every
+// download must refresh its URL and carry on.
+TEST_F(RemoteE2E, UrlsExpireDuringPull) {
+  Emulator emu("--seed 3 --create-window 1 --faults flip=0.02");
+  MakeStore("a");
+  AddRemote("a", emu, "--attachment-limit 131072 --request-limit 400000");
+  ASSERT_EQ(Hashfs("a", "push origin").code, 0);
+  auto clone = Hashfs("b", "clone origin " + RemoteArgs(emu));  // lazy: commits only
+  ASSERT_EQ(clone.code, 0) << clone.err;
+  {
+    auto store = hashfs::LmdbStore::Open(dir_ + "/b", hashfs::LmdbOptions{});
+    ASSERT_TRUE(store.ok());
+    hashfs::remote::RemoteIndex idx(**store, "origin");
+    auto cfg = hashfs::remote::RemoteConfig::FromJson(**idx.Get("config"));
+    ASSERT_TRUE(cfg.ok());
+    auto r = hashfs::remote::DiscordRemote::Open(**store, *cfg, "test-token");
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Unlock("hunter2", false).ok());
+    ASSERT_TRUE((*r)->SyncIndex(true).ok());  // lists every message: URLs cached in memory
+    emu.Post("/_emulator/expire-urls", "{}");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    auto repo = hashfs::Repository::Open(**store);
+    ASSERT_TRUE(repo.ok());
+    auto pull = (*r)->Pull(**repo, /*fetch_objects=*/true, nullptr);
+    ASSERT_TRUE(pull.ok()) << pull.status().ToString();
+    EXPECT_GT(pull->objects_fetched, 50u);
+  }
+  json st = emu.Get("/_emulator/stats");
+  EXPECT_GT(st["status_counts"].value("404", 0), 0) << "no URL expired during the pull: " << st.dump();
+  EXPECT_GT(st["requests"].value("POST /attachments/refresh-urls", 0), 0);
+  // Everything is local now: restore needs no network and no credentials.
+  ExpectRestores("b", "v1", dir_ + "/src", "HASHFS_DISCORD_TOKEN= HASHFS_PASSWORD=");
+}
+
+// kill -9 in the middle of a push; the next push resumes without uploading
+// any pack twice, and the result restores.
+TEST_F(RemoteE2E, KillDuringPushThenResume) {
+  Emulator emu("--seed 9 --create-limit 2 --create-window 0.6");
+  MakeStore("a");
+  AddRemote("a", emu, "--attachment-limit 98304 --request-limit 200000");
+  std::string cmd = "HASHFS_STORE=" + dir_ + "/a HASHFS_DISCORD_TOKEN=test-token HASHFS_PASSWORD=hunter2 exec " +
+                    HASHFS_BINARY + " push origin >/dev/null 2>&1";
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
+    _exit(127);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    json st = emu.Get("/_emulator/stats");
+    if (st.is_object() && st["creates"].get<int>() >= 6) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "push finished before it could be killed";
+  json before = emu.Get("/_emulator/stats");
+  int attachments_before = before["attachments"].get<int>();
+  EXPECT_GT(attachments_before, 5);
+  EXPECT_EQ(Hashfs("a", "remote ls origin").out.find("v1"), std::string::npos);  // nothing published yet
+
+  // The killed process may have just exhausted the create bucket; a new
+  // process cannot know that before its first answer, so allow it one 429.
+  emu.Post("/_emulator/reset-stats", "{}");
+  auto resume = Hashfs("a", "push origin --json");
+  ASSERT_EQ(resume.code, 0) << resume.err;
+  json rj = json::parse(resume.out);
+  json rs = Stats("a");
+  EXPECT_EQ(rs["duplicate_objects"].get<int>(), 0) << rs.dump();
+  json after = emu.Get("/_emulator/stats");
+  // Every pack message on the channel is one the index knows: nothing re-sent.
+  EXPECT_EQ(after["attachments"].get<int>(), rs["packs"].get<int>() + 1);
+  EXPECT_EQ(rj["packs"].get<int>() + attachments_before, rs["packs"].get<int>());
+  EXPECT_GT(rj["objects_present"].get<int>(), 0);
+  EXPECT_LE(after["requests_into_exhausted_bucket"].get<int>(), 1);
+  emu.Post("/_emulator/reset-stats", "{}");
+  auto clone = Hashfs("b", "clone origin " + RemoteArgs(emu) + " --all");
+  ASSERT_EQ(clone.code, 0) << clone.err;
+  ExpectRestores("b", "v1", dir_ + "/src");
+  EXPECT_EQ(emu.Get("/_emulator/stats")["requests_into_exhausted_bucket"].get<int>(), 0);
+}
+
+// Remote gc deletes what no published ref reaches and keeps the rest.
+TEST_F(RemoteE2E, RemoteGcKeepsEverythingReachable) {
+  Emulator emu("--seed 4 --create-window 1");
+  MakeStore("a");
+  AddRemote("a", emu, "--attachment-limit 131072 --request-limit 400000");
+  ASSERT_EQ(Hashfs("a", "push origin").code, 0);
+  ASSERT_EQ(Hashfs("a", "snapshot keep v1").code, 0);
+  fs::remove(dir_ + "/src/big.bin");
+  WriteFile(dir_ + "/src/new.bin", RandomBytes(400'000, 7));
+  ASSERT_EQ(Hashfs("a", "backup " + dir_ + "/src --volume v1").code, 0);
+  ASSERT_EQ(Hashfs("a", "push origin v1").code, 0);
+  // Nothing is unreachable yet (history keeps the first commit): gc deletes no pack.
+  auto gc0 = Hashfs("a", "remote gc origin --json");
+  ASSERT_EQ(gc0.code, 0) << gc0.err;
+  EXPECT_EQ(json::parse(gc0.out)["packs_deleted"].get<int>(), 0);
+  // Forget the first commit and drop the snapshot; publish that.
+  ASSERT_EQ(Hashfs("a", "forget v1 --keep-last 1").code, 0);
+  ASSERT_EQ(Hashfs("a", "push origin v1").code, 0);
+  json s1 = Stats("a");
+  EXPECT_GT(s1["dead_bytes"].get<int>(), 1'000'000) << s1.dump();  // big.bin is dead now
+  auto gc = Hashfs("a", "remote gc origin --json");
+  ASSERT_EQ(gc.code, 0) << gc.err;
+  json gj = json::parse(gc.out);
+  EXPECT_GT(gj["messages_deleted"].get<int>(), 0) << gj.dump();
+  json s2 = Stats("a");
+  EXPECT_LT(s2["dead_bytes"].get<int>(), s1["dead_bytes"].get<int>());
+  EXPECT_EQ(s2["live_objects"].get<int>(), s1["live_objects"].get<int>());
+  EXPECT_EQ(Hashfs("a", "remote verify origin").code, 0);
+  // A fresh clone still has every published state.
+  auto clone = Hashfs("b", "clone origin " + RemoteArgs(emu) + " --all");
+  ASSERT_EQ(clone.code, 0) << clone.err;
+  ExpectRestores("b", "v1", dir_ + "/src");
+  // The snapshot was never pushed again: it is still published from the first push.
+  fs::create_directories(dir_ + "/old");
+}
+
+TEST_F(RemoteE2E, WrongPassphraseAndWrongTokenFailClearly) {
+  Emulator emu("--seed 2");
+  MakeStore("a");
+  AddRemote("a", emu);
+  ASSERT_EQ(Hashfs("a", "push origin").code, 0);
+  auto wp = Hashfs("b", "clone origin " + RemoteArgs(emu), "HASHFS_PASSWORD=not-it");
+  EXPECT_NE(wp.code, 0);
+  EXPECT_NE(wp.err.find("wrong passphrase"), std::string::npos) << wp.err;
+  auto wt = Hashfs("c", "clone origin " + RemoteArgs(emu), "HASHFS_DISCORD_TOKEN=stolen-token-123");
+  EXPECT_NE(wt.code, 0);
+  EXPECT_NE(wt.err.find("401"), std::string::npos) << wt.err;
+  EXPECT_EQ(wt.err.find("stolen-token-123"), std::string::npos);  // never printed
+  auto pt = Hashfs("a", "push origin", "HASHFS_DISCORD_TOKEN=stolen-token-123");
+  EXPECT_NE(pt.code, 0);
+  EXPECT_NE(pt.err.find("token"), std::string::npos);
+  // 401 stops at once: one request, not a retry loop.
+  json st = emu.Get("/_emulator/stats");
+  EXPECT_LE(st["unauthorized"].get<int>(), 2) << st.dump();
+  // Nothing secret in the store's refs.
+  std::string data = ReadFile(dir_ + "/a/data.mdb");
+  EXPECT_EQ(data.find("hunter2"), std::string::npos);
+  EXPECT_EQ(data.find("test-token"), std::string::npos);
+}
+
+// A lazy clone fetches objects only when read, verifies them, keeps them.
+TEST_F(RemoteE2E, LazyCloneFetchesOnDemand) {
+  Emulator emu("--seed 6 --create-window 1 --faults flip=0.05,truncate=0.02");
+  MakeStore("a");
+  AddRemote("a", emu, "--attachment-limit 262144");
+  ASSERT_EQ(Hashfs("a", "push origin").code, 0);
+  auto clone = Hashfs("b", "clone origin " + RemoteArgs(emu));
+  ASSERT_EQ(clone.code, 0) << clone.err;
+  json st0 = emu.Get("/_emulator/stats");
+  uint64_t cdn0 = st0["bytes_downloaded"].get<uint64_t>();
+  EXPECT_LT(cdn0, 200'000u);  // the clone fetched commits and trailers, not the data
+  // Reading one small file fetches a little.
+  auto cat = Hashfs("b", "cat v1:sub/deeper/small3");
+  ASSERT_EQ(cat.code, 0) << cat.err;
+  EXPECT_EQ(cat.out, ReadFile(dir_ + "/src/sub/deeper/small3"));
+  uint64_t cdn1 = emu.Get("/_emulator/stats")["bytes_downloaded"].get<uint64_t>();
+  EXPECT_GT(cdn1, cdn0);
+  EXPECT_LT(cdn1 - cdn0, 1'500'000u);
+  // Without credentials, what is local still reads; what is not fails clearly.
+  auto nocreds = Sh("HASHFS_STORE=" + dir_ + "/b HASHFS_PASSWORD= HASHFS_DISCORD_TOKEN= " + HASHFS_BINARY +
+                        " cat v1:big.bin </dev/null",
+                    dir_);
+  EXPECT_NE(nocreds.code, 0);
+  EXPECT_NE(nocreds.err.find("HASHFS_DISCORD_TOKEN"), std::string::npos) << nocreds.err;
+  EXPECT_EQ(Sh("HASHFS_STORE=" + dir_ + "/b HASHFS_PASSWORD= HASHFS_DISCORD_TOKEN= " + HASHFS_BINARY +
+                   " cat v1:sub/deeper/small3 </dev/null",
+               dir_)
+                .code,
+            0);
+  // A full restore fetches the rest, verified, and a second one needs no network.
+  ExpectRestores("b", "v1", dir_ + "/src");
+  uint64_t cdn2 = emu.Get("/_emulator/stats")["bytes_downloaded"].get<uint64_t>();
+  ExpectRestores("b", "v1", dir_ + "/src", "HASHFS_DISCORD_TOKEN= HASHFS_PASSWORD=");
+  EXPECT_EQ(emu.Get("/_emulator/stats")["bytes_downloaded"].get<uint64_t>(), cdn2);
+}
+
+// Discord allows less than configured: 413 shrinks the packs instead of looping.
+TEST_F(RemoteE2E, TooLargeShrinksPacks) {
+  Emulator emu("--seed 8 --create-window 1 --file-limit 120000 --request-limit 400000");
+  MakeStore("a");
+  AddRemote("a", emu, "--attachment-limit 1048576 --request-limit 4000000");
+  auto push = Hashfs("a", "push origin");
+  ASSERT_EQ(push.code, 0) << push.err;
+  EXPECT_NE(push.err.find("refused"), std::string::npos) << push.err;
+  json st = emu.Get("/_emulator/stats");
+  // It converges: a few refusals per limit step and queued batch, no loop.
+  EXPECT_LT(st["status_counts"].value("413", 0), 20) << st.dump();
+  auto clone = Hashfs("b", "clone origin " + RemoteArgs(emu) + " --all");
+  ASSERT_EQ(clone.code, 0) << clone.err;
+  ExpectRestores("b", "v1", dir_ + "/src");
+}
+
+}  // namespace

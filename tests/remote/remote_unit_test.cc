@@ -1,0 +1,427 @@
+// Unit tests of the remote's pure parts: crypto, pack format (round trips,
+// tampering, truncation, garbage), the local remote index, ref-log/manifest
+// formats, and the rate-limit/retry logic against a scripted HTTP fake.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "cas/memory_store.h"
+#include "cas/object_codec.h"
+#include "remote/crypto.h"
+#include "remote/discord_api.h"
+#include "remote/pack.h"
+#include "remote/remote_format.h"
+#include "remote/remote_index.h"
+
+namespace hashfs::remote {
+namespace {
+
+std::string Bytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+TEST(Crypto, SealUnsealRoundTripAndTamper) {
+  std::string key = RandomBytes(32);
+  std::string sealed = Seal(key, "hello world", "aad");
+  ASSERT_EQ(sealed.size(), 11 + kSealOverhead);
+  auto open = Unseal(key, sealed, "aad");
+  ASSERT_TRUE(open.ok());
+  EXPECT_EQ(*open, "hello world");
+  EXPECT_TRUE(Unseal(key, sealed, "other aad").status().IsCorruption());
+  for (size_t i = 0; i < sealed.size(); i++) {
+    std::string t = sealed;
+    t[i] ^= 1;
+    EXPECT_TRUE(Unseal(key, t, "aad").status().IsCorruption()) << "flip at " << i;
+  }
+  EXPECT_TRUE(Unseal(key, sealed.substr(0, sealed.size() - 1), "aad").status().IsCorruption());
+  EXPECT_TRUE(Unseal(key, "short", "aad").status().IsCorruption());
+  EXPECT_NE(Seal(key, "x", ""), Seal(key, "x", ""));  // fresh nonce each time
+}
+
+TEST(Crypto, ScryptWrapUnwrap) {
+  ScryptParams p;
+  p.n = 1 << 10;
+  p.salt = RandomBytes(16);
+  auto kek = DeriveKey("correct horse", p);
+  ASSERT_TRUE(kek.ok());
+  // RFC 7914 vector: scrypt("password", "NaCl", N=1024, r=8, p=16), first 32 bytes.
+  ScryptParams rfc{1024, 8, 16, "NaCl"};
+  auto v = DeriveKey("password", rfc);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(HexEncode(v->view()), "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b373162");
+  MasterKey mk = MasterKey::Generate();
+  std::string wrapped = mk.Wrap(kek->view());
+  auto back = MasterKey::Unwrap(kek->view(), wrapped);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->raw(), mk.raw());
+  auto wrong = DeriveKey("wrong horse", p);
+  ASSERT_TRUE(wrong.ok());
+  auto bad = MasterKey::Unwrap(wrong->view(), wrapped);
+  EXPECT_EQ(bad.status().code(), Status::Code::kPermission);
+  // Hostile parameters are refused before any allocation.
+  ScryptParams huge = p;
+  huge.n = 1ull << 40;
+  EXPECT_FALSE(DeriveKey("x", huge).ok());
+  // Keyed ids depend on the key and differ from the plain digest.
+  Digest d = Sha256Of("abc");
+  EXPECT_NE(mk.KeyedId(d), d);
+  EXPECT_EQ(mk.KeyedId(d), back->KeyedId(d));
+  EXPECT_NE(mk.KeyedId(d), MasterKey::Generate().KeyedId(d));
+}
+
+TEST(Crypto, Encodings) {
+  for (size_t n = 0; n < 10; n++) {
+    std::string s = Bytes(n, static_cast<uint32_t>(n));
+    auto b = Base64Decode(Base64Encode(s));
+    ASSERT_TRUE(b.ok());
+    EXPECT_EQ(*b, s);
+    EXPECT_EQ(*HexDecode(HexEncode(s)), s);
+  }
+  EXPECT_EQ(Base64Encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(Base64Encode("fo"), "Zm8=");
+  EXPECT_FALSE(Base64Decode("Zm9=v").ok());
+  EXPECT_FALSE(HexDecode("zz").ok());
+}
+
+struct TestObject {
+  Digest d;
+  std::string plain;
+  ObjectKind kind;
+};
+
+std::vector<TestObject> Objects(int n) {
+  std::vector<TestObject> v;
+  for (int i = 0; i < n; i++) {
+    std::string plain = i % 2 ? Bytes(1000 + i * 37, i) : std::string(5000 + i, 'a' + i % 26);  // some compress
+    v.push_back({Sha256Of(plain), plain, i % 3 ? ObjectKind::kData : ObjectKind::kMeta});
+  }
+  return v;
+}
+
+std::pair<std::string, PackIndex> BuildPack(const MasterKey& mk, const std::vector<TestObject>& objs,
+                                            uint64_t limit = kDefaultPackLimit) {
+  PackWriter w(mk, limit);
+  for (const auto& o : objs) {
+    PreparedObject f = FrameForUpload(o.d, o.plain, o.kind, 3);
+    EXPECT_TRUE(w.Fits(f.stored.size()));
+    w.Add(mk.KeyedId(o.d), o.d, o.kind, f.stored);
+  }
+  return w.Finish();
+}
+
+TEST(Pack, RoundTrip) {
+  MasterKey mk = MasterKey::Generate();
+  auto objs = Objects(20);
+  auto [bytes, idx] = BuildPack(mk, objs);
+  EXPECT_EQ(idx.pack_size, bytes.size());
+  // Nothing in the pack reveals a plain digest.
+  for (const auto& o : objs) EXPECT_EQ(bytes.find(std::string(o.d.AsBytes())), std::string::npos);
+  auto dec = DecodePack(mk, bytes);
+  ASSERT_TRUE(dec.ok()) << dec.status().ToString();
+  ASSERT_EQ(dec->entries.size(), objs.size());
+  for (size_t i = 0; i < objs.size(); i++) {
+    const PackEntry& e = dec->entries[i];
+    EXPECT_EQ(e.digest, objs[i].d);
+    EXPECT_EQ(e.keyed_id, mk.KeyedId(objs[i].d));
+    EXPECT_EQ(e.kind, objs[i].kind);
+    auto o = OpenEntry(mk, dec->pack_id, e, std::string_view(bytes).substr(e.offset, e.length));
+    ASSERT_TRUE(o.ok());
+    auto plain = DecodeStoredObject(objs[i].d, o->stored);
+    ASSERT_TRUE(plain.ok());
+    EXPECT_EQ(*plain, objs[i].plain);
+    auto info = ParseStoredHeader(o->stored);
+    ASSERT_TRUE(info.ok());
+    EXPECT_GT(info->write_time, 0u);  // stamped on arrival, zero on the wire
+  }
+  // The trailer alone (as a Range request on the tail would get it).
+  auto need = TrailerLength(std::string_view(bytes).substr(bytes.size() - 100), bytes.size());
+  ASSERT_TRUE(need.ok());
+  auto tr = DecodeTrailer(mk, std::string_view(bytes).substr(bytes.size() - *need), bytes.size());
+  ASSERT_TRUE(tr.ok());
+  EXPECT_EQ(tr->entries.size(), objs.size());
+  // Wrong key: refused.
+  EXPECT_FALSE(DecodePack(MasterKey::Generate(), bytes).ok());
+}
+
+TEST(Pack, RespectsLimit) {
+  MasterKey mk = MasterKey::Generate();
+  const uint64_t limit = 64 << 10;
+  PackWriter w(mk, limit);
+  int added = 0;
+  for (int i = 0;; i++) {
+    std::string plain = Bytes(3000, 100 + i);
+    PreparedObject f = FrameForUpload(Sha256Of(plain), plain, ObjectKind::kData, 0);
+    if (!w.Fits(f.stored.size())) break;
+    w.Add(mk.KeyedId(f.digest), f.digest, ObjectKind::kData, f.stored);
+    added++;
+  }
+  auto [bytes, idx] = w.Finish();
+  EXPECT_GT(added, 15);
+  EXPECT_LE(bytes.size(), limit);
+  EXPECT_GT(bytes.size(), limit - 3200);
+}
+
+TEST(Pack, TamperingTruncationAndGarbageRejected) {
+  MasterKey mk = MasterKey::Generate();
+  auto [bytes, idx] = BuildPack(mk, Objects(6));
+  std::mt19937 rng(7);
+  for (int i = 0; i < 300; i++) {
+    std::string t = bytes;
+    size_t at = rng() % t.size();
+    t[at] ^= static_cast<char>(1 + rng() % 255);
+    EXPECT_FALSE(DecodePack(mk, t).ok()) << "byte " << at;
+  }
+  for (size_t cut = 0; cut < bytes.size(); cut += 97) {
+    EXPECT_FALSE(DecodePack(mk, bytes.substr(0, cut)).ok());
+    uint64_t need = *TrailerLength(bytes, bytes.size());
+    if (bytes.size() - cut < need) {
+      EXPECT_FALSE(DecodeTrailer(mk, bytes.substr(cut), bytes.size()).ok());
+    }
+  }
+  for (int i = 0; i < 200; i++) {
+    std::string g = Bytes(rng() % 4000, 1000 + i);
+    if (i % 2 && g.size() > 40) {  // plausible framing around garbage
+      g.replace(0, 8, kPackMagic);
+      g.replace(g.size() - 8, 8, kPackEndMagic);
+    }
+    EXPECT_FALSE(DecodePack(mk, g).ok());
+  }
+  // A footer claiming a huge index is refused without allocating it.
+  std::string f = bytes;
+  size_t lenpos = f.size() - 12;
+  f[lenpos] = f[lenpos + 1] = f[lenpos + 2] = f[lenpos + 3] = '\xff';
+  EXPECT_TRUE(TrailerLength(f, f.size()).status().IsCorruption());
+  // An entry moved to another name (swap two sealed entries) fails its aad.
+  const auto& e0 = idx.entries[0];
+  EXPECT_FALSE(OpenEntry(mk, idx.pack_id, idx.entries[1],
+                         std::string_view(bytes).substr(e0.offset, e0.length)).ok());
+}
+
+TEST(RemoteIndex, RecordsFindsAndForgets) {
+  MemoryStore store;
+  RemoteIndex idx(store, "origin");
+  MasterKey mk = MasterKey::Generate();
+  auto objs = Objects(5);
+  auto [b1, i1] = BuildPack(mk, {objs[0], objs[1], objs[2]});
+  auto [b2, i2] = BuildPack(mk, {objs[2], objs[3], objs[4]});
+  ASSERT_TRUE(idx.AddPacks({PackRecord{{1, 10, 11, b1.size()}, i1}}).ok());
+  ASSERT_TRUE(idx.AddPacks({PackRecord{{2, 20, 21, b2.size()}, i2}}).ok());
+  auto all = idx.AllKeyedIds();
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 5u);
+  auto loc = idx.Find(mk.KeyedId(objs[2].d));
+  ASSERT_TRUE(loc.ok() && loc->has_value());
+  EXPECT_EQ((*loc)->pack_id, i2.pack_id);  // the newer pack wins
+  auto p = idx.GetPack(i1.pack_id);
+  ASSERT_TRUE(p.ok() && p->has_value());
+  EXPECT_EQ((*p)->loc.message, 10u);
+  EXPECT_EQ((*p)->index.entries.size(), 3u);
+  EXPECT_EQ((*p)->index.entries[1].digest, objs[1].d);
+  ASSERT_TRUE(idx.RemovePacks({i1.pack_id}).ok());
+  EXPECT_FALSE(idx.Find(mk.KeyedId(objs[0].d))->has_value());
+  EXPECT_TRUE(idx.Find(mk.KeyedId(objs[2].d))->has_value());  // still in pack 2
+  ASSERT_TRUE(idx.SetWatermark(2, 99).ok());
+  EXPECT_EQ(*idx.Watermark(2), 99u);
+  ASSERT_TRUE(idx.Put("config", RemoteConfig{"origin", "discord", {2}}.ToJson()).ok());
+  auto names = RemoteIndex::Names(store);
+  ASSERT_TRUE(names.ok());
+  EXPECT_EQ(*names, std::vector<std::string>{"origin"});
+  ASSERT_TRUE(idx.ClearObjects().ok());
+  EXPECT_EQ(idx.AllKeyedIds()->size(), 0u);
+  EXPECT_EQ(*idx.Watermark(2), 0u);
+  // Nothing in the index is a signed attachment URL.
+  ASSERT_TRUE(store.View([](RefTxn& t) -> Status {
+    auto kv = t.List("remote/");
+    for (const auto& [k, v] : *kv) {
+      EXPECT_EQ(v.find("/attachments/"), std::string::npos) << k;
+      EXPECT_EQ(v.find("hm="), std::string::npos) << k;
+    }
+    return Status::Ok();
+  }).ok());
+}
+
+TEST(RemoteFormat, RefsManifestRoundTrip) {
+  RemoteRefs r;
+  r.seq = 7;
+  r.gc_generation = 2;
+  r.volumes["work"] = RemoteVolume{Sha256Of("h"), 3, {{1, Sha256Of("a")}, {3, Sha256Of("h")}}};
+  r.snapshots["keep"] = Sha256Of("a");
+  auto back = RemoteRefs::FromJson(r.ToJson());
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->seq, 7u);
+  EXPECT_EQ(back->volumes["work"].history, r.volumes["work"].history);
+  EXPECT_EQ(back->snapshots, r.snapshots);
+  EXPECT_EQ(back->KeptCommits().size(), 2u);
+  EXPECT_FALSE(RemoteRefs::FromJson("{\"format\":1,\"volumes\":{\"../x\":{}}}").ok());
+  EXPECT_FALSE(RemoteRefs::FromJson("garbage").ok());
+  Manifest m;
+  m.kdf.salt = "0123456789abcdef";
+  m.wrapped_key = RandomBytes(92);
+  m.channels = {5, 6};
+  m.refs_channel = 5;
+  m.refs_message = 77;
+  m.refs_seq = 3;
+  ASSERT_LE(m.Content().size(), 2000u);  // Discord's content limit
+  auto mb = Manifest::Parse(m.Content());
+  ASSERT_TRUE(mb.ok());
+  EXPECT_EQ(mb->wrapped_key, m.wrapped_key);
+  EXPECT_EQ(mb->refs_message, 77u);
+  EXPECT_TRUE(Manifest::Parse("hello").status().IsNotFound());
+  EXPECT_FALSE(Manifest::Parse(std::string(kManifestPrefix) + "{").ok());
+}
+
+// A scripted HttpClient: a fake Discord route with a fixed-window bucket, so
+// the rate-limit and retry logic can be checked without a network.
+class FakeDiscord : public HttpClient {
+ public:
+  int limit = 3;
+  double window = 0.3;
+  std::deque<int> script;  // statuses to answer before the normal behaviour (0 = drop connection)
+  int sent = 0, into_exhausted = 0, concurrent = 0, max_concurrent = 0;
+
+  Result<HttpResponse> Send(const HttpRequest&) override {
+    std::unique_lock lk(mu_);
+    sent++;
+    concurrent++;
+    max_concurrent = std::max(max_concurrent, concurrent);
+    auto now = std::chrono::steady_clock::now();
+    if (now < announced_until_) into_exhausted++;
+    HttpResponse r;
+    int forced = -1;
+    if (!script.empty()) {
+      forced = script.front();
+      script.pop_front();
+    }
+    lk.unlock();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    lk.lock();
+    concurrent--;
+    if (forced == 0) return Status::IOError("connection dropped");
+    if (forced > 0) {
+      r.status = forced;
+      if (forced == 429) {
+        r.body = "{\"message\":\"You are being rate limited.\",\"retry_after\":0.05,\"global\":false}";
+        r.headers["retry-after"] = "1";
+      } else if (forced == 503) {
+        r.body = "{\"code\":130000,\"message\":\"overloaded\"}";
+      } else if (forced == 413) {
+        r.body = "{\"code\":40005,\"message\":\"Request entity too large\"}";
+      } else {
+        r.body = "{\"code\":0,\"message\":\"nope\"}";
+      }
+      return r;
+    }
+    if (now >= reset_) {
+      reset_ = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(window));
+      remaining_ = limit;
+    }
+    if (remaining_ == 0) {
+      r.status = 429;
+      r.body = "{\"retry_after\":0.1,\"global\":false}";
+      return r;
+    }
+    remaining_--;
+    double after = std::chrono::duration<double>(reset_ - now).count();
+    r.status = 200;
+    r.body = "{\"id\":\"1\",\"channel_id\":\"5\",\"content\":\"x\",\"attachments\":[]}";
+    r.headers["x-ratelimit-limit"] = std::to_string(limit);
+    r.headers["x-ratelimit-remaining"] = std::to_string(remaining_);
+    r.headers["x-ratelimit-reset-after"] = std::to_string(after + 0.001);
+    r.headers["x-ratelimit-bucket"] = "abc";
+    if (remaining_ == 0) announced_until_ = reset_;
+    return r;
+  }
+
+ private:
+  std::mutex mu_;
+  std::chrono::steady_clock::time_point reset_{}, announced_until_{};
+  int remaining_ = 0;
+};
+
+DiscordOptions FastOptions() {
+  DiscordOptions o;
+  o.api_url = "http://fake/api/v10";
+  o.token = "t";
+  o.backoff_base_seconds = 0.01;
+  o.backoff_max_seconds = 0.05;
+  return o;
+}
+
+TEST(RateLimit, NeverSendsIntoAnExhaustedBucket) {
+  FakeDiscord fake;
+  DiscordApi api(fake, FastOptions());
+  std::vector<std::thread> ts;
+  auto start = std::chrono::steady_clock::now();
+  for (int t = 0; t < 4; t++)
+    ts.emplace_back([&] {
+      for (int i = 0; i < 4; i++) ASSERT_TRUE(api.GetMessage(5, 1).ok());
+    });
+  for (auto& t : ts) t.join();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(fake.into_exhausted, 0);
+  EXPECT_EQ(fake.sent, 16);  // no 429 probing
+  EXPECT_EQ(fake.max_concurrent, 1);  // one request per bucket at a time
+  EXPECT_GE(secs, 5 * 0.3 - 0.05);    // 16 requests at 3 per 0.3 s need 5 full windows
+  EXPECT_GT(api.limiter().counters().waits.load(), 0u);
+  auto v = api.limiter().View("GET /channels/{}/messages/:id", "5");
+  EXPECT_EQ(v.bucket, "abc");
+  EXPECT_EQ(v.limit, 3);
+}
+
+TEST(RateLimit, RetriesTransientFailuresAnd429) {
+  FakeDiscord fake;
+  fake.script = {0, 500, 503, 429, 502};
+  DiscordApi api(fake, FastOptions());
+  auto m = api.GetMessage(5, 1);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(fake.sent, 6);
+  EXPECT_EQ(api.limiter().counters().rate_limited.load(), 1u);
+  EXPECT_EQ(api.counters().retries.load(), 4u);
+}
+
+TEST(RateLimit, GivesUpAfterMaxAttempts) {
+  FakeDiscord fake;
+  for (int i = 0; i < 20; i++) fake.script.push_back(500);
+  DiscordOptions o = FastOptions();
+  o.max_attempts = 4;
+  DiscordApi api(fake, o);
+  auto m = api.GetMessage(5, 1);
+  EXPECT_EQ(m.status().code(), Status::Code::kIOError);
+  EXPECT_EQ(fake.sent, 4);
+}
+
+TEST(RateLimit, StopsAtOnceOn401And403) {
+  FakeDiscord fake;
+  fake.script = {401};
+  DiscordApi api(fake, FastOptions());
+  auto m = api.GetMessage(5, 1);
+  EXPECT_EQ(m.status().code(), Status::Code::kPermission);
+  EXPECT_NE(m.status().message().find("token"), std::string::npos);
+  EXPECT_EQ(api.GetMessage(5, 1).status().code(), Status::Code::kPermission);
+  EXPECT_EQ(fake.sent, 1);  // the second call never reached the network
+  FakeDiscord f2;
+  f2.script = {403};
+  DiscordApi api2(f2, FastOptions());
+  EXPECT_EQ(api2.Pins(5).status().code(), Status::Code::kPermission);
+  EXPECT_EQ(f2.sent, 1);
+}
+
+TEST(RateLimit, TooLargeIsNotRetried) {
+  FakeDiscord fake;
+  fake.script = {413};
+  DiscordApi api(fake, FastOptions());
+  std::string data(100, 'x');
+  auto m = api.CreateMessage(5, "x", {{"a.hfp", data}});
+  EXPECT_EQ(m.status().code(), Status::Code::kTooBig);
+  EXPECT_EQ(fake.sent, 1);
+}
+
+}  // namespace
+}  // namespace hashfs::remote
