@@ -72,7 +72,12 @@ class MemBuf : public std::streambuf {
 class Decoder {
  public:
   explicit Decoder(std::string_view bytes)
-      : buf_(bytes), is_(&buf_), ar_(is_, cereal::PortableBinaryInputArchive::Options::LittleEndian()) {}
+      : buf_(bytes), is_(&buf_), ar_(is_, cereal::PortableBinaryInputArchive::Options::LittleEndian()) {
+    // The archive has consumed its endianness byte. Any value but 1 would make
+    // cereal byte-swap every later field (and the 3-byte header), so a second,
+    // non-canonical encoding of the same value would decode.
+    if (bytes.empty() || bytes[0] != 0x01) throw DecodeError{"bad endianness marker"};
+  }
   void Header(ObjectType t) {
     char h[3];
     ar_(cereal::binary_data(h, 3));

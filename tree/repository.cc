@@ -10,6 +10,8 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <stdexcept>
+#include <utility>
 
 namespace hashfs {
 
@@ -53,6 +55,22 @@ bool IsHex(std::string_view s) {
 Result<Digest> DigestValue(const std::string& v, std::string_view key) {
   if (v.size() < Digest::kSize) return Status::Corruption("ref " + std::string(key) + " is malformed");
   return Digest::FromBytes(std::string_view(v).substr(0, Digest::kSize));
+}
+
+// An integer field of a stored JSON record. Anything but an integer that fits
+// T is refused (throws, like json::at): get<T>() would convert 1e300 or -1
+// with undefined or wrapped results.
+template <typename T>
+T IntField(const json& j, const char* key) {
+  const json& v = j.at(key);
+  if (v.is_number_unsigned()) {
+    auto u = v.get<uint64_t>();
+    if (std::in_range<T>(u)) return static_cast<T>(u);
+  } else if (v.is_number_integer()) {
+    auto i = v.get<int64_t>();
+    if (std::in_range<T>(i)) return static_cast<T>(i);
+  }
+  throw std::out_of_range(std::string("'") + key + "' is not an integer in range");
 }
 
 }  // namespace
@@ -116,15 +134,18 @@ Result<std::unique_ptr<Repository>> Repository::Open(ObjectStore& store) {
       return Status::Unsupported("store has repository format '" + format + "', this hashfs reads '" +
                                  std::string(kRepoFormat) + "'");
     cfg.id = j.at("id").get<std::string>();
-    cfg.created_ns = j.at("created_ns").get<int64_t>();
-    cfg.chunking.min_size = j.at("chunk_min").get<uint32_t>();
-    cfg.chunking.avg_size = j.at("chunk_avg").get<uint32_t>();
-    cfg.chunking.max_size = j.at("chunk_max").get<uint32_t>();
-    cfg.zstd_level = j.at("zstd_level").get<int>();
+    cfg.created_ns = IntField<int64_t>(j, "created_ns");
+    cfg.chunking.min_size = IntField<uint32_t>(j, "chunk_min");
+    cfg.chunking.avg_size = IntField<uint32_t>(j, "chunk_avg");
+    cfg.chunking.max_size = IntField<uint32_t>(j, "chunk_max");
+    cfg.zstd_level = IntField<int>(j, "zstd_level");
   } catch (const std::exception& e) {
     return Status::Corruption(std::string("repository config is malformed: ") + e.what());
   }
-  HASHFS_RETURN_IF_ERROR(cfg.chunking.Validate().WithContext("repository config"));
+  // A stored config Init would have refused is damage, not a caller error.
+  if (Status v = cfg.chunking.Validate(); !v.ok()) return Status::Corruption("repository config: " + v.message());
+  if (cfg.zstd_level < 0 || cfg.zstd_level > 19)
+    return Status::Corruption("repository config: zstd level must be 0..19");
   return std::unique_ptr<Repository>(new Repository(store, std::move(cfg)));
 }
 
@@ -193,7 +214,10 @@ Result<std::vector<HistoryEntry>> Repository::History(std::string_view volume, s
     HASHFS_ASSIGN_OR_RETURN(auto kv, t.List(prefix, limit, /*reverse=*/true));
     for (auto& [k, v] : kv) {
       HASHFS_ASSIGN_OR_RETURN(Digest d, DigestValue(v, k));
-      out.push_back({DecodeBE64(std::string_view(k).substr(prefix.size())), d});
+      // SEQ is exactly 8 bytes; another length would alias a real entry's seq.
+      std::string_view seq = std::string_view(k).substr(prefix.size());
+      if (seq.size() != 8) return Status::Corruption("history key of volume '" + std::string(volume) + "' is malformed");
+      out.push_back({DecodeBE64(seq), d});
     }
     return Status::Ok();
   }));
@@ -341,11 +365,13 @@ Result<std::vector<int64_t>> LiveSessionStarts(Repository& repo) {
     for (auto& [k, v] : kv) {
       try {
         json j = json::parse(v);
-        pid_t pid = j.at("pid").get<pid_t>();
+        auto pid = IntField<pid_t>(j, "pid");
+        // 0 and negative values would make kill() probe process groups.
+        if (pid <= 0) throw std::out_of_range("'pid' is not a process id");
         bool same_host = j.at("host").get<std::string>() == host;
         bool alive = !same_host || kill(pid, 0) == 0 || errno == EPERM;
         if (alive)
-          live.push_back(j.at("start").get<int64_t>());
+          live.push_back(IntField<int64_t>(j, "start"));
         else
           dead.push_back(k);
       } catch (const std::exception&) {
