@@ -150,6 +150,7 @@ struct Filesystem::Impl {
   std::condition_variable wake;       // committer
   std::condition_variable committed;  // waiters in Sync
   std::mutex commit_mu;               // one commit at a time
+  std::set<uint64_t> evict_later;     // forgotten while a commit was being built
   std::thread committer;
 
   Impl(Repository& r, MountConfig c)
@@ -201,6 +202,69 @@ struct Filesystem::Impl {
   }
 
   // Deletes a node nothing refers to any more.
+  // ------------------------------------------------------- eviction
+  //
+  // A directory whose listing is loaded holds a node per entry. Once the
+  // kernel has forgotten a clean directory and everything under it, the
+  // listing is dropped (its committed entry tree still describes it) and is
+  // loaded again on next use, so memory follows what the kernel caches, not
+  // what was ever visited. Only while no commit is being built: a build in
+  // flight may still put names back (Restore) or update bases.
+
+  bool Evictable(Node* c) {
+    if (c->lookups || c->opens || c->names.size() > 1) return false;
+    if (c->content && (c->content->dirty() || content_dirty.count(c->ino))) return false;
+    if (c->link_id && dirty_links.count(c->link_id)) return false;
+    if (c->is_dir() && c->loaded && !Unload(c)) return false;
+    return true;
+  }
+
+  bool Unload(Node* d) {
+    if (!d->loaded || d->ino == kRootIno || d->kind != Kind::kNormal || !d->dirty_names.empty()) return false;
+    for (const auto& [fh, h] : dir_handles)
+      if (h.ino == d->ino) return false;
+    for (const auto& [name, ino] : d->children) {
+      Node* c = Find(ino);
+      if (c && !Evictable(c)) return false;
+    }
+    for (const auto& [name, ino] : d->children) {
+      Node* c = Find(ino);
+      if (!c) continue;
+      if (c->link_id) {
+        auto it = c->tree->link_nodes.find(c->link_id);
+        if (it != c->tree->link_nodes.end() && it->second == c->ino) c->tree->link_nodes.erase(it);
+      }
+      nodes.erase(ino);
+    }
+    d->children.clear();
+    d->subdirs = 0;
+    d->loaded = false;
+    return true;
+  }
+
+  // Called when `n` was forgotten by the kernel: drops what can go under it
+  // and, going up, under ancestors the kernel no longer holds either.
+  void EvictFrom(Node* n) {
+    std::unique_lock cl(commit_mu, std::try_to_lock);
+    if (!cl.owns_lock()) {
+      evict_later.insert(n->ino);
+      return;
+    }
+    for (int depth = 0; n && depth < 4096; depth++) {
+      if (n->lookups || n->opens) return;
+      if (n->is_dir() && n->loaded && !Unload(n)) return;
+      if (n->names.empty()) return;
+      n = Find(n->names[0].first);
+    }
+  }
+
+  void EvictDeferred() {
+    std::set<uint64_t> later;
+    later.swap(evict_later);
+    for (uint64_t ino : later)
+      if (Node* n = Find(ino)) EvictFrom(n);
+  }
+
   void MaybeDelete(Node* n) {
     if (n->ino < kFirstIno || n->lookups > 0 || n->opens > 0) return;
     if (n->is_dir() ? !n->removed : n->nlink > 0) return;
@@ -506,7 +570,7 @@ struct Filesystem::Impl {
     Digest commit;
     Digest root_content;
     Digest links;
-    std::vector<std::pair<Node*, Digest>> new_bases;
+    std::vector<std::pair<uint64_t, Digest>> new_bases;  // by ino: a node may go before the commit lands
     std::vector<std::pair<uint64_t, std::set<std::string>>> taken_names;
     std::set<uint64_t> taken_links;
     bool taken_root = false;
@@ -548,7 +612,7 @@ struct Filesystem::Impl {
       edits.push_back({name, std::move(e)});
     }
     HASHFS_ASSIGN_OR_RETURN(Digest nd, dir_tree::Apply(*writer, d->base, std::move(edits)));
-    b.new_bases.emplace_back(d, nd);
+    b.new_bases.emplace_back(d->ino, nd);
     return nd;
   }
 
@@ -681,7 +745,8 @@ struct Filesystem::Impl {
     attempted_gen = std::max(attempted_gen, b.gen);
     last_commit_status = s;
     if (s.ok()) {
-      for (auto& [n, d] : b.new_bases) n->base = d;
+      for (auto& [ino, d] : b.new_bases)
+        if (Node* n = Find(ino)) n->base = d;
       if (!b.noop) {
         head = b.commit;
         live.links = b.links;
@@ -731,6 +796,7 @@ struct Filesystem::Impl {
       lk.unlock();
       Status s = CommitOnce();
       lk.lock();
+      EvictDeferred();
       if (!s.ok()) {
         fmt::print(stderr, "hashfs: commit failed (changes kept in memory, retrying): {}\n", s.ToString());
         wake.wait_for(lk, std::chrono::seconds(1), [&] { return stop; });
@@ -853,6 +919,10 @@ void Filesystem::Forget(uint64_t ino, uint64_t nlookup) {
   Node* n = m.Find(ino);
   if (!n) return;
   n->lookups = n->lookups > nlookup ? n->lookups - nlookup : 0;
+  if (n->lookups == 0 && !n->names.empty() && n->kind == Kind::kNormal) {
+    m.EvictFrom(n);
+    return;  // n itself stays (it may be in use by an open handle) or went with its parent's listing
+  }
   m.MaybeDelete(n);
 }
 
@@ -1279,6 +1349,8 @@ Result<std::string> Filesystem::GetXattr(uint64_t ino, std::string_view name) {
   Impl& m = *impl_;
   std::lock_guard lk(m.mu);
   HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
+  // Diagnostics: the size of the inode table, on /.hashfs.
+  if (ino == kMetaIno && name == "user.hashfs.inodes") return std::to_string(m.nodes.size());
   for (const auto& [k, v] : n->attr.xattrs)
     if (k == name) return v;
   return Err(Status::Code::kNoAttribute, "no such attribute");

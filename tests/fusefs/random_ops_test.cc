@@ -99,6 +99,12 @@ class Engine {
 
   std::string CompareAll() {
     if (!failure_.empty()) return failure_;
+    // Make the kernel forget what it caches, so the mount evicts and reloads
+    // directory listings under the operations that follow.
+    if (HashfsMode()) {
+      sync();
+      std::ofstream("/proc/sys/vm/drop_caches") << "2\n";
+    }
     DescribeOptions o;
     o.owner = true;
     auto a = DescribeTree(root_[0], o), b = DescribeTree(root_[1], o);
