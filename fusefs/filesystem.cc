@@ -151,6 +151,7 @@ struct Filesystem::Impl {
   std::condition_variable committed;  // waiters in Sync
   std::mutex commit_mu;               // one commit at a time
   std::set<uint64_t> evict_later;     // forgotten while a commit was being built
+  std::string pinned_sig;             // what the session's pin/ ref holds (BuildPin)
   std::thread committer;
 
   Impl(Repository& r, MountConfig c)
@@ -575,6 +576,9 @@ struct Filesystem::Impl {
     std::set<uint64_t> taken_links;
     bool taken_root = false;
     bool noop = false;
+    bool pin_changed = false;  // publish `pin` (or unpin when unset) before the head moves
+    std::optional<Digest> pin;
+    std::string pin_sig;
   };
 
   Result<::hashfs::Entry> EntryFor(Node* c, const std::string& name, Built& b) {
@@ -670,6 +674,10 @@ struct Filesystem::Impl {
     }
     b.root_content = root_content;
     b.links = links;
+    if (Status ps = BuildPin(b); !ps.ok()) {
+      Restore(b);
+      return ps;
+    }
     Inode root_attr = root->attr;
     root_attr.content = root_content;
     HASHFS_ASSIGN_OR_RETURN(Commit head_commit, repo.LoadCommit(head));
@@ -690,6 +698,47 @@ struct Filesystem::Impl {
     }
     b.commit = *r;
     return b;
+  }
+
+  // Files open but in no tree this commit keeps (unlinked or detached while
+  // open) are pinned: a commit of a directory holding them, named by the
+  // session's pin/ ref, so gc keeps their chunks (tree/gc.h). Written only
+  // when the set or their content changed.
+  Status BuildPin(Built& b) {
+    std::map<std::string, ::hashfs::Entry> orphans;
+    for (const auto& [fh, h] : handles) {
+      Node* n = Find(h.ino);
+      if (!n || n->tree != &live || n->attr.type != FileType::kRegular || n->nlink > 0) continue;
+      ::hashfs::Entry e;
+      e.name = std::to_string(n->ino);
+      e.inode = n->attr;
+      orphans.emplace(e.name, std::move(e));
+    }
+    std::string sig;
+    for (const auto& [name, e] : orphans) sig += name + ":" + EncodeEntryForPin(e) + ";";
+    if (sig == pinned_sig) return Status::Ok();
+    b.pin_changed = true;
+    b.pin_sig = sig;
+    if (orphans.empty()) return Status::Ok();  // unpin
+    std::vector<::hashfs::Entry> entries;
+    for (auto& [name, e] : orphans) entries.push_back(std::move(e));
+    HASHFS_ASSIGN_OR_RETURN(Digest dir, dir_tree::Build(*writer, std::move(entries)));
+    HASHFS_ASSIGN_OR_RETURN(Digest no_links, link_table::Build(*writer, {}));
+    Commit c;
+    c.root.type = FileType::kDirectory;
+    c.root.mode = 0700;
+    c.root.content = dir;
+    c.links = no_links;
+    c.time_ns = NowNs();
+    c.description = "mount pin: files open but unlinked";
+    HASHFS_ASSIGN_OR_RETURN(Digest id, writer->Put(EncodeCommit(c), ObjectKind::kMeta));
+    b.pin = id;
+    return Status::Ok();
+  }
+  static std::string EncodeEntryForPin(const ::hashfs::Entry& e) {
+    std::string s = e.inode.content.Hex() + "/" + std::to_string(e.inode.size);
+    for (const auto& c : e.inode.chunks) s += "," + c.digest.Hex();
+    return s;
   }
 
   std::string Describe() {
@@ -726,7 +775,11 @@ struct Filesystem::Impl {
       }
     }
     Status s;
-    if (!b.noop) {
+    if (b.pin_changed) {
+      s = writer->Flush();
+      if (s.ok()) s = b.pin ? session->Pin(*b.pin) : session->Unpin();
+    }
+    if (s.ok() && !b.noop) {
       s = writer->Flush();
       for (int attempt = 0; s.ok(); attempt++) {
         s = repo.Advance(cfg.volume, head, b.commit, session->epoch());
@@ -745,6 +798,7 @@ struct Filesystem::Impl {
     attempted_gen = std::max(attempted_gen, b.gen);
     last_commit_status = s;
     if (s.ok()) {
+      if (b.pin_changed) pinned_sig = b.pin_sig;
       for (auto& [ino, d] : b.new_bases)
         if (Node* n = Find(ino)) n->base = d;
       if (!b.noop) {

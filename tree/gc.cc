@@ -176,6 +176,8 @@ class Marker {
 Status MarkRoots(Repository& repo, Marker& m) {
   HASHFS_ASSIGN_OR_RETURN(auto roots, repo.KeptCommits());
   for (const auto& r : roots) HASHFS_RETURN_IF_ERROR(m.MarkCommit(r));
+  HASHFS_ASSIGN_OR_RETURN(auto pinned, repo.PinnedCommits());
+  for (const auto& r : pinned) HASHFS_RETURN_IF_ERROR(m.MarkCommit(r));
   return Status::Ok();
 }
 
@@ -224,7 +226,7 @@ Result<GcReport> CollectGarbage(Repository& repo) {
   auto then_fn = [&](RefTxn& t) -> Status {
     final_counts = cur;
     cur = SweepCounters{};
-    for (std::string_view prefix : {"hist/", "snap/"}) {
+    for (std::string_view prefix : {"hist/", "snap/", "pin/"}) {
       HASHFS_ASSIGN_OR_RETURN(auto kv, t.List(prefix));
       for (const auto& [k, v] : kv) {
         if (v.size() < Digest::kSize) return Status::Corruption("ref " + k + " is malformed");

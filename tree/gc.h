@@ -3,8 +3,9 @@
 //
 // Protocol:
 //  1. Roots are Repository::KeptCommits(): every commit named by a volume
-//     history entry (hist/) or a snapshot (snap/). Commit `parent` links are
-//     not followed.
+//     history entry (hist/) or a snapshot (snap/), plus the commits live
+//     writer sessions pin (pin/: a mount's open-but-unlinked files). Commit
+//     `parent` links are not followed.
 //  2. Mark: every object a root reaches is marked: the commit, the nodes of
 //     every directory entry tree, each entry's content (inline chunks, or the
 //     manifest nodes and their chunks), the link table's nodes and its

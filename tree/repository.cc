@@ -353,7 +353,31 @@ Result<std::unique_ptr<WriterSession>> WriterSession::Start(Repository& repo, st
 }
 
 WriterSession::~WriterSession() {
-  (void)repo_.store().Update([&](RefTxn& t) { return t.Delete("sess/" + id_); });
+  (void)repo_.store().Update([&](RefTxn& t) -> Status {
+    HASHFS_RETURN_IF_ERROR(t.Delete("pin/" + id_));
+    return t.Delete("sess/" + id_);
+  });
+}
+
+Status WriterSession::Pin(const Digest& commit) {
+  return repo_.store().Update([&](RefTxn& t) { return t.Put("pin/" + id_, std::string(commit.AsBytes())); });
+}
+
+Status WriterSession::Unpin() {
+  return repo_.store().Update([&](RefTxn& t) { return t.Delete("pin/" + id_); });
+}
+
+Result<std::vector<Digest>> Repository::PinnedCommits() {
+  std::vector<Digest> out;
+  HASHFS_RETURN_IF_ERROR(store_.View([&](RefTxn& t) -> Status {
+    HASHFS_ASSIGN_OR_RETURN(auto kv, t.List("pin/"));
+    for (const auto& [k, v] : kv) {
+      HASHFS_ASSIGN_OR_RETURN(Digest d, DigestValue(v, k));
+      out.push_back(d);
+    }
+    return Status::Ok();
+  }));
+  return out;
 }
 
 Result<std::vector<int64_t>> LiveSessionStarts(Repository& repo) {
@@ -382,7 +406,10 @@ Result<std::vector<int64_t>> LiveSessionStarts(Repository& repo) {
   }));
   if (!dead.empty()) {
     HASHFS_RETURN_IF_ERROR(repo.store().Update([&](RefTxn& t) -> Status {
-      for (const auto& k : dead) HASHFS_RETURN_IF_ERROR(t.Delete(k));
+      for (const auto& k : dead) {
+        HASHFS_RETURN_IF_ERROR(t.Delete(k));
+        HASHFS_RETURN_IF_ERROR(t.Delete("pin/" + k.substr(5)));  // the dead session's pin
+      }
       return Status::Ok();
     }));
   }

@@ -9,6 +9,7 @@
 //   snap/NAME            commit digest
 //   gc/epoch             8-byte BE counter, bumped by every GC sweep
 //   sess/ID              JSON record of a live writer (pid, host, start)
+//   pin/ID               commit digest a live writer session keeps from gc
 // Every mutation is one ref transaction, so it is atomic and durable when
 // the call returns. Thread-safe.
 #pragma once
@@ -80,6 +81,8 @@ class Repository {
 
   // Every commit kept by a history or a snapshot (the GC roots), deduplicated.
   Result<std::vector<Digest>> KeptCommits();
+  // Commits pinned by live writer sessions (pin/ refs); gc roots too.
+  Result<std::vector<Digest>> PinnedCommits();
 
   Result<uint64_t> GcEpoch();
 
@@ -101,6 +104,11 @@ class WriterSession {
   // The GC epoch read when the session started (or last revalidated).
   uint64_t epoch() const { return epoch_; }
   void set_epoch(uint64_t e) { epoch_ = e; }
+  // Keeps `commit` and everything it reaches from garbage collection for the
+  // session's life (ref pin/ID; gc treats it as a root). A mount pins the
+  // files that are open but in no committed tree (unlinked while open).
+  Status Pin(const Digest& commit);
+  Status Unpin();
 
  private:
   WriterSession(Repository& r, std::string id, uint64_t e) : repo_(r), id_(std::move(id)), epoch_(e) {}

@@ -463,8 +463,10 @@ TEST_F(HistoryTest, GcWhileMountedFreesNothingTheMountReaches) {
   ASSERT_TRUE(WriteFile(P("orphan"), orphan));
   ASSERT_TRUE(WriteFile(P("big"), big));
   ASSERT_TRUE(WriteFile(P("renamed"), "rename me"));
+  // gc never deletes objects younger than (start of the oldest live session -
+  // 2 s), in whole seconds: let the data age past that before the new session.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
   ASSERT_TRUE(Remount());
-  std::this_thread::sleep_for(std::chrono::milliseconds(3000));  // past gc's 2 s grace for live sessions
   // Now make the old objects reachable only through the mount's own state.
   int ofd = open(P("orphan").c_str(), O_RDONLY);
   ASSERT_GE(ofd, 0);

@@ -463,4 +463,34 @@ TEST_F(RemoteE2E, TooLargeShrinksPacks) {
   ExpectRestores("b", "v1", dir_ + "/src");
 }
 
+// A lazily cloned store mounted read-write: reads fetch what they need from
+// the channel (verified), writes go to the local store.
+TEST_F(RemoteE2E, LazyCloneMountsAndFetchesOnRead) {
+  if (geteuid() != 0 || access("/dev/fuse", R_OK | W_OK) != 0) GTEST_SKIP() << "needs root and /dev/fuse";
+  Emulator emu("--seed 9 --create-window 1 --faults flip=0.05");
+  MakeStore("a");
+  AddRemote("a", emu, "--attachment-limit 262144");
+  ASSERT_EQ(Hashfs("a", "push origin").code, 0);
+  auto clone = Hashfs("b", "clone origin " + RemoteArgs(emu));
+  ASSERT_EQ(clone.code, 0) << clone.err;
+  uint64_t cdn0 = emu.Get("/_emulator/stats")["bytes_downloaded"].get<uint64_t>();
+  std::string mnt = dir_ + "/mnt";
+  fs::create_directories(mnt);
+  auto m = Hashfs("b", "mount v1 " + mnt);
+  ASSERT_EQ(m.code, 0) << m.err;
+  struct Unmount {  // never leave a mount behind (TearDown deletes dir_)
+    std::string mnt;
+    ~Unmount() { (void)!system(("fusermount3 -u -z " + mnt + " 2>/dev/null").c_str()); }
+  } guard{mnt};
+  EXPECT_EQ(ReadFile(mnt + "/sub/deeper/small7"), ReadFile(dir_ + "/src/sub/deeper/small7"));
+  EXPECT_EQ(ReadFile(mnt + "/big.bin"), ReadFile(dir_ + "/src/big.bin"));
+  EXPECT_EQ(ReadFile(mnt + "/sub/text.txt"), ReadFile(dir_ + "/src/sub/text.txt"));
+  EXPECT_GT(emu.Get("/_emulator/stats")["bytes_downloaded"].get<uint64_t>(), cdn0 + 1'500'000);
+  WriteFile(mnt + "/written-in-clone", "local change");
+  auto u = Hashfs("b", "umount " + mnt);
+  ASSERT_EQ(u.code, 0) << u.err;
+  auto cat = Hashfs("b", "cat v1:written-in-clone");
+  EXPECT_EQ(cat.out, "local change") << cat.err;
+}
+
 }  // namespace

@@ -464,6 +464,50 @@ TEST_F(MaintenanceTest, GcKeepsObjectsOfLiveWriterSessions) {
   EXPECT_TRUE(Has(pending));
 }
 
+TEST_F(MaintenanceTest, GcKeepsPinnedCommitsAndDropsPinsOfDeadSessions) {
+  Digest c1 = MakeCommit({F("a", "a")});
+  Advance("vol", c1);
+  Digest pinned = MakeCommit({F("open-but-unlinked", "still open somewhere")});
+  AgeAll(Old());
+  {
+    auto session = WriterSession::Start(*repo_, "test pin");
+    HFS_ASSERT_OK(session.status());
+    HFS_ASSERT_OK((*session)->Pin(pinned));
+    AgeAll(Old());  // make the pinned objects older than the session's start
+    auto r = CollectGarbage(*repo_);
+    HFS_ASSERT_OK(r.status());
+    EXPECT_TRUE(Has(pinned));
+    HFS_EXPECT_OK(CheckComplete(*repo_, repo_->getter(), pinned));
+    HFS_ASSERT_OK((*session)->Unpin());
+    r = CollectGarbage(*repo_);
+    HFS_ASSERT_OK(r.status());
+    EXPECT_FALSE(Has(pinned)) << "an unpinned, unreachable commit must go";
+  }
+  // A dead process's pin is dropped with its session record.
+  pinned = MakeCommit({F("pinned by a dead process", "x")});
+  AgeAll(Old());
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  HFS_ASSERT_OK(store_.Update([&](RefTxn& t) -> Status {
+    Status s = t.Put("sess/dead", "{\"pid\":999999999,\"host\":\"" + std::string(host) +
+                                      "\",\"start\":1,\"what\":\"x\"}");
+    if (!s.ok()) return s;
+    return t.Put("pin/dead", std::string(pinned.AsBytes()));
+  }));
+  auto r = CollectGarbage(*repo_);
+  HFS_ASSERT_OK(r.status());
+  auto pins = repo_->PinnedCommits();
+  HFS_ASSERT_OK(pins.status());
+  // The first collection may still honour it (it removes the dead record);
+  // the next one does not.
+  r = CollectGarbage(*repo_);
+  HFS_ASSERT_OK(r.status());
+  EXPECT_FALSE(Has(pinned));
+  pins = repo_->PinnedCommits();
+  HFS_ASSERT_OK(pins.status());
+  EXPECT_TRUE(pins->empty());
+}
+
 TEST_F(MaintenanceTest, GcAfterForgetKeepsWhatSnapshotsReach) {
   Digest c1 = MakeCommit({F("common", "common"), F("v", "version 1")}, {}, LocalNs(2024, 3, 1, 12));
   Advance("vol", c1);
