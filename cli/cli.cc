@@ -43,12 +43,6 @@ int Fail(const Status& s) {
               s.code() == Status::Code::kInvalidArgument ? kExitUsage : kExitError);
 }
 
-std::pair<std::string, std::string> SplitRefPath(const std::string& arg) {
-  auto colon = arg.find(':');
-  if (colon == std::string::npos) return {arg, ""};
-  return {arg.substr(0, colon), arg.substr(colon + 1)};
-}
-
 std::string HumanBytes(uint64_t b) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
   double v = static_cast<double>(b);

@@ -1,4 +1,4 @@
-// libFuzzer target: CLI REF[:PATH] parsing — cli::SplitRefPath (cli/cli.cc),
+// libFuzzer target: CLI REF[:PATH] parsing — cli::SplitRefPath (cli/ref_path.cc),
 // Repository::Resolve and LookupPath — on a fixed repository (fuzz_repo.h)
 // whose content is known from an independent model.
 //
