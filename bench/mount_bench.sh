@@ -183,8 +183,8 @@ timed() {
     rc=$?
     t1=$(now)
     if ((rc != 0)); then
-        log "FAILED ($rc): $label: $* -- $(tail -n 3 "$WORK/logs/$label.err" | tr '\n' ' ')"
-        if ((rc == 124)); then fail "$label: timed out after $STEP_TIMEOUT s ($*)"; else fail "$label: exit $rc: $(tail -n 1 "$WORK/logs/$label.err")"; fi
+        log "FAILED ($rc): $label: $* -- $(head -n 3 "$WORK/logs/$label.err" | tr '\n' ' ')"
+        if ((rc == 124)); then fail "$label: timed out after $STEP_TIMEOUT s ($*)"; else fail "$label: exit $rc: $(head -n 3 "$WORK/logs/$label.err" | tr '\n' ' ')($(wc -l <"$WORK/logs/$label.err") lines on stderr)"; fi
         echo n/a
         return 1
     fi

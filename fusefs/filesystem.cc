@@ -721,6 +721,7 @@ struct Filesystem::Impl {
     b.pin_sig = sig;
     if (orphans.empty()) return Status::Ok();  // unpin
     std::vector<::hashfs::Entry> entries;
+    entries.reserve(orphans.size());
     for (auto& [name, e] : orphans) entries.push_back(std::move(e));
     HASHFS_ASSIGN_OR_RETURN(Digest dir, dir_tree::Build(*writer, std::move(entries)));
     HASHFS_ASSIGN_OR_RETURN(Digest no_links, link_table::Build(*writer, {}));
@@ -1296,7 +1297,7 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t off, const 
   if (!h->second.wrote) m.counts.written++;
   h->second.wrote = true;
   m.content_dirty.insert(ino);
-  m.MarkDirty(n, /*wake=*/false);  // committed at close or fsync, not per write
+  m.MarkDirty(n, /*start_commit=*/false);  // committed at close or fsync, not per write
   if (n->content->dirty_bytes() > m.cfg.max_dirty_bytes) HASHFS_RETURN_IF_ERROR(m.FlushContent(n));
   return size;
 }

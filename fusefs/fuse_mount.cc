@@ -544,6 +544,7 @@ Status ServeFuse(Filesystem& fs, const FuseOptions& opts, const std::function<vo
   for (const auto& x : opts.extra) o += "," + x;
   std::vector<std::string> argv_s = {"hashfs", "-o", o};
   std::vector<char*> argv;
+  argv.reserve(argv_s.size());
   for (auto& s : argv_s) argv.push_back(s.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 

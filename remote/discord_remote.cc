@@ -682,7 +682,7 @@ Result<PushReport> DiscordRemote::Push(Repository& repo, const std::vector<std::
   if (cfg_.attachment_limit < initial_attachment_limit_) {
     HASHFS_RETURN_IF_ERROR(SaveConfig());  // remember the limit Discord enforces
   }
-  bool changed = uploads.size() > 0 || !latest;
+  bool changed = !uploads.empty() || !latest;
   for (const auto& [n, v] : next.volumes) {
     auto it = old.volumes.find(n);
     if (it == old.volumes.end() || it->second.head != v.head || it->second.history != v.history) changed = true;

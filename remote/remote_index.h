@@ -45,7 +45,7 @@ struct ObjectLocation {
 
 class RemoteIndex {
  public:
-  RemoteIndex(ObjectStore& store, std::string name) : store_(store), prefix_("remote/" + name + "/") {}
+  RemoteIndex(ObjectStore& store, const std::string& name) : store_(store), prefix_("remote/" + name + "/") {}
 
   const std::string& prefix() const { return prefix_; }
 
