@@ -375,6 +375,7 @@ for fs in "${FSES[@]}"; do
     if [[ $fs == hashfs ]]; then
         R[write_cpu.hashfs]=$(awk -v a="$cpu0" -v b="$(proc_cpu "$H_PID")" 'BEGIN{printf "%.1f", b-a}')
         R[rss_after_write.hashfs]=$(kib_to_mib "$(proc_status "$H_PID" VmRSS)")
+        R[hwm_write.hashfs]=$(kib_to_mib "$(proc_status "$H_PID" VmHWM)")
     fi
     log "    $s s, ${R[write.$fs]} MB/s"
     remount "$fs"
@@ -385,8 +386,10 @@ for fs in "${FSES[@]}"; do
     fi
     log "[2] $fs: sequential read after remount"
     drop_caches
+    [[ $fs == hashfs ]] && cpu0=$(proc_cpu "$H_PID")
     s=$(timed "read-$fs" dd if="$m/seq.dat" of=/dev/null bs=1M)
     R[read.$fs]=$(mbps "$BYTES" "$s")
+    [[ $fs == hashfs ]] && R[read_cpu.hashfs]=$(awk -v a="$cpu0" -v b="$(proc_cpu "$H_PID")" 'BEGIN{printf "%.1f", b-a}')
     log "    $s s, ${R[read.$fs]} MB/s"
     if [[ $fs != hashfs ]]; then rm -f "$m/seq.dat"; fi   # hashfs keeps it for workload 6
 done
@@ -579,7 +582,7 @@ CREATE_RATIO_N=$(ratio "${R[create_last.native]}" "${R[create_first.native]}")
     echo
     echo "hashfs daemon details:"
     echo
-    echo "- after the write: RSS ${R[rss_after_write.hashfs]} MiB; daemon CPU during the write ${R[write_cpu.hashfs]} s; \`hashfs umount\` right after took ${R[umount_after_write.hashfs]} s"
+    echo "- after the write: RSS ${R[rss_after_write.hashfs]} MiB (peak since mount ${R[hwm_write.hashfs]} MiB); daemon CPU during the write ${R[write_cpu.hashfs]} s; \`hashfs umount\` right after took ${R[umount_after_write.hashfs]} s; daemon CPU during the cold read ${R[read_cpu.hashfs]} s"
     echo "- tar -x full tree: daemon CPU ${R[tarfull.cpu.hashfs]} s, RSS after ${R[tarfull.rss.hashfs]} MiB"
     echo "- $NFILES files (fresh daemon): RSS ${R[rss_before_create.hashfs]} MiB before, ${R[rss_after_create.hashfs]} MiB after, peak (VmHWM) ${R[hwm_create.hashfs]} MiB; daemon CPU ${R[create_cpu.hashfs]} s; commit of what was pending after the last create ${R[create_commit.hashfs]} s; \`ls -f\` of the dir ${R[ls_many.hashfs]} s; \`hashfs umount\` after ${R[umount_after_create.hashfs]} s"
     echo "- history commit read: $H_COMMIT (the head right after workload 1; later workloads added commits)"
