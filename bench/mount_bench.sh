@@ -24,7 +24,7 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 
 usage() {
-    sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '3,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     cat <<'EOF'
 Environment (all optional):
   BENCH_GIB=2             size of the sequential file in GiB (or the first argument)
@@ -171,6 +171,12 @@ proc_cpu() {  # user+sys CPU seconds of PID
     awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo n/a
 }
 proc_status() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null; }  # kB
+# rss_parts PID: "R MiB (anon A, file F, shmem S)": RssFile counts mapped file pages (the store's
+# LMDB map), which the kernel can drop; RssAnon is the daemon's own heap.
+rss_parts() {
+    awk '/^VmRSS:/{r=$2} /^RssAnon:/{a=$2} /^RssFile:/{f=$2} /^RssShmem:/{s=$2}
+         END{ if (r == "") print "n/a"; else printf "%.1f MiB (anon %.1f, file %.1f, shmem %.1f)", r/1024, a/1024, f/1024, s/1024 }' "/proc/$1/status" 2>/dev/null
+}
 kib_to_mib() { [[ -z $1 || $1 == n/a ]] && { echo n/a; return; }; awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
 
 # timed LABEL CMD...: runs CMD under a timeout; prints seconds, or "n/a" if it failed.
@@ -240,8 +246,13 @@ remount() {
 FSES=(native passthrough hashfs)
 declare -A R   # results: R[metric.fs]
 
+# Other load on the machine distorts every number: record it.
+cpu_idle_ticks() { awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+read -r IDLE0 TOTAL0 < <(cpu_idle_ticks)
+
 # ---------------------------------------------------------------- prepare --
-log "work dir: $WORK"
+log "work dir: $WORK (load average $LOAD_START)"
 log "building passthrough_ll"
 EX=/usr/share/doc/libfuse3-dev/examples
 if [[ -e $EX/passthrough_ll.c ]]; then
@@ -374,7 +385,7 @@ for fs in "${FSES[@]}"; do
     R[write.$fs]=$(mbps "$BYTES" "$s")
     if [[ $fs == hashfs ]]; then
         R[write_cpu.hashfs]=$(awk -v a="$cpu0" -v b="$(proc_cpu "$H_PID")" 'BEGIN{printf "%.1f", b-a}')
-        R[rss_after_write.hashfs]=$(kib_to_mib "$(proc_status "$H_PID" VmRSS)")
+        R[rss_after_write.hashfs]=$(rss_parts "$H_PID")
         R[hwm_write.hashfs]=$(kib_to_mib "$(proc_status "$H_PID" VmHWM)")
     fi
     log "    $s s, ${R[write.$fs]} MB/s"
@@ -416,7 +427,7 @@ tar_x() {
     if [[ $s == n/a ]]; then R[$label+sync.$fs]=n/a; else R[$label+sync.$fs]=$(awk -v a="$s" -v b="$s2" 'BEGIN{printf "%.3f", a+b}'); fi
     if [[ $fs == hashfs ]]; then
         R[$label.cpu.hashfs]=$(awk -v a="$cpu0" -v b="$(proc_cpu "$H_PID")" 'BEGIN{printf "%.1f", b-a}')
-        R[$label.rss.hashfs]=$(kib_to_mib "$(proc_status "$H_PID" VmRSS)")
+        R[$label.rss.hashfs]=$(rss_parts "$H_PID")
     fi
     log "    $label $fs: tar -x $s s, +flush ${R[$label+sync.$fs]} s"
 }
@@ -501,14 +512,14 @@ cpu0=$(proc_cpu "$H_PID")
 mkfiles_run hashfs "$H_MNT/many"
 t0=$(now); h_commit; R[create_commit.hashfs]=$(elapsed "$t0" "$(now)")
 R[create_cpu.hashfs]=$(awk -v a="$cpu0" -v b="$(proc_cpu "$H_PID")" 'BEGIN{printf "%.1f", b-a}')
-R[rss_after_create.hashfs]=$(kib_to_mib "$(proc_status "$H_PID" VmRSS)")
+R[rss_after_create.hashfs]=$(rss_parts "$H_PID")
 R[hwm_create.hashfs]=$(kib_to_mib "$(proc_status "$H_PID" VmHWM)")
 t0=$(now)
 n=$(timeout "$STEP_TIMEOUT" ls -f "$H_MNT/many" | grep -c '^f')
 R[ls_many.hashfs]=$(elapsed "$t0" "$(now)")
 [[ $n == "$NFILES" ]] || { fail "hashfs: ls of the many-files dir lists $n entries, want $NFILES"; log "ERROR: ls lists $n files"; }
 kill "$RSS_SAMPLER_PID" 2>/dev/null; wait "$RSS_SAMPLER_PID" 2>/dev/null; RSS_SAMPLER_PID=""
-log "    hashfs RSS: ${R[rss_before_create.hashfs]} MiB before, ${R[rss_after_create.hashfs]} MiB after, peak ${R[hwm_create.hashfs]} MiB; commit after: ${R[create_commit.hashfs]} s"
+log "    hashfs RSS: ${R[rss_before_create.hashfs]} MiB before, ${R[rss_after_create.hashfs]} after, peak ${R[hwm_create.hashfs]} MiB; commit after: ${R[create_commit.hashfs]} s"
 
 # --------------------------------------------------- 6: history vs head read --
 log "[6] cold read of seq.dat via .hashfs/history/$H_COMMIT/ vs the head"
@@ -520,6 +531,7 @@ h_umount; h_mount
 drop_caches
 s=$(timed "read-head" dd if="$H_MNT/seq.dat" of=/dev/null bs=1M)
 R[headread.hashfs]=$(mbps "$BYTES" "$s")
+R[rss_after_read.hashfs]=$(rss_parts "$H_PID")
 log "    history ${R[histread.hashfs]} MB/s, head ${R[headread.hashfs]} MB/s"
 h_umount; R[umount_final.hashfs]=$H_UMOUNT_S
 R[store_bytes]=$(du -sb "$STORE" | cut -f1)
@@ -528,6 +540,8 @@ H_LOG_ERRS=${H_LOG_ERRS:-0}
 ((H_LOG_ERRS > 0)) && note "hashfs mount log has $H_LOG_ERRS error/warning lines, e.g.: $(grep -iE 'error|fail|warn' "$STORE/logs/mount-vol.log" | head -n 2 | tr '\n' ' ')"
 
 # ------------------------------------------------------------------ report --
+read -r IDLE1 TOTAL1 < <(cpu_idle_ticks)
+RUN_IDLE=$(awk -v i=$((IDLE1 - IDLE0)) -v t=$((TOTAL1 - TOTAL0)) 'BEGIN{printf "%.0f", t ? 100*i/t : 0}')
 row() {  # row NAME UNIT KEY RATIO_BASE TARGET_OP TARGET_LIMIT TARGET_TEXT
     local name=$1 key=$2 base=$3 op=$4 lim=$5 text=$6
     local n=${R[$key.native]:-n/a} p=${R[$key.passthrough]:-n/a} h=${R[$key.hashfs]:-n/a}
@@ -551,6 +565,7 @@ CREATE_RATIO_N=$(ratio "${R[create_last.native]}" "${R[create_first.native]}")
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); host: $(nproc) cores, $(awk '/MemTotal/{printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(findmnt -no FSTYPE -T /var/tmp) on $(findmnt -no SOURCE -T /var/tmp) for /var/tmp"
     echo "- hashfs: \`$HASHFS_ORIG\` ($(grep -s '^CMAKE_BUILD_TYPE' "$(dirname "$(dirname "$HASHFS_ORIG")")/CMakeCache.txt" | cut -d= -f2), $HASHFS_INFO, git $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$REPO_ROOT" diff --quiet HEAD -- . ':!bench' 2>/dev/null || echo ' + uncommitted changes')); store on /var/tmp, defaults"
     echo "- passthrough: libfuse $(pkg-config --modversion fuse3) example \`passthrough_ll -f -o source=DIR,cache=always\`, built with \`gcc -O2\`; source dir on /var/tmp; RLIMIT_NOFILE $(ulimit -n)"
+    echo "- machine load: load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; CPU idle over the whole run (benchmark included) $RUN_IDLE%"
     echo "- native: a directory on /var/tmp"
     echo "- sequential file: $MIB MiB of \`tar -c /usr/lib\` (gzip -1 ratio of the first 64 MiB: $SRC_GZ_RATIO); MB/s = 10^6 bytes/s, wall time of dd (write includes its final fsync)"
     echo "- tree: $TREE_DESC: $TREE_STATS"
@@ -582,9 +597,10 @@ CREATE_RATIO_N=$(ratio "${R[create_last.native]}" "${R[create_first.native]}")
     echo
     echo "hashfs daemon details:"
     echo
-    echo "- after the write: RSS ${R[rss_after_write.hashfs]} MiB (peak since mount ${R[hwm_write.hashfs]} MiB); daemon CPU during the write ${R[write_cpu.hashfs]} s; \`hashfs umount\` right after took ${R[umount_after_write.hashfs]} s; daemon CPU during the cold read ${R[read_cpu.hashfs]} s"
-    echo "- tar -x full tree: daemon CPU ${R[tarfull.cpu.hashfs]} s, RSS after ${R[tarfull.rss.hashfs]} MiB"
-    echo "- $NFILES files (fresh daemon): RSS ${R[rss_before_create.hashfs]} MiB before, ${R[rss_after_create.hashfs]} MiB after, peak (VmHWM) ${R[hwm_create.hashfs]} MiB; daemon CPU ${R[create_cpu.hashfs]} s; commit of what was pending after the last create ${R[create_commit.hashfs]} s; \`ls -f\` of the dir ${R[ls_many.hashfs]} s; \`hashfs umount\` after ${R[umount_after_create.hashfs]} s"
+    echo "- after the write: RSS ${R[rss_after_write.hashfs]} (peak since mount ${R[hwm_write.hashfs]} MiB); daemon CPU during the write ${R[write_cpu.hashfs]} s; \`hashfs umount\` right after took ${R[umount_after_write.hashfs]} s; daemon CPU during the cold read ${R[read_cpu.hashfs]} s"
+    echo "- tar -x full tree: daemon CPU ${R[tarfull.cpu.hashfs]} s, RSS after ${R[tarfull.rss.hashfs]}"
+    echo "- $NFILES files (fresh daemon): RSS ${R[rss_before_create.hashfs]} MiB before, ${R[rss_after_create.hashfs]} after, peak (VmHWM) ${R[hwm_create.hashfs]} MiB; daemon CPU ${R[create_cpu.hashfs]} s; commit of what was pending after the last create ${R[create_commit.hashfs]} s; \`ls -f\` of the dir ${R[ls_many.hashfs]} s; \`hashfs umount\` after ${R[umount_after_create.hashfs]} s"
+    echo "- after the cold head read of workload 6 (fresh daemon): RSS ${R[rss_after_read.hashfs]}"
     echo "- history commit read: $H_COMMIT (the head right after workload 1; later workloads added commits)"
     echo "- store size at the end: $(awk -v b="${R[store_bytes]}" 'BEGIN{printf "%.1f MiB", b/1048576}') (du -sb)"
     if [[ -s $WORK/notes.txt ]]; then echo; echo "Notes:"; echo; sed 's/^/- /' "$WORK/notes.txt"; fi

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -36,9 +37,11 @@ std::string Now() {
                         .count());
 }
 
+// The daemon's log: never throws (the log may sit on a full disk).
 void Log(const std::string& line) {
-  fmt::print(stderr, "{} {}\n", Now(), line);
-  fflush(stderr);
+  std::string l = Now() + " " + line + "\n";
+  (void)!fwrite(l.data(), 1, l.size(), stderr);
+  (void)fflush(stderr);
 }
 
 // True if `path` is the mount point of some file system now.
@@ -162,7 +165,9 @@ int Serve(GlobalOptions g, const MountArgs& a, bool read_only, std::optional<Dig
   return kExitOk;
 }
 
-int RunMount(const GlobalOptions& g, MountArgs a) {
+int RunMount(GlobalOptions g, MountArgs a) {
+  // The daemon works from "/": every path it keeps must be absolute.
+  g.store = std::filesystem::absolute(StorePath(g)).lexically_normal().string();
   char* real = realpath(a.mountpoint.c_str(), nullptr);
   if (!real) return Fail(Status::FromErrno(errno, "mount point " + a.mountpoint));
   a.mountpoint = real;

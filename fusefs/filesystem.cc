@@ -26,6 +26,18 @@
 
 namespace hashfs::fusefs {
 
+void LogLine(std::string_view line) noexcept {
+  try {
+    std::string l = "hashfs: ";
+    l.append(line);
+    l += '\n';
+    (void)!fwrite(l.data(), 1, l.size(), stderr);
+    (void)fflush(stderr);
+  } catch (...) {
+    // Out of memory while logging: nothing more to do.
+  }
+}
+
 namespace {
 
 constexpr uint64_t kMetaIno = 2;       // /.hashfs
@@ -152,6 +164,7 @@ struct Filesystem::Impl {
   std::mutex commit_mu;               // one commit at a time
   std::set<uint64_t> evict_later;     // forgotten while a commit was being built
   std::string pinned_sig;             // what the session's pin/ ref holds (BuildPin)
+  std::string last_logged_failure;    // committer: last commit error logged
   std::thread committer;
 
   Impl(Repository& r, MountConfig c)
@@ -213,7 +226,8 @@ struct Filesystem::Impl {
   // flight may still put names back (Restore) or update bases.
 
   bool Evictable(Node* c) {
-    if (c->lookups || c->opens || c->names.size() > 1) return false;
+    // Hardlinked nodes stay: their other names may live in listings not loaded.
+    if (c->lookups || c->opens || c->names.size() > 1 || c->link_id) return false;
     if (c->content && (c->content->dirty() || content_dirty.count(c->ino))) return false;
     if (c->link_id && dirty_links.count(c->link_id)) return false;
     if (c->is_dir() && c->loaded && !Unload(c)) return false;
@@ -849,12 +863,23 @@ struct Filesystem::Impl {
       }
       urgent = false;
       lk.unlock();
-      Status s = CommitOnce();
+      Status s;
+      try {
+        s = CommitOnce();
+      } catch (const std::exception& e) {  // never let the committer thread die
+        s = Status::IOError(std::string("commit: ") + e.what());
+      }
       lk.lock();
       EvictDeferred();
       if (!s.ok()) {
-        fmt::print(stderr, "hashfs: commit failed (changes kept in memory, retrying): {}\n", s.ToString());
+        // Log a failure once per distinct message (a full disk repeats it every second).
+        std::string msg = s.ToString();
+        if (msg != last_logged_failure) LogLine("commit failed (changes kept in memory, retrying every second): " + msg);
+        last_logged_failure = msg;
         wake.wait_for(lk, std::chrono::seconds(1), [&] { return stop; });
+      } else if (!last_logged_failure.empty()) {
+        LogLine("commits succeed again");
+        last_logged_failure.clear();
       }
     }
   }
@@ -931,7 +956,7 @@ Filesystem::~Filesystem() {
   Impl& m = *impl_;
   if (m.committer.joinable()) {
     Status s = Sync();
-    if (!s.ok()) fmt::print(stderr, "hashfs: final commit failed: {}\n", s.ToString());
+    if (!s.ok()) LogLine("final commit failed: " + s.ToString());
     {
       std::lock_guard lk(m.mu);
       m.stop = true;
@@ -974,10 +999,9 @@ void Filesystem::Forget(uint64_t ino, uint64_t nlookup) {
   Node* n = m.Find(ino);
   if (!n) return;
   n->lookups = n->lookups > nlookup ? n->lookups - nlookup : 0;
-  if (n->lookups == 0 && !n->names.empty() && n->kind == Kind::kNormal) {
-    m.EvictFrom(n);
-    return;  // n itself stays (it may be in use by an open handle) or went with its parent's listing
-  }
+  // Listings are not evicted (EvictFrom): a reloaded listing would give the
+  // files new inode numbers, and programs such as tar compare st_ino across
+  // the kernel forgetting an inode (observed: tar's delayed symlinks).
   m.MaybeDelete(n);
 }
 

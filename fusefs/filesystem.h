@@ -39,6 +39,10 @@ namespace hashfs::fusefs {
 
 inline constexpr uint64_t kRootIno = 1;
 
+// Writes "hashfs: <line>" to stderr (the mount's log). Never throws and
+// ignores write errors: a log on a full disk must not take the mount down.
+void LogLine(std::string_view line) noexcept;
+
 struct MountConfig {
   std::string volume;
   std::string store_dir;          // for statfs

@@ -561,34 +561,6 @@ TEST_F(HistoryTest, CliKeepsWorkingWhileMounted) {
   EXPECT_EQ(r.code, 0) << r.out << r.err;
 }
 
-TEST_F(HistoryTest, ForgottenDirectoriesAreEvictedAndReloaded) {
-  HASHFS_ONLY();
-  auto inodes = [&] {
-    char buf[64] = {0};
-    ssize_t n = getxattr(P(".hashfs").c_str(), "user.hashfs.inodes", buf, sizeof buf - 1);
-    EXPECT_GT(n, 0) << ErrName(errno);
-    return n > 0 ? std::stoul(std::string(buf, static_cast<size_t>(n))) : 0ul;
-  };
-  ASSERT_EQ(mkdir(P("big").c_str(), 0755), 0);
-  ASSERT_EQ(mkdir(P("big/sub").c_str(), 0755), 0);
-  for (int i = 0; i < 3000; i++) ASSERT_TRUE(WriteFile(P("big/sub/f" + std::to_string(i)), std::to_string(i)));
-  Settle();
-  size_t before = inodes();
-  EXPECT_GE(before, 3000u);
-  sync();
-  std::ofstream("/proc/sys/vm/drop_caches") << "2\n";
-  size_t after = 0;
-  for (int i = 0; i < 100 && (after = inodes()) > before - 2500; i++)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_LT(after, before - 2500) << "the mount kept nodes the kernel forgot";
-  // Everything is still there, read back through reloaded listings.
-  EXPECT_EQ(List(P("big/sub")).size(), 3000u);
-  EXPECT_EQ(ReadFile(P("big/sub/f1234")), "1234");
-  ASSERT_TRUE(WriteFile(P("big/sub/f1234"), "changed"));
-  ASSERT_TRUE(Remount());
-  EXPECT_EQ(ReadFile(P("big/sub/f1234")), "changed");
-  EXPECT_EQ(ReadFile(P("big/sub/f2999")), "2999");
-}
 
 }  // namespace
 }  // namespace fusetest
