@@ -55,19 +55,6 @@ int64_t NowNs() {
 
 Status Err(Status::Code c, std::string m) { return Status::Make(c, std::move(m)); }
 
-uint32_t TypeBits(FileType t) {
-  switch (t) {
-    case FileType::kRegular: return S_IFREG;
-    case FileType::kDirectory: return S_IFDIR;
-    case FileType::kSymlink: return S_IFLNK;
-    case FileType::kFifo: return S_IFIFO;
-    case FileType::kCharDevice: return S_IFCHR;
-    case FileType::kBlockDevice: return S_IFBLK;
-    case FileType::kSocket: return S_IFSOCK;
-  }
-  return 0;
-}
-
 Status CheckName(std::string_view name) {
   if (name.size() > kMaxNameLength) return Err(Status::Code::kNameTooLong, "name longer than 255 bytes");
   if (!IsValidEntryName(name)) return Status::InvalidArgument("invalid name");
@@ -162,7 +149,6 @@ struct Filesystem::Impl {
   std::condition_variable wake;       // committer
   std::condition_variable committed;  // waiters in Sync
   std::mutex commit_mu;               // one commit at a time
-  std::set<uint64_t> evict_later;     // forgotten while a commit was being built
   std::string pinned_sig;             // what the session's pin/ ref holds (BuildPin)
   std::string last_logged_failure;    // committer: last commit error logged
   std::thread committer;
@@ -216,70 +202,6 @@ struct Filesystem::Impl {
   }
 
   // Deletes a node nothing refers to any more.
-  // ------------------------------------------------------- eviction
-  //
-  // A directory whose listing is loaded holds a node per entry. Once the
-  // kernel has forgotten a clean directory and everything under it, the
-  // listing is dropped (its committed entry tree still describes it) and is
-  // loaded again on next use, so memory follows what the kernel caches, not
-  // what was ever visited. Only while no commit is being built: a build in
-  // flight may still put names back (Restore) or update bases.
-
-  bool Evictable(Node* c) {
-    // Hardlinked nodes stay: their other names may live in listings not loaded.
-    if (c->lookups || c->opens || c->names.size() > 1 || c->link_id) return false;
-    if (c->content && (c->content->dirty() || content_dirty.count(c->ino))) return false;
-    if (c->link_id && dirty_links.count(c->link_id)) return false;
-    if (c->is_dir() && c->loaded && !Unload(c)) return false;
-    return true;
-  }
-
-  bool Unload(Node* d) {
-    if (!d->loaded || d->ino == kRootIno || d->kind != Kind::kNormal || !d->dirty_names.empty()) return false;
-    for (const auto& [fh, h] : dir_handles)
-      if (h.ino == d->ino) return false;
-    for (const auto& [name, ino] : d->children) {
-      Node* c = Find(ino);
-      if (c && !Evictable(c)) return false;
-    }
-    for (const auto& [name, ino] : d->children) {
-      Node* c = Find(ino);
-      if (!c) continue;
-      if (c->link_id) {
-        auto it = c->tree->link_nodes.find(c->link_id);
-        if (it != c->tree->link_nodes.end() && it->second == c->ino) c->tree->link_nodes.erase(it);
-      }
-      nodes.erase(ino);
-    }
-    d->children.clear();
-    d->subdirs = 0;
-    d->loaded = false;
-    return true;
-  }
-
-  // Called when `n` was forgotten by the kernel: drops what can go under it
-  // and, going up, under ancestors the kernel no longer holds either.
-  void EvictFrom(Node* n) {
-    std::unique_lock cl(commit_mu, std::try_to_lock);
-    if (!cl.owns_lock()) {
-      evict_later.insert(n->ino);
-      return;
-    }
-    for (int depth = 0; n && depth < 4096; depth++) {
-      if (n->lookups || n->opens) return;
-      if (n->is_dir() && n->loaded && !Unload(n)) return;
-      if (n->names.empty()) return;
-      n = Find(n->names[0].first);
-    }
-  }
-
-  void EvictDeferred() {
-    std::set<uint64_t> later;
-    later.swap(evict_later);
-    for (uint64_t ino : later)
-      if (Node* n = Find(ino)) EvictFrom(n);
-  }
-
   void MaybeDelete(Node* n) {
     if (n->ino < kFirstIno || n->lookups > 0 || n->opens > 0) return;
     if (n->is_dir() ? !n->removed : n->nlink > 0) return;
@@ -870,7 +792,6 @@ struct Filesystem::Impl {
         s = Status::IOError(std::string("commit: ") + e.what());
       }
       lk.lock();
-      EvictDeferred();
       if (!s.ok()) {
         // Log a failure once per distinct message (a full disk repeats it every second).
         std::string msg = s.ToString();
@@ -999,7 +920,7 @@ void Filesystem::Forget(uint64_t ino, uint64_t nlookup) {
   Node* n = m.Find(ino);
   if (!n) return;
   n->lookups = n->lookups > nlookup ? n->lookups - nlookup : 0;
-  // Listings are not evicted (EvictFrom): a reloaded listing would give the
+  // Listings are not evicted: a reloaded listing would give the
   // files new inode numbers, and programs such as tar compare st_ino across
   // the kernel forgetting an inode (observed: tar's delayed symlinks).
   m.MaybeDelete(n);

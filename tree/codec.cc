@@ -1,5 +1,7 @@
 #include "tree/codec.h"
 
+#include <sys/stat.h>
+
 #include <cereal/archives/portable_binary.hpp>
 
 #include <algorithm>
@@ -21,6 +23,19 @@ char FileTypeChar(FileType t) {
     case FileType::kSocket: return 's';
   }
   return '?';
+}
+
+uint32_t TypeBits(FileType t) {
+  switch (t) {
+    case FileType::kRegular: return S_IFREG;
+    case FileType::kDirectory: return S_IFDIR;
+    case FileType::kSymlink: return S_IFLNK;
+    case FileType::kFifo: return S_IFIFO;
+    case FileType::kCharDevice: return S_IFCHR;
+    case FileType::kBlockDevice: return S_IFBLK;
+    case FileType::kSocket: return S_IFSOCK;
+  }
+  return 0;
 }
 
 bool IsValidEntryName(std::string_view name) {

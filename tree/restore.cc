@@ -43,19 +43,6 @@ struct timespec ToTs(int64_t ns) {
   return ts;
 }
 
-mode_t TypeBits(FileType t) {
-  switch (t) {
-    case FileType::kRegular: return S_IFREG;
-    case FileType::kDirectory: return S_IFDIR;
-    case FileType::kSymlink: return S_IFLNK;
-    case FileType::kFifo: return S_IFIFO;
-    case FileType::kCharDevice: return S_IFCHR;
-    case FileType::kBlockDevice: return S_IFBLK;
-    case FileType::kSocket: return S_IFSOCK;
-  }
-  return 0;
-}
-
 bool AllZero(std::string_view s) {
   for (char c : s)
     if (c) return false;

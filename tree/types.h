@@ -102,4 +102,7 @@ inline constexpr size_t kMaxDescriptionLength = 4096;
 // A valid name for a directory entry: 1..255 bytes, no '/', no NUL, not "." or "..".
 bool IsValidEntryName(std::string_view name);
 
+// The S_IF* bits of st_mode for a file type.
+uint32_t TypeBits(FileType t);
+
 }  // namespace hashfs
