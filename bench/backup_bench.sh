@@ -108,7 +108,8 @@ export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 [[ -x /usr/bin/time ]] || { log "installing GNU time"; apt-get install -y time >/dev/null; }
 for t in restic borg; do
     if [[ " ${TOOLS[*]} " == *" $t "* ]] && ! command -v "$t" >/dev/null; then
-        log "installing $t"; apt-get install -y "$t" >/dev/null
+        pkg=$t; [[ $t == borg ]] && pkg=borgbackup   # Debian's package name
+        log "installing $pkg"; apt-get install -y "$pkg" >/dev/null
     fi
 done
 command -v openssl >/dev/null || die "openssl is needed for the deterministic modification step"

@@ -1,10 +1,16 @@
 #include "cas/lmdb_store.h"
 
 #include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_map>
@@ -187,6 +193,13 @@ class LmdbStore::Impl {
   MDB_dbi objects = 0, refs = 0, meta = 0;
 
   ResizeLock resize_mu;
+  std::atomic<uint64_t> mapped_read{0};  // bytes read through the map (NoteMappedRead)
+  std::string map_path;                  // absolute path of data.mdb as /proc/self/maps shows it
+
+  void NoteMappedRead(size_t bytes);
+  // Calls fn(value bytes) for a value read in an open transaction.
+  template <typename Fn>
+  auto ReadValue(const MDB_val& v, Fn&& fn);
 
   // Reset read-only transactions kept for reuse (mdb_txn_renew is cheap).
   std::mutex pool_mu;
@@ -363,6 +376,10 @@ class LmdbStore::Impl {
     mdb_env_set_mapsize(env, map);
     rc = mdb_env_open(env, dir.c_str(), MDB_NOTLS | MDB_NORDAHEAD, 0600);
     if (rc) return lmdb::Error(rc, "opening store " + dir);
+    if (char* real = realpath((dir + "/data.mdb").c_str(), nullptr)) {
+      map_path = real;
+      std::free(real);
+    }
 
     bool created = false;
     Status s = Write([&](MDB_txn* txn, int* brc) -> Status {
@@ -402,6 +419,61 @@ Result<std::unique_ptr<LmdbStore>> LmdbStore::Open(const std::string& dir, const
   return std::unique_ptr<LmdbStore>(new LmdbStore(std::move(impl)));
 }
 
+namespace {
+
+// Values of more than a page live on LMDB overflow pages of the read-only
+// file mapping. Reading a cold one through the map faults it in page by page
+// (the environment is opened with MDB_NORDAHEAD, right for the B-tree's
+// random lookups but slow for a multi-page value), so ask for the whole value
+// at once first. Advice only: a failure changes speed, never results.
+void AdviseWillNeed(const MDB_val& v) {
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  if (v.mv_size < 2 * page) return;
+  uintptr_t a = reinterpret_cast<uintptr_t>(v.mv_data) & ~(page - 1);
+  uintptr_t b = (reinterpret_cast<uintptr_t>(v.mv_data) + v.mv_size + page - 1) & ~(page - 1);
+  (void)madvise(reinterpret_cast<void*>(a), b - a, MADV_WILLNEED);
+}
+
+}  // namespace
+
+// Pages read through the map stay mapped into this process, so reading every
+// object of a big store (restore, verify) would grow the resident set to the
+// size of the store. After every kUnmapEvery bytes read, the process's
+// mapping of the whole map is dropped (MADV_DONTNEED on a shared read-only
+// file mapping only removes page table entries; the page cache keeps the
+// data and later reads fault it back in). Called with a read transaction
+// open, so the map cannot move meanwhile.
+void LmdbStore::Impl::NoteMappedRead(size_t bytes) {
+  constexpr uint64_t kUnmapEvery = 8ull << 20;
+  uint64_t before = mapped_read.fetch_add(bytes + 4096, std::memory_order_relaxed);
+  if (before / kUnmapEvery == (before + bytes + 4096) / kUnmapEvery) return;
+  // LMDB does not report where it mapped the file (me_mapaddr is only set
+  // with MDB_FIXEDMAP), so find the file's mappings in /proc/self/maps.
+  // Dropping any shared read-only mapping of the file is harmless.
+  if (map_path.empty()) return;
+  FILE* f = std::fopen("/proc/self/maps", "re");
+  if (!f) return;
+  char line[4096 + 128];
+  while (std::fgets(line, sizeof line, f)) {
+    std::string_view l(line);
+    if (!l.empty() && l.back() == '\n') l.remove_suffix(1);
+    if (l.size() < map_path.size() || l.substr(l.size() - map_path.size()) != map_path) continue;
+    unsigned long lo = 0, hi = 0;
+    char perms[8] = {};
+    if (std::sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[1] == 'w' || perms[3] != 's') continue;
+    (void)madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+  }
+  std::fclose(f);
+}
+
+template <typename Fn>
+auto LmdbStore::Impl::ReadValue(const MDB_val& v, Fn&& fn) {
+  AdviseWillNeed(v);
+  auto r = fn(lmdb::View(v));
+  NoteMappedRead(v.mv_size);
+  return r;
+}
+
 Result<std::string> LmdbStore::Get(const Digest& d) {
   Impl::ReadTxn txn(impl_.get());
   HASHFS_RETURN_IF_ERROR(txn.Begin());
@@ -409,7 +481,7 @@ Result<std::string> LmdbStore::Get(const Digest& d) {
   int rc = mdb_get(txn.get(), impl_->objects, &k, &v);
   if (rc == MDB_NOTFOUND) return Status::NotFound("object " + d.Hex() + " not found");
   if (rc) return lmdb::Error(rc, "reading object " + d.Hex());
-  return DecodeStoredObject(d, lmdb::View(v));
+  return impl_->ReadValue(v, [&](std::string_view stored) { return DecodeStoredObject(d, stored); });
 }
 
 Result<bool> LmdbStore::Contains(const Digest& d) {
@@ -456,7 +528,7 @@ Status LmdbStore::ForEachObject(const std::function<Status(const Digest&, std::s
   for (rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST); rc == 0;
        rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
     if (k.mv_size != Digest::kSize) return Status::Corruption("object key of wrong length");
-    HASHFS_RETURN_IF_ERROR(fn(DigestOfKey(k), lmdb::View(v)));
+    HASHFS_RETURN_IF_ERROR(impl_->ReadValue(v, [&](std::string_view stored) { return fn(DigestOfKey(k), stored); }));
   }
   if (rc != MDB_NOTFOUND) return lmdb::Error(rc, "scanning objects");
   return Status::Ok();

@@ -143,6 +143,7 @@ struct Filesystem::Impl {
   bool quiet_pending = false; // changes recorded without bumping change_gen (writes)
   uint64_t attempted_gen = 0;
   Status last_commit_status;
+  uint64_t attempts = 0;  // commit attempts finished (successful or not)
   bool urgent = false;
   bool stop = false;
   std::chrono::steady_clock::time_point first_change{};
@@ -157,8 +158,20 @@ struct Filesystem::Impl {
       : repo(r),
         cfg(std::move(c)),
         chunking(r.config().chunking),
-        get(r.getter()),
-        cache(r.getter(), cfg.chunk_cache_bytes) {}
+        get(MountGetter()),
+        cache(MountGetter(), cfg.chunk_cache_bytes),
+        writer(std::make_unique<ObjectWriter>(r.store(), r.config().zstd_level)) {}
+
+  // Reads objects through the writer, so chunks it still holds (queued, or
+  // kept after a failed write) stay readable; an object missing from the
+  // store is damage (EIO), not a missing name (ENOENT).
+  ObjectGetter MountGetter() {
+    return [this](const Digest& d) -> Result<std::string> {
+      Result<std::string> r = writer->Get(d);
+      if (!r.ok() && r.status().IsNotFound()) return Status::Corruption("object " + d.Hex() + " is missing");
+      return r;
+    };
+  }
 
   // ------------------------------------------------------------ nodes
 
@@ -691,16 +704,37 @@ struct Filesystem::Impl {
     return d;
   }
 
+  // Under mu: records a commit attempt that failed before it built anything,
+  // so that Sync waiters for the current changes get the error.
+  Status FailedAttempt(const Status& s) {
+    attempted_gen = std::max(attempted_gen, change_gen);
+    attempts++;
+    last_commit_status = s;
+    committed.notify_all();
+    return s;
+  }
+
   // One commit of everything changed so far (or an explicit root for revert).
   Status CommitOnce(const std::optional<Commit>& replace = std::nullopt) {
     std::lock_guard cl(commit_mu);
+    // After a failed write the writer holds what it could not store and
+    // refuses more until a Flush gets it all out (e.g. once space is freed).
+    if (writer->failed()) {
+      Status fs = writer->Flush();
+      if (!fs.ok()) {
+        std::lock_guard lk(mu);
+        return FailedAttempt(fs);
+      }
+    }
     Built b;
     {
       std::lock_guard lk(mu);
       if (live.read_only) return Status::Ok();
       if (!replace) {
         if (change_gen == durable_gen) return Status::Ok();
-        HASHFS_ASSIGN_OR_RETURN(b, Build(Describe()));
+        auto built = Build(Describe());
+        if (!built.ok()) return FailedAttempt(built.status());
+        b = std::move(*built);
       } else {
         Commit c = *replace;
         c.parent = head;
@@ -733,6 +767,7 @@ struct Filesystem::Impl {
     }
     std::lock_guard lk(mu);
     attempted_gen = std::max(attempted_gen, b.gen);
+    attempts++;
     last_commit_status = s;
     if (s.ok()) {
       if (b.pin_changed) pinned_sig = b.pin_sig;
@@ -745,30 +780,12 @@ struct Filesystem::Impl {
       }
       durable_gen = std::max(durable_gen, b.gen);
     } else {
+      // Everything the build took is dirty again; the objects it wrote stay
+      // in the writer (kept across a failed write) for the next attempt.
       Restore(b);
-      // The writer's failure is sticky: start a fresh one; everything not in
-      // the durable head is still marked dirty and will be written again.
-      writer = std::make_unique<ObjectWriter>(repo.store(), repo.config().zstd_level);
-      for (auto& [ino, n] : nodes)
-        if (n->content && n->content->dirty()) content_dirty.insert(ino);
-      MarkAllLoadedDirty();
     }
     committed.notify_all();
     return s;
-  }
-
-  // After a failed commit the new bases of nodes built in it were not kept,
-  // but file chunks flushed into the lost writer may be gone: mark every file
-  // whose chunks were flushed since the head as dirty again by re-adding
-  // every loaded name (cheap relative to a failure).
-  void MarkAllLoadedDirty() {
-    for (auto& [ino, n] : nodes) {
-      if (n->tree != &live || n->kind != Kind::kNormal || !n->is_dir() || !n->loaded || n->removed) continue;
-      for (auto& [name, cino] : n->children) MarkName(ino, name);
-    }
-    dirty_links.clear();
-    for (auto& [id, ino] : live.link_nodes) dirty_links.insert(id);
-    root_dirty = true;
   }
 
   void CommitterLoop() {
@@ -797,7 +814,7 @@ struct Filesystem::Impl {
         std::string msg = s.ToString();
         if (msg != last_logged_failure) LogLine("commit failed (changes kept in memory, retrying every second): " + msg);
         last_logged_failure = msg;
-        wake.wait_for(lk, std::chrono::seconds(1), [&] { return stop; });
+        wake.wait_for(lk, std::chrono::seconds(1), [&] { return stop || urgent; });
       } else if (!last_logged_failure.empty()) {
         LogLine("commits succeed again");
         last_logged_failure.clear();
@@ -808,7 +825,12 @@ struct Filesystem::Impl {
   Status WaitDurable(std::unique_lock<std::mutex>& lk, uint64_t target) {
     urgent = true;
     wake.notify_one();
-    committed.wait(lk, [&] { return durable_gen >= target || (attempted_gen >= target && !last_commit_status.ok()); });
+    // A failure counts only from an attempt that finished after this call
+    // (not a stale one from before space was freed).
+    const uint64_t start = attempts;
+    committed.wait(lk, [&] {
+      return durable_gen >= target || (attempts > start && attempted_gen >= target && !last_commit_status.ok());
+    });
     if (durable_gen >= target) return Status::Ok();
     return last_commit_status;
   }
@@ -821,7 +843,6 @@ Filesystem::Filesystem(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Result<std::unique_ptr<Filesystem>> Filesystem::Open(Repository& repo, MountConfig cfg) {
   auto impl = std::make_unique<Impl>(repo, cfg);
   Impl& m = *impl;
-  m.writer = std::make_unique<ObjectWriter>(repo.store(), repo.config().zstd_level);
   m.live.read_only = cfg.read_only || cfg.at.has_value();
   m.live.timeout = cfg.entry_timeout;
   if (!m.live.read_only) {
@@ -1236,6 +1257,9 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t off, const 
   HASHFS_RETURN_IF_ERROR(m.EnsureContent(n));
   if (h->second.append) off = n->content->size();
   if (off + size > (1ull << 60)) return Err(Status::Code::kTooBig, "file too large");
+  // Bound the memory of dirty pages by chunking them out first: a failure
+  // (e.g. ENOSPC) then fails this write before it changes anything.
+  if (n->content->dirty_bytes() + size > m.cfg.max_dirty_bytes) HASHFS_RETURN_IF_ERROR(m.FlushContent(n));
   HASHFS_RETURN_IF_ERROR(n->content->Write(off, data, size, m.cache));
   n->attr.size = n->content->size();
   n->attr.mtime_ns = n->attr.ctime_ns = NowNs();
@@ -1243,7 +1267,6 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t off, const 
   h->second.wrote = true;
   m.content_dirty.insert(ino);
   m.MarkDirty(n, /*start_commit=*/false);  // committed at close or fsync, not per write
-  if (n->content->dirty_bytes() > m.cfg.max_dirty_bytes) HASHFS_RETURN_IF_ERROR(m.FlushContent(n));
   return size;
 }
 

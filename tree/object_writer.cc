@@ -16,7 +16,7 @@ Status ObjectWriter::PutWithDigest(const Digest& d, std::string_view plain, Obje
     // Reserve the digest first, so that of several threads putting the same
     // object exactly one checks the store, stores and counts it.
     std::lock_guard lk(mu_);
-    if (!sticky_.ok()) return sticky_;
+    if (!failure_.ok()) return failure_;
     if (!queued_plain_.try_emplace(d, std::nullopt).second) return Status::Ok();
     preparing_++;
   }
@@ -63,21 +63,35 @@ Status ObjectWriter::WriteBatch(std::vector<PreparedObject> batch) {
   writing_--;
   drained_.notify_all();
   if (!s.ok()) {
-    if (sticky_.ok()) sticky_ = s;
+    // Keep the objects (still reserved in queued_plain_) for the next Flush.
+    failure_ = s;
+    unwritten_.insert(unwritten_.end(), std::make_move_iterator(batch.begin()),
+                      std::make_move_iterator(batch.end()));
     return s;
   }
   for (const auto& o : batch) queued_plain_.erase(o.digest);
   return Status::Ok();
 }
 
+const PreparedObject* ObjectWriter::FindQueuedLocked(const Digest& d) const {
+  for (const auto* v : {&pending_, &unwritten_})
+    for (const auto& o : *v)
+      if (o.digest == d) return &o;
+  return nullptr;
+}
+
 Result<std::string> ObjectWriter::Get(const Digest& d) {
   {
-    std::lock_guard lk(mu_);
+    std::unique_lock lk(mu_);
     auto it = queued_plain_.find(d);
     if (it != queued_plain_.end() && it->second) return *it->second;
     if (it == queued_plain_.end()) return store_.Get(d);
+    // A queued data chunk: decode its prepared bytes (rare: readers normally
+    // hit a cache), or wait for the batch that is being written right now.
+    if (const PreparedObject* o = FindQueuedLocked(d)) return DecodeStoredObject(d, o->stored);
+    drained_.wait(lk, [&] { return writing_ == 0 && preparing_ == 0; });
+    if (const PreparedObject* o = FindQueuedLocked(d)) return DecodeStoredObject(d, o->stored);
   }
-  HASHFS_RETURN_IF_ERROR(Flush());
   return store_.Get(d);
 }
 
@@ -86,17 +100,24 @@ Status ObjectWriter::Flush() {
   {
     std::unique_lock lk(mu_);
     // Objects other threads have accepted must reach pending_ first.
-    drained_.wait(lk, [&] { return preparing_ == 0 || !sticky_.ok(); });
-    if (!sticky_.ok()) return sticky_;
-    batch.swap(pending_);
+    drained_.wait(lk, [&] { return preparing_ == 0; });
+    batch.swap(unwritten_);
+    batch.insert(batch.end(), std::make_move_iterator(pending_.begin()), std::make_move_iterator(pending_.end()));
+    pending_.clear();
     pending_bytes_ = 0;
     if (!batch.empty()) writing_++;
   }
-  if (!batch.empty()) HASHFS_RETURN_IF_ERROR(WriteBatch(std::move(batch)));
+  if (!batch.empty()) (void)WriteBatch(std::move(batch));  // a failure is kept in failure_
   // Wait for batches other threads took out and are still writing.
   std::unique_lock lk(mu_);
-  drained_.wait(lk, [&] { return writing_ == 0 || !sticky_.ok(); });
-  return sticky_;
+  drained_.wait(lk, [&] { return writing_ == 0; });
+  if (unwritten_.empty()) failure_ = Status::Ok();
+  return failure_;
+}
+
+bool ObjectWriter::failed() const {
+  std::lock_guard lk(mu_);
+  return !failure_.ok();
 }
 
 WriterStats ObjectWriter::stats() const {

@@ -6,6 +6,12 @@
 // PutBatch (one LMDB transaction). Nothing is durable before Flush() returns
 // OK. Thread-safe: many threads may Put concurrently; compression runs in the
 // calling thread, one batch is written at a time.
+//
+// A failed batch write (a full disk, an I/O error) loses nothing: the batch is
+// kept in memory and readable through Get, Put refuses new objects with that
+// error, and the next Flush writes every kept object again; once a Flush
+// succeeds the writer accepts objects again. So a caller that saw a failure
+// can wait for space and retry without re-creating what it had put.
 #pragma once
 
 #include <atomic>
@@ -37,16 +43,22 @@ class ObjectWriter {
   Result<Digest> Put(std::string_view plain, ObjectKind kind);
   // As Put with a digest the caller computed over `plain`.
   Status PutWithDigest(const Digest& d, std::string_view plain, ObjectKind kind);
-  // Reads an object, seeing objects still queued here.
+  // Reads an object, seeing objects still queued here (verified by hash).
   Result<std::string> Get(const Digest& d);
-  // Stores everything queued; durable when it returns OK.
+  // Stores everything queued, including batches whose write failed before;
+  // durable when it returns OK.
   Status Flush();
+  // True while a write failure has not been cleared by a successful Flush.
+  bool failed() const;
 
   ObjectStore& store() { return store_; }
   WriterStats stats() const;
 
  private:
   Status WriteBatch(std::vector<PreparedObject> batch);
+  // Under mu_: the stored bytes of a queued object, if it is in pending_ or
+  // unwritten_.
+  const PreparedObject* FindQueuedLocked(const Digest& d) const;
 
   ObjectStore& store_;
   const int zstd_level_;
@@ -54,7 +66,7 @@ class ObjectWriter {
 
   mutable std::mutex mu_;
   // Digests queued or being written, with the plain bytes of metadata objects
-  // (data chunks are not kept twice; reading one queued forces a flush).
+  // (data chunks are not kept twice: a queued one is decoded from pending_).
   std::unordered_map<Digest, std::optional<std::string>, DigestHash> queued_plain_;
   std::vector<PreparedObject> pending_;
   size_t pending_bytes_ = 0;
@@ -66,7 +78,10 @@ class ObjectWriter {
   size_t writing_ = 0;
   std::condition_variable drained_;
   std::mutex write_mu_;  // one PutBatch at a time
-  Status sticky_;        // first write failure, returned by every later call
+  // Batches whose PutBatch failed, kept for the next Flush, and that failure
+  // (cleared when a Flush has written them all).
+  std::vector<PreparedObject> unwritten_;
+  Status failure_;
   WriterStats stats_;
 };
 

@@ -119,11 +119,16 @@ TEST(ObjectWriterTest, GetSeesUnflushedObjects) {
   HFS_ASSERT_OK_AND_ASSIGN(std::string gb, w.Get(db));
   EXPECT_EQ(gb, b);
   EXPECT_EQ(store.batches(), 0);
-  // Data chunks are not kept twice: reading a queued one flushes the queue.
+  // Data chunks are not kept twice: a queued one is decoded from its
+  // prepared (stored) form, still without a write.
   HFS_ASSERT_OK_AND_ASSIGN(std::string ga, w.Get(da));
   EXPECT_EQ(ga, a);
+  EXPECT_EQ(store.batches(), 0);
+  HFS_ASSERT_OK(w.Flush());
   HFS_ASSERT_OK_AND_ASSIGN(in_store, store.Contains(da));
   EXPECT_TRUE(in_store);
+  HFS_ASSERT_OK_AND_ASSIGN(ga, w.Get(da));
+  EXPECT_EQ(ga, a);
   EXPECT_EQ(w.Get(Sha256Of("absent")).status().code(), Status::Code::kNotFound);
 }
 
@@ -391,17 +396,36 @@ TEST(ObjectWriterTest, ConcurrentFlushMakesOwnPutsDurable) {
   }
 }
 
-TEST(ObjectWriterTest, WriteFailureIsSticky) {
+TEST(ObjectWriterTest, FailedWriteKeepsObjectsUntilAFlushSucceeds) {
   CountingStore store;
-  ObjectWriter w(store, 0);
-  HFS_ASSERT_OK(w.Put("one", ObjectKind::kData).status());
+  ObjectWriter w(store, 0, /*batch_bytes=*/64);
+  const std::string chunk(100, 'c');  // fills a batch: written (and failing) inside Put
+  HFS_ASSERT_OK_AND_ASSIGN(Digest one, w.Put("one", ObjectKind::kData));
+  HFS_ASSERT_OK_AND_ASSIGN(Digest meta, w.Put("meta", ObjectKind::kMeta));
   store.set_fail(true);
-  Status f = w.Flush();
-  EXPECT_EQ(f.code(), Status::Code::kIOError) << f.ToString();
-  store.set_fail(false);
-  // Every later call reports the first failure; nothing claims durability.
-  EXPECT_EQ(w.Put("two", ObjectKind::kData).status().code(), Status::Code::kIOError);
+  Result<Digest> c = w.Put(chunk, ObjectKind::kData);
+  EXPECT_EQ(c.status().code(), Status::Code::kIOError);
+  EXPECT_TRUE(w.failed());
   EXPECT_EQ(w.Flush().code(), Status::Code::kIOError);
+  EXPECT_EQ(store.ObjectCount(), 0u);
+  // Nothing accepted is lost: every object is still readable (and verified).
+  HFS_ASSERT_OK_AND_ASSIGN(std::string got, w.Get(one));
+  EXPECT_EQ(got, "one");
+  HFS_ASSERT_OK_AND_ASSIGN(got, w.Get(meta));
+  EXPECT_EQ(got, "meta");
+  HFS_ASSERT_OK_AND_ASSIGN(got, w.Get(Sha256Of(chunk)));
+  EXPECT_EQ(got, chunk);
+  // While failed, new objects are refused (memory stays bounded) ...
+  EXPECT_EQ(w.Put("two", ObjectKind::kData).status().code(), Status::Code::kIOError);
+  // ... and a Flush after the store recovers writes everything kept.
+  store.set_fail(false);
+  HFS_ASSERT_OK(w.Flush());
+  EXPECT_FALSE(w.failed());
+  EXPECT_EQ(store.ObjectCount(), 3u);
+  for (const auto& d : {one, meta, Sha256Of(chunk)}) EXPECT_EQ(store.writes()[d], 1) << d.Hex();
+  HFS_ASSERT_OK(w.Put("two", ObjectKind::kData).status());
+  HFS_ASSERT_OK(w.Flush());
+  EXPECT_EQ(store.ObjectCount(), 4u);
 }
 
 }  // namespace

@@ -1,0 +1,103 @@
+// A store on a filesystem that fills up under a mount's writes: writes and
+// fsync fail with ENOSPC (the daemon stays up), everything committed and
+// everything written stays readable, `hashfs verify` is clean, and once space
+// is freed the pending changes commit without losing a byte.
+#include "fuse_test_util.h"
+
+namespace fusetest {
+namespace {
+
+class DiskFullTest : public FuseTest {
+ protected:
+  bool MountInSetUp() const override { return false; }
+
+  void SetUp() override {
+    FuseTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    if (!HashfsMode()) GTEST_SKIP() << "tests the hashfs store";
+    char tmpl[] = "/var/tmp/hashfs-diskfull-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    small_ = tmpl;
+    RunResult r = Shell("mount -t tmpfs -o size=40m,mode=0755 hashfs-test-tmpfs " + Quote(small_));
+    ASSERT_EQ(r.code, 0) << "mounting a tmpfs: " << r.err;
+    store_ = small_ + "/store";  // every later Hashfs() call uses this store
+    r = Hashfs({"init"});
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+
+  void TearDown() override {
+    FuseTest::TearDown();  // unmounts the volume first
+    if (!small_.empty()) {
+      Shell("umount " + Quote(small_), 60);
+      rmdir(small_.c_str());
+    }
+  }
+
+  std::string small_;
+};
+
+TEST_F(DiskFullTest, MountWritesFailWithEnospcAndLoseNothing) {
+  ASSERT_TRUE(Mount(kVolume, mnt_));
+  const std::string before = RandomBytes(1 << 20, 1);
+  ASSERT_TRUE(WriteFile(P("before"), before));
+  {
+    int fd = open(P("before").c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(fsync(fd), 0) << ErrName(errno);
+    close(fd);
+  }
+
+  // Incompressible data, fsync'd every 8 MiB, until something fails.
+  const std::string big_data = RandomBytes(160 << 20, 2);
+  size_t written = 0;  // bytes whose write(2) returned in full
+  int failure = 0;
+  int fd = open(P("big").c_str(), O_CREAT | O_WRONLY, 0644);
+  ASSERT_GE(fd, 0) << ErrName(errno);
+  for (size_t off = 0; off < big_data.size() && failure == 0; off += 1 << 20) {
+    ssize_t n = pwrite(fd, big_data.data() + off, 1 << 20, static_cast<off_t>(off));
+    if (n != (1 << 20)) {
+      failure = n < 0 ? errno : EIO;
+      break;
+    }
+    written += static_cast<size_t>(n);
+    if ((off >> 20) % 8 == 7 && fsync(fd) != 0) failure = errno;
+  }
+  EXPECT_EQ(failure, ENOSPC) << "a full store must give ENOSPC, got " << ErrName(failure);
+  ASSERT_GT(written, 0u);
+  ASSERT_LT(written, big_data.size()) << "the 40 MiB filesystem never filled";
+  close(fd);  // may report the failure again; the data stays in the mount
+
+  // The daemon is alive and serves everything: what was committed and what
+  // is still only in memory.
+  ASSERT_TRUE(FindMount(mnt_).mounted) << "the mount died on a full disk";
+  EXPECT_EQ(ReadFile(P("before")), before);
+  std::string got = ReadFile(P("big"));
+  ASSERT_EQ(got.size(), written) << got.substr(0, 80);
+  EXPECT_TRUE(got == big_data.substr(0, written)) << "content of the file being written changed";
+  // The store on disk is consistent while full.
+  RunResult v = Hashfs({"verify"});
+  EXPECT_EQ(v.code, 0) << v.out << v.err;
+
+  // Free space: the pending changes commit and new writes work.
+  RunResult r = Shell("mount -o remount,size=400m " + Quote(small_));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string after = RandomBytes(1 << 20, 3);
+  ASSERT_TRUE(WriteFile(P("after"), after));
+  fd = open(P("after").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(fsync(fd), 0) << "fsync after space was freed: " << ErrName(errno);
+  close(fd);
+
+  ASSERT_TRUE(Unmount(mnt_));
+  v = Hashfs({"verify"});
+  EXPECT_EQ(v.code, 0) << v.out << v.err;
+  ASSERT_TRUE(Mount(kVolume, mnt_));
+  EXPECT_EQ(ReadFile(P("before")), before);
+  EXPECT_EQ(ReadFile(P("after")), after);
+  got = ReadFile(P("big"));
+  EXPECT_EQ(got.size(), written);
+  EXPECT_TRUE(got == big_data.substr(0, written)) << "bytes written before the disk filled were lost";
+}
+
+}  // namespace
+}  // namespace fusetest
