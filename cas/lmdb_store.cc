@@ -195,11 +195,15 @@ class LmdbStore::Impl {
   ResizeLock resize_mu;
   std::atomic<uint64_t> mapped_read{0};  // bytes read through the map (NoteMappedRead)
   std::string map_path;                  // absolute path of data.mdb as /proc/self/maps shows it
+  std::atomic<uint64_t> map_gen{0};      // bumped (under resize_mu) whenever the map may move
+  std::mutex map_range_mu;               // guards the cached range below
+  uint64_t range_gen = ~uint64_t{0};     // map_gen the range was found for
+  uintptr_t range_lo = 0, range_hi = 0;  // this environment's mapping of data.mdb
 
-  void NoteMappedRead(size_t bytes);
+  void NoteMappedRead(size_t bytes, MDB_txn* txn, bool drop_now = false);
   // Calls fn(value bytes) for a value read in an open transaction.
   template <typename Fn>
-  auto ReadValue(const MDB_val& v, Fn&& fn);
+  auto ReadValue(MDB_txn* txn, const MDB_val& v, Fn&& fn);
 
   // Reset read-only transactions kept for reuse (mdb_txn_renew is cheap).
   std::mutex pool_mu;
@@ -227,6 +231,7 @@ class LmdbStore::Impl {
     MDB_envinfo info;
     mdb_env_info(env, &info);
     if (info.me_mapsize >= at_least) return Status::Ok();  // someone else grew it
+    map_gen++;
     int rc = mdb_env_set_mapsize(env, info.me_mapsize * 2);
     if (rc) return lmdb::Error(rc, "growing the map");
     return Status::Ok();
@@ -238,6 +243,7 @@ class LmdbStore::Impl {
       return Status::Busy("store map was grown by another process during a scan; retry the scan");
     std::unique_lock lk(resize_mu);
     DrainPool();
+    map_gen++;
     int rc = mdb_env_set_mapsize(env, 0);
     if (rc) return lmdb::Error(rc, "adopting the grown map");
     return Status::Ok();
@@ -434,43 +440,64 @@ void AdviseWillNeed(const MDB_val& v) {
   (void)madvise(reinterpret_cast<void*>(a), b - a, MADV_WILLNEED);
 }
 
+// What one B-tree lookup may map, as an estimate: a leaf page with its
+// page-cache folio and fault-around neighbours.
+constexpr size_t kLookupMapped = 256 * 1024;
+
 }  // namespace
 
-// Pages read through the map stay mapped into this process, so reading every
-// object of a big store (restore, verify) would grow the resident set to the
-// size of the store. After every kUnmapEvery bytes read, the process's
-// mapping of the whole map is dropped (MADV_DONTNEED on a shared read-only
-// file mapping only removes page table entries; the page cache keeps the
-// data and later reads fault it back in). Called with a read transaction
-// open, so the map cannot move meanwhile.
-void LmdbStore::Impl::NoteMappedRead(size_t bytes) {
-  constexpr uint64_t kUnmapEvery = 8ull << 20;
-  uint64_t before = mapped_read.fetch_add(bytes + 4096, std::memory_order_relaxed);
-  if (before / kUnmapEvery == (before + bytes + 4096) / kUnmapEvery) return;
-  // LMDB does not report where it mapped the file (me_mapaddr is only set
-  // with MDB_FIXEDMAP), so find the file's mappings in /proc/self/maps.
-  // Dropping any shared read-only mapping of the file is harmless.
-  if (map_path.empty()) return;
-  FILE* f = std::fopen("/proc/self/maps", "re");
-  if (!f) return;
-  char line[4096 + 128];
-  while (std::fgets(line, sizeof line, f)) {
-    std::string_view l(line);
-    if (!l.empty() && l.back() == '\n') l.remove_suffix(1);
-    if (l.size() < map_path.size() || l.substr(l.size() - map_path.size()) != map_path) continue;
-    unsigned long lo = 0, hi = 0;
-    char perms[8] = {};
-    if (std::sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[1] == 'w' || perms[3] != 's') continue;
-    (void)madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+// Pages read through the map stay mapped into this process, and the kernel
+// maps whole page-cache folios (and fault-around neighbours) at each fault,
+// so reading or updating a big store (restore, verify, backup) would grow the
+// resident set towards the size of the store. After every kUnmapEvery bytes
+// of estimated mapping, the process's mapping of the whole map is dropped
+// (MADV_DONTNEED on a shared read-only file mapping only removes page table
+// entries; the page cache keeps the data and later reads fault it back in).
+// Callers hold resize_mu shared (a transaction is open), so the map cannot
+// move meanwhile; its address range is looked up once per map generation in
+// /proc/self/maps (LMDB reports it only with MDB_FIXEDMAP), as the mapping of
+// data.mdb that contains a record read in `txn` (if that record is on a page
+// the transaction copied, no mapping matches and nothing is advised), so only
+// this environment's own mapping is ever advised.
+// `bytes`: value bytes read; every call also counts one lookup (kLookupMapped).
+void LmdbStore::Impl::NoteMappedRead(size_t bytes, MDB_txn* txn, bool drop_now) {
+  constexpr uint64_t kUnmapEvery = 16ull << 20;
+  uint64_t before = mapped_read.fetch_add(bytes + kLookupMapped, std::memory_order_relaxed);
+  if (!drop_now && before / kUnmapEvery == (before + bytes + kLookupMapped) / kUnmapEvery) return;
+  std::lock_guard lk(map_range_mu);
+  const uint64_t gen = map_gen.load();
+  if (range_gen != gen) {
+    // A pointer into the map: the format record (small, on a clean page).
+    MDB_val k = lmdb::Val("format"), v;
+    if (map_path.empty() || mdb_get(txn, meta, &k, &v) != 0) return;
+    const auto at = reinterpret_cast<uintptr_t>(v.mv_data);
+    FILE* f = std::fopen("/proc/self/maps", "re");
+    if (!f) return;
+    char line[4096 + 128];
+    while (std::fgets(line, sizeof line, f)) {
+      std::string_view l(line);
+      if (!l.empty() && l.back() == '\n') l.remove_suffix(1);
+      if (l.size() < map_path.size() || l.substr(l.size() - map_path.size()) != map_path) continue;
+      unsigned long lo = 0, hi = 0;
+      char perms[8] = {};
+      if (std::sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3) continue;
+      if (at < lo || at >= hi || perms[1] == 'w' || perms[3] != 's') continue;
+      range_lo = lo;
+      range_hi = hi;
+      range_gen = gen;
+      break;
+    }
+    std::fclose(f);
+    if (range_gen != gen) return;
   }
-  std::fclose(f);
+  (void)madvise(reinterpret_cast<void*>(range_lo), range_hi - range_lo, MADV_DONTNEED);
 }
 
 template <typename Fn>
-auto LmdbStore::Impl::ReadValue(const MDB_val& v, Fn&& fn) {
+auto LmdbStore::Impl::ReadValue(MDB_txn* txn, const MDB_val& v, Fn&& fn) {
   AdviseWillNeed(v);
   auto r = fn(lmdb::View(v));
-  NoteMappedRead(v.mv_size);
+  NoteMappedRead(v.mv_size, txn);
   return r;
 }
 
@@ -481,7 +508,7 @@ Result<std::string> LmdbStore::Get(const Digest& d) {
   int rc = mdb_get(txn.get(), impl_->objects, &k, &v);
   if (rc == MDB_NOTFOUND) return Status::NotFound("object " + d.Hex() + " not found");
   if (rc) return lmdb::Error(rc, "reading object " + d.Hex());
-  return impl_->ReadValue(v, [&](std::string_view stored) { return DecodeStoredObject(d, stored); });
+  return impl_->ReadValue(txn.get(), v, [&](std::string_view stored) { return DecodeStoredObject(d, stored); });
 }
 
 Result<bool> LmdbStore::Contains(const Digest& d) {
@@ -489,6 +516,7 @@ Result<bool> LmdbStore::Contains(const Digest& d) {
   HASHFS_RETURN_IF_ERROR(txn.Begin());
   MDB_val k = lmdb::Val(d.AsBytes()), v;
   int rc = mdb_get(txn.get(), impl_->objects, &k, &v);
+  impl_->NoteMappedRead(0, txn.get());  // counts the lookup's B-tree pages
   if (rc == MDB_NOTFOUND) return false;
   if (rc) return lmdb::Error(rc, "looking up object " + d.Hex());
   return true;
@@ -501,6 +529,7 @@ Result<ObjectInfo> LmdbStore::Info(const Digest& d) {
   int rc = mdb_get(txn.get(), impl_->objects, &k, &v);
   if (rc == MDB_NOTFOUND) return Status::NotFound("object " + d.Hex() + " not found");
   if (rc) return lmdb::Error(rc, "reading object " + d.Hex());
+  impl_->NoteMappedRead(0, txn.get());
   return ParseStoredHeader(lmdb::View(v));
 }
 
@@ -514,6 +543,8 @@ Status LmdbStore::PutBatch(std::span<const PreparedObject> batch) {
       if (rc == MDB_KEYEXIST) continue;
       if (rc) return *brc = rc, lmdb::Error(rc, "storing object");
     }
+    // A batch touches B-tree pages all over the map: drop them after every one.
+    impl_->NoteMappedRead(0, txn, /*drop_now=*/true);
     return Status::Ok();
   });
 }
@@ -528,7 +559,7 @@ Status LmdbStore::ForEachObject(const std::function<Status(const Digest&, std::s
   for (rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST); rc == 0;
        rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
     if (k.mv_size != Digest::kSize) return Status::Corruption("object key of wrong length");
-    HASHFS_RETURN_IF_ERROR(impl_->ReadValue(v, [&](std::string_view stored) { return fn(DigestOfKey(k), stored); }));
+    HASHFS_RETURN_IF_ERROR(impl_->ReadValue(txn.get(), v, [&](std::string_view stored) { return fn(DigestOfKey(k), stored); }));
   }
   if (rc != MDB_NOTFOUND) return lmdb::Error(rc, "scanning objects");
   return Status::Ok();

@@ -43,14 +43,18 @@ PreparedObject PrepareObjectWithDigest(const Digest& d, std::string_view plain, 
   PutLE64(header + 10, static_cast<uint64_t>(std::time(nullptr)));
   if (zstd_level > 0 && plain.size() >= 64) {
     thread_local ZstdCCtx cctx;
+    // Compress into a per-thread scratch buffer and copy out exactly the
+    // result: a string resized down keeps its capacity, and queued objects
+    // would otherwise hold their uncompressed size in memory.
+    thread_local std::string scratch;
     size_t bound = ZSTD_compressBound(plain.size());
-    s.resize(kStoredHeaderSize + bound);
-    size_t n = ZSTD_compressCCtx(cctx.c, s.data() + kStoredHeaderSize, bound, plain.data(),
-                                 plain.size(), zstd_level);
+    if (scratch.size() < bound) scratch.resize(bound);
+    size_t n = ZSTD_compressCCtx(cctx.c, scratch.data(), bound, plain.data(), plain.size(), zstd_level);
     if (!ZSTD_isError(n) && n + plain.size() / 32 < plain.size()) {
       header[0] = 1;
       s.resize(kStoredHeaderSize + n);
       std::memcpy(s.data(), header, kStoredHeaderSize);
+      std::memcpy(s.data() + kStoredHeaderSize, scratch.data(), n);
       return out;
     }
   }

@@ -2,9 +2,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 #include "cas/digest.h"
 
@@ -55,16 +57,27 @@ size_t FindChunkBoundary(const uint8_t* data, size_t n, const ChunkParams& p) {
   return end;
 }
 
-FdChunker::FdChunker(int fd, const ChunkParams& p) : fd_(fd), p_(p) { buf_.resize(2 * size_t{p.max_size}); }
+FdChunker::FdChunker(int fd, const ChunkParams& p) : fd_(fd), p_(p) {}
 
+// Reads until 2 * max_size bytes are buffered or the file ends. The buffer
+// starts small and grows only as far as the file needs (most files are far
+// smaller than a chunk), without zero-filling.
 bool FdChunker::Fill() {
   if (start_ > 0) {
-    std::memmove(buf_.data(), buf_.data() + start_, end_ - start_);
+    std::memmove(buf_.get(), buf_.get() + start_, end_ - start_);
     end_ -= start_;
     start_ = 0;
   }
-  while (!eof_ && end_ < buf_.size()) {
-    ssize_t r = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
+  const size_t want = 2 * size_t{p_.max_size};
+  while (!eof_ && end_ < want) {
+    if (end_ == cap_) {
+      size_t cap = std::min(want, std::max<size_t>(cap_ * 2, 64 * 1024));
+      std::unique_ptr<char[]> bigger(new char[cap]);
+      if (end_) std::memcpy(bigger.get(), buf_.get(), end_);
+      buf_ = std::move(bigger);
+      cap_ = cap;
+    }
+    ssize_t r = ::read(fd_, buf_.get() + end_, cap_ - end_);
     if (r < 0) {
       if (errno == EINTR) continue;
       status_ = Status::FromErrno(errno, "read");
@@ -87,8 +100,8 @@ bool FdChunker::Next(std::string* out) {
   }
   size_t avail = end_ - start_;
   if (avail == 0) return false;
-  size_t n = FindChunkBoundary(reinterpret_cast<const uint8_t*>(buf_.data() + start_), avail, p_);
-  out->assign(buf_.data() + start_, n);
+  size_t n = FindChunkBoundary(reinterpret_cast<const uint8_t*>(buf_.get() + start_), avail, p_);
+  out->assign(buf_.get() + start_, n);
   start_ += n;
   return true;
 }

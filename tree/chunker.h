@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "cas/status.h"
@@ -42,7 +43,8 @@ class FdChunker {
   bool Fill();
   int fd_;
   ChunkParams p_;
-  std::string buf_;
+  std::unique_ptr<char[]> buf_;  // cap_ bytes, grown on demand up to 2 * max_size
+  size_t cap_ = 0;
   size_t start_ = 0, end_ = 0;
   bool eof_ = false;
   uint64_t bytes_read_ = 0;

@@ -35,7 +35,7 @@ struct WriterStats {
 
 class ObjectWriter {
  public:
-  ObjectWriter(ObjectStore& store, int zstd_level, size_t batch_bytes = 16u << 20);
+  ObjectWriter(ObjectStore& store, int zstd_level, size_t batch_bytes = 8u << 20);
   ObjectWriter(const ObjectWriter&) = delete;
   ObjectWriter& operator=(const ObjectWriter&) = delete;
 
