@@ -237,6 +237,25 @@ class LmdbStore::Impl {
     return Status::Ok();
   }
 
+  // A data file shorter than the pages its meta page says are in use (a
+  // truncated copy, a torn restore) would make LMDB touch mapped pages past
+  // the end of the file, which kills the process with SIGBUS: refuse it.
+  Status CheckNotTruncated() {
+    MDB_envinfo info;
+    MDB_stat st;
+    mdb_filehandle_t fd;
+    struct stat fs;
+    if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &st) != 0 || mdb_env_get_fd(env, &fd) != 0 ||
+        fstat(fd, &fs) != 0)
+      return Status::IOError("store " + dir + ": cannot read the size of data.mdb");
+    const uint64_t need = (static_cast<uint64_t>(info.me_last_pgno) + 1) * st.ms_psize;
+    if (static_cast<uint64_t>(fs.st_size) < need)
+      return Status::Corruption("store " + dir + ": data.mdb is truncated (" + std::to_string(fs.st_size) +
+                                " bytes, its pages in use need " + std::to_string(need) +
+                                "); restore the store directory from a copy");
+    return Status::Ok();
+  }
+
   // Another process grew the map: adopt its size.
   Status AdoptForeignResize() {
     if (resize_mu.HeldSharedByThisThread())
@@ -382,6 +401,7 @@ class LmdbStore::Impl {
     mdb_env_set_mapsize(env, map);
     rc = mdb_env_open(env, dir.c_str(), MDB_NOTLS | MDB_NORDAHEAD, 0600);
     if (rc) return lmdb::Error(rc, "opening store " + dir);
+    HASHFS_RETURN_IF_ERROR(CheckNotTruncated());
     if (char* real = realpath((dir + "/data.mdb").c_str(), nullptr)) {
       map_path = real;
       std::free(real);

@@ -73,7 +73,11 @@ int RunGc(const GlobalOptions& g) {
 
 int RunVerify(const GlobalOptions& g, bool as_json) {
   auto o = OpenRepo(g);
-  if (!o.ok()) return Fail(o.status());
+  if (!o.ok()) {
+    // A store too damaged to open (e.g. a truncated data.mdb) is damage found.
+    int code = Fail(o.status());
+    return o.status().IsCorruption() ? kExitDamaged : code;
+  }
   std::atomic<uint64_t> done{0}, total{0};
   Result<VerifyReport> r = Status::IOError("not run");
   {
