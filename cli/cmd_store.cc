@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
+#include "cli/remote_open.h"
 #include "tree/gc.h"
 #include "tree/stats.h"
 #include "tree/verify.h"
@@ -63,11 +64,17 @@ int RunStats(const GlobalOptions& g, bool as_json) {
 int RunGc(const GlobalOptions& g) {
   auto o = OpenRepo(g);
   if (!o.ok()) return Fail(o.status());
-  auto r = CollectGarbage(*o->repo);
+  auto lazy = LazyRemoteName(*o->store);
+  if (!lazy.ok()) return Fail(lazy.status());
+  GcOptions opts;
+  opts.missing_is_unfetched = !lazy->empty();
+  auto r = CollectGarbage(*o->repo, opts);
   if (!r.ok()) return Fail(r.status());
   for (const auto& p : r->problems) fmt::print(stderr, "hashfs: gc: {}\n", p);
   fmt::print("reachable objects: {}\ndeleted objects:   {} ({})\nkept (too young):  {}\n", r->reachable,
              r->deleted, HumanBytes(r->deleted_bytes), r->kept_young);
+  if (!lazy->empty())
+    fmt::print("not fetched:       {} (lazy clone of remote '{}'; they stay on the remote)\n", r->not_fetched, *lazy);
   return r->problems.empty() ? kExitOk : kExitDamaged;
 }
 
@@ -78,14 +85,21 @@ int RunVerify(const GlobalOptions& g, bool as_json) {
     int code = Fail(o.status());
     return o.status().IsCorruption() ? kExitDamaged : code;
   }
+  auto lazy = LazyRemoteName(*o->store);
+  if (!lazy.ok()) return Fail(lazy.status());
+  VerifyOptions opts;
+  opts.missing_is_unfetched = !lazy->empty();
   std::atomic<uint64_t> done{0}, total{0};
   Result<VerifyReport> r = Status::IOError("not run");
   {
     ProgressLine line([&] { return fmt::format("verifying objects {}/{}", done.load(), total.load()); });
-    r = VerifyStore(*o->repo, [&](uint64_t d, uint64_t t) {
-      done = d;
-      total = t;
-    });
+    r = VerifyStore(
+        *o->repo,
+        [&](uint64_t d, uint64_t t) {
+          done = d;
+          total = t;
+        },
+        opts);
   }
   if (!r.ok()) return Fail(r.status());
   if (as_json) {
@@ -93,13 +107,18 @@ int RunVerify(const GlobalOptions& g, bool as_json) {
                         {"objects_checked", r->objects_checked},
                         {"bytes_checked", r->bytes_checked},
                         {"corrupt_objects", r->corrupt_objects},
-                        {"damaged_paths", r->damaged_paths}};
+                        {"damaged_paths", r->damaged_paths},
+                        {"objects_not_fetched", r->objects_not_fetched}};
     fmt::print("{}\n", j.dump(2));
   } else {
     for (const auto& c : r->corrupt_objects) fmt::print("corrupt object: {}\n", c);
     for (const auto& p : r->damaged_paths) fmt::print("damaged: {}\n", p);
     fmt::print("checked {} objects ({}): {}\n", r->objects_checked, HumanBytes(r->bytes_checked),
                r->ok() ? "no errors" : "DAMAGE FOUND");
+    if (!lazy->empty())
+      fmt::print("{} reachable objects are not fetched yet (lazy clone of remote '{}'; 'hashfs remote verify {}' "
+                 "checks the remote)\n",
+                 r->objects_not_fetched, *lazy, *lazy);
   }
   return r->ok() ? kExitOk : kExitDamaged;
 }

@@ -78,6 +78,10 @@ class Marker {
     if (!path.empty()) where += ": " + std::string(path);
     if (!tolerant_ || (!s.IsNotFound() && !s.IsCorruption())) return s.WithContext(where);
     flags_[d] |= kReported;
+    if (unfetched_ok_ && s.IsNotFound()) {
+      not_fetched_++;
+      return Status::Ok();
+    }
     problems_.push_back(where + ": " + s.message());
     return Status::Ok();
   }
@@ -166,6 +170,14 @@ class Marker {
 
   ObjectGetter get_;
   bool tolerant_;
+  bool unfetched_ok_ = false;
+  uint64_t not_fetched_ = 0;
+
+ public:
+  void set_unfetched_ok(bool v) { unfetched_ok_ = v; }
+  uint64_t not_fetched() const { return not_fetched_; }
+
+ private:
   ChunkCheck check_;
   std::string ctx_;
   std::vector<Work> work_;
@@ -191,7 +203,7 @@ struct SweepCounters {
 
 }  // namespace
 
-Result<GcReport> CollectGarbage(Repository& repo) {
+Result<GcReport> CollectGarbage(Repository& repo, const GcOptions& opts) {
   const int64_t start = static_cast<int64_t>(std::time(nullptr));
   HASHFS_ASSIGN_OR_RETURN(auto sessions, LiveSessionStarts(repo));
   int64_t cutoff = start;
@@ -199,6 +211,7 @@ Result<GcReport> CollectGarbage(Repository& repo) {
   cutoff -= 2;
 
   Marker m(repo.getter(), /*tolerant=*/true);
+  m.set_unfetched_ok(opts.missing_is_unfetched);
   HASHFS_RETURN_IF_ERROR(MarkRoots(repo, m));
 
   GcReport report;
@@ -254,9 +267,14 @@ Result<GcReport> CollectGarbage(Repository& repo) {
   report.deleted_bytes = final_counts.deleted_bytes;
   report.kept_young = final_counts.kept_young;
   report.problems = std::move(m.problems());
+  report.not_fetched = m.not_fetched();
   size_t missing = 0;
   for (const auto& [d, f] : flags) {
     if (!(f & Marker::kReached) || (f & (Marker::kSeen | Marker::kReported))) continue;
+    if (opts.missing_is_unfetched) {
+      report.not_fetched++;
+      continue;
+    }
     if (missing++ < kMaxMissingListed) report.problems.push_back("object " + d.Hex() + " is reachable but missing");
   }
   if (missing > kMaxMissingListed)

@@ -46,10 +46,20 @@ struct GcReport {
   // Reachable objects that are missing or do not decode ("verify" names the
   // paths they damage). Nothing reachable is deleted either way.
   std::vector<std::string> problems;
+  // With GcOptions::missing_is_unfetched: reachable objects not in the store.
+  uint64_t not_fetched = 0;
+};
+
+struct GcOptions {
+  // The store is a lazy clone: a reachable object missing locally is one not
+  // fetched yet (not a problem). Objects under it cannot be marked through
+  // it; any of them held locally (read-ahead of a fetch) is only a cached
+  // copy of what the remote keeps, and may be freed.
+  bool missing_is_unfetched = false;
 };
 
 // Runs the protocol above. Stale if roots kept changing through 11 sweeps.
-Result<GcReport> CollectGarbage(Repository& repo);
+Result<GcReport> CollectGarbage(Repository& repo, const GcOptions& opts = {});
 
 // Checks that every object `commit` reaches can be read through `get` (data
 // chunks: present in repo's store, or else readable through `get`). Returns

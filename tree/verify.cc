@@ -105,18 +105,32 @@ struct LinkCtx {
   Digest root;
   std::map<uint64_t, LinkRecord> records;
   std::string error;  // first failure reading the table, if any
+  bool unfetched = false;  // lazy clone: (part of) the table is not fetched
 };
 
 // Pass 2: reads commits' trees, memoizing clean and damaged subtrees.
 class TreeChecker {
  public:
-  TreeChecker(ObjectStore& store, const std::map<Digest, std::string>& bad) : store_(store), bad_(bad) {
+  TreeChecker(ObjectStore& store, const std::map<Digest, std::string>& bad, bool lazy)
+      : store_(store), bad_(bad), lazy_(lazy) {
     get_ = [this](const Digest& d) -> Result<std::string> {
       if (bad_.count(d)) return Status::Corruption("object " + d.Hex() + " is corrupt");
       auto r = store_.Get(d);
-      if (!r.ok() && r.status().IsNotFound()) return Status::NotFound("object " + d.Hex() + " is missing");
+      if (!r.ok() && r.status().IsNotFound()) {
+        if (lazy_) {
+          std::lock_guard lk(unfetched_mu_);
+          unfetched_.insert(d);
+          return Status::NotFound("object " + d.Hex() + " is not fetched");
+        }
+        return Status::NotFound("object " + d.Hex() + " is missing");
+      }
       return r;
     };
+  }
+
+  uint64_t unfetched() {
+    std::lock_guard lk(unfetched_mu_);
+    return unfetched_.size();
   }
 
   // Problems of one commit, paths relative to its root.
@@ -125,7 +139,9 @@ class TreeChecker {
     if (it != commits_.end()) return it->second;
     std::vector<Problem> out;
     auto bytes = get_(id);
-    if (!bytes.ok()) {
+    if (!bytes.ok() && Unfetched(bytes.status())) {
+      // not fetched: nothing local to check
+    } else if (!bytes.ok()) {
       out.push_back({"", "commit object: " + bytes.status().message()});
     } else if (auto c = DecodeCommit(*bytes); !c.ok()) {
       out.push_back({"", "commit object: " + c.status().message()});
@@ -156,15 +172,26 @@ class TreeChecker {
       ctx.records.emplace(r.id, r);
       return Status::Ok();
     });
-    if (!s.ok()) ctx.error = s.message();
+    if (!s.ok() && Unfetched(s)) ctx.unfetched = true;
+    else if (!s.ok()) ctx.error = s.message();
     return links_.emplace(root, std::move(ctx)).first->second;
   }
+
+  // A lookup that failed only because a lazy clone has not fetched it.
+  bool Unfetched(const Status& s) const { return lazy_ && s.IsNotFound(); }
 
   std::optional<std::string> CheckChunk(const Digest& d) {
     if (bad_.count(d)) return "data object " + d.Hex() + " is corrupt";
     auto present = store_.Contains(d);
     if (!present.ok()) return "cannot check data object " + d.Hex() + ": " + present.status().message();
-    if (!*present) return "data object " + d.Hex() + " is missing";
+    if (!*present) {
+      if (lazy_) {
+        std::lock_guard lk(unfetched_mu_);
+        unfetched_.insert(d);
+        return std::nullopt;
+      }
+      return "data object " + d.Hex() + " is missing";
+    }
     return std::nullopt;
   }
 
@@ -183,7 +210,7 @@ class TreeChecker {
       return Status::Ok();
     });
     std::optional<std::string> out;
-    if (!s.ok()) out = s.message();
+    if (!s.ok() && !Unfetched(s)) out = s.message();
     manifests_.emplace(key, out);
     return out;
   }
@@ -203,7 +230,7 @@ class TreeChecker {
     auto entries = dir_tree::ListSorted(get_, dir);
     if (entries.ok())
       f.entries = std::move(entries).value();
-    else
+    else if (!Unfetched(entries.status()))
       f.problems.push_back({"", "directory is unreadable: " + entries.status().message()});
     return f;
   }
@@ -222,6 +249,7 @@ class TreeChecker {
           auto rec = links.records.find(e.link_id);
           std::string id = std::to_string(e.link_id);
           if (rec == links.records.end()) {
+            if (links.unfetched) continue;  // lazy clone: the record may be in an unfetched node
             top.problems.push_back({e.name, links.error.empty()
                                                 ? "hardlink record " + id + " is missing from the link table"
                                                 : "hardlink record " + id + " is unreadable: " + links.error});
@@ -264,6 +292,9 @@ class TreeChecker {
 
   ObjectStore& store_;
   const std::map<Digest, std::string>& bad_;
+  const bool lazy_;
+  std::mutex unfetched_mu_;
+  std::set<Digest> unfetched_;  // lazy clone: reachable objects not in the store
   ObjectGetter get_;
   std::unordered_map<MemoKey, MemoVal, MemoKeyHash> memo_;
   std::map<std::pair<Digest, uint64_t>, std::optional<std::string>> manifests_;
@@ -273,7 +304,8 @@ class TreeChecker {
 
 }  // namespace
 
-Result<VerifyReport> VerifyStore(Repository& repo, std::function<void(uint64_t done, uint64_t total)> progress) {
+Result<VerifyReport> VerifyStore(Repository& repo, std::function<void(uint64_t done, uint64_t total)> progress,
+                                 const VerifyOptions& opts) {
   VerifyReport report;
   std::map<Digest, std::string> bad;
   HASHFS_RETURN_IF_ERROR(CheckAllObjects(repo.store(), progress, &report, &bad));
@@ -293,7 +325,7 @@ Result<VerifyReport> VerifyStore(Repository& repo, std::function<void(uint64_t d
   HASHFS_ASSIGN_OR_RETURN(auto snaps, repo.Snapshots());
   for (auto& s : snaps) named.push_back(std::move(s));
 
-  TreeChecker checker(repo.store(), bad);
+  TreeChecker checker(repo.store(), bad, opts.missing_is_unfetched);
   std::set<std::pair<std::string, Digest>> seen;
   for (const auto& [name, commit] : named) {
     if (!seen.insert({name, commit}).second) continue;
@@ -302,6 +334,7 @@ Result<VerifyReport> VerifyStore(Repository& repo, std::function<void(uint64_t d
     for (const auto& p : problems)
       report.damaged_paths.push_back(prefix + (p.path.empty() ? "." : p.path) + ": " + p.reason);
   }
+  report.objects_not_fetched = checker.unfetched();
   return report;
 }
 

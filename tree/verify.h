@@ -30,12 +30,22 @@ struct VerifyReport {
   // 12 hex digits of the commit id, path relative to the commit root ("."
   // for the root itself or the commit object).
   std::vector<std::string> damaged_paths;
+  // With VerifyOptions::missing_is_unfetched: reachable objects that are not
+  // in the store (not counted as damage; their subtrees are not checked).
+  uint64_t objects_not_fetched = 0;
   bool ok() const { return corrupt_objects.empty() && damaged_paths.empty(); }
+};
+
+struct VerifyOptions {
+  // The store is a lazy clone: an object missing locally is one not fetched
+  // from the remote yet, not damage (`hashfs remote verify` checks those).
+  bool missing_is_unfetched = false;
 };
 
 // `progress` (optional) is called from the calling thread during pass 1 with
 // objects checked so far and the number of objects in the store.
 Result<VerifyReport> VerifyStore(Repository& repo,
-                                 std::function<void(uint64_t done, uint64_t total)> progress = {});
+                                 std::function<void(uint64_t done, uint64_t total)> progress = {},
+                                 const VerifyOptions& opts = {});
 
 }  // namespace hashfs
