@@ -44,36 +44,6 @@ void Log(const std::string& line) {
   (void)fflush(stderr);
 }
 
-// True if `path` is the mount point of some file system now.
-bool IsMountPoint(const std::string& path) {
-  FILE* f = fopen("/proc/self/mountinfo", "re");
-  if (!f) return false;
-  char* line = nullptr;
-  size_t cap = 0;
-  bool found = false;
-  while (!found && getline(&line, &cap, f) > 0) {
-    // Field 5 is the mount point (octal escapes for space, tab, newline, backslash).
-    std::string l = line;
-    size_t pos = 0;
-    for (int i = 0; i < 4 && pos != std::string::npos; i++) pos = l.find(' ', pos + 1);
-    if (pos == std::string::npos) continue;
-    size_t end = l.find(' ', pos + 1);
-    std::string mp = l.substr(pos + 1, end - pos - 1), un;
-    for (size_t i = 0; i < mp.size(); i++) {
-      if (mp[i] == '\\' && i + 3 < mp.size()) {
-        un += static_cast<char>(std::stoi(mp.substr(i + 1, 3), nullptr, 8));
-        i += 3;
-      } else {
-        un += mp[i];
-      }
-    }
-    found = un == path;
-  }
-  free(line);
-  fclose(f);
-  return found;
-}
-
 // Writes one line to the parent waiting for the mount (background mode).
 void Report(int fd, const std::string& line) {
   if (fd < 0) return;
@@ -176,7 +146,7 @@ int RunMount(GlobalOptions g, MountArgs a) {
   if (stat(a.mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return Fail("mount point " + a.mountpoint + " is not a directory", kExitUsage);
   for (const auto& r : fusefs::ListMountRecords(StorePath(g)))
-    if (r.mountpoint == a.mountpoint && IsMountPoint(a.mountpoint))
+    if (r.mountpoint == a.mountpoint && fusefs::IsMountPoint(a.mountpoint))
       return Fail(fmt::format("{} is already a hashfs mount (volume {}, pid {})", a.mountpoint, r.volume, r.pid));
 
   // Validate everything a user can get wrong here, before forking, so the
@@ -196,8 +166,10 @@ int RunMount(GlobalOptions g, MountArgs a) {
       if (!*head && read_only) return Fail("no volume named '" + a.volume + "'");
     }
     if (!read_only && fusefs::IsMountedReadWrite(StorePath(g), a.volume)) {
-      auto l = fusefs::VolumeLock::Acquire(StorePath(g), a.volume);  // for the holder's name
-      return Fail(l.ok() ? Status::Busy("volume " + a.volume + " is already mounted read-write") : l.status());
+      // Busy with the holder's name, unless the holder is a daemon finishing
+      // after an unmount: Acquire waits for that one, and the mount goes on.
+      auto l = fusefs::VolumeLock::Acquire(StorePath(g), a.volume);
+      if (!l.ok()) return Fail(l.status());
     }
   }  // the store is closed before fork: LMDB handles must not cross fork()
 

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "cas/digest.h"
@@ -28,21 +29,66 @@ Status EnsureDir(const std::string& d) {
   return Status::Ok();
 }
 
+std::optional<MountRecord> HolderRecord(const std::string& store_dir, const std::string& volume) {
+  for (auto& r : ListMountRecords(store_dir))
+    if (r.volume == volume && !r.read_only) return r;
+  return std::nullopt;
+}
+
 std::string Holder(const std::string& store_dir, const std::string& volume) {
-  for (const auto& r : ListMountRecords(store_dir))
-    if (r.volume == volume && !r.read_only) return " at " + r.mountpoint + " (pid " + std::to_string(r.pid) + ")";
-  return "";
+  auto r = HolderRecord(store_dir, volume);
+  return r ? " at " + r->mountpoint + " (pid " + std::to_string(r->pid) + ")" : "";
 }
 
 }  // namespace
+
+bool IsMountPoint(const std::string& path) {
+  FILE* f = fopen("/proc/self/mountinfo", "re");
+  if (!f) return false;
+  char* line = nullptr;
+  size_t cap = 0;
+  bool found = false;
+  while (!found && getline(&line, &cap, f) > 0) {
+    // Field 5 is the mount point (octal escapes for space, tab, newline, backslash).
+    std::string l = line;
+    size_t pos = 0;
+    for (int i = 0; i < 4 && pos != std::string::npos; i++) pos = l.find(' ', pos + 1);
+    if (pos == std::string::npos) continue;
+    size_t end = l.find(' ', pos + 1);
+    std::string mp = l.substr(pos + 1, end == std::string::npos ? std::string::npos : end - pos - 1), un;
+    for (size_t i = 0; i < mp.size(); i++) {
+      if (mp[i] == '\\' && i + 3 < mp.size() && mp[i + 1] >= '0' && mp[i + 1] <= '3') {
+        un += static_cast<char>(((mp[i + 1] - '0') << 6) | ((mp[i + 2] - '0') << 3) | (mp[i + 3] - '0'));
+        i += 3;
+      } else {
+        un += mp[i];
+      }
+    }
+    found = un == path;
+  }
+  free(line);
+  fclose(f);
+  return found;
+}
 
 Result<std::unique_ptr<VolumeLock>> VolumeLock::Acquire(const std::string& store_dir, const std::string& volume) {
   HASHFS_RETURN_IF_ERROR(EnsureDir(MountsDir(store_dir)));
   std::string path = MountsDir(store_dir) + "/" + volume + ".lock";
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return Status::FromErrno(errno, "opening " + path);
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+  // A holder whose mount point is already unmounted is a daemon finishing
+  // its last commit after `umount`/`fusermount3 -u`: wait for it (up to 30 s)
+  // rather than refuse a remount that follows an unmount.
+  for (int waited_ms = 0;; waited_ms += 50) {
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) break;
     int e = errno;
+    if (e == EWOULDBLOCK && waited_ms < 30000) {
+      auto holder = HolderRecord(store_dir, volume);
+      if (holder && ProcessAlive(holder->pid) && !IsMountPoint(holder->mountpoint)) {
+        usleep(50 * 1000);
+        continue;
+      }
+    }
     close(fd);
     if (e == EWOULDBLOCK)
       return Status::Busy("volume " + volume + " is already mounted read-write" + Holder(store_dir, volume));

@@ -53,6 +53,9 @@ void RemoveMountRecord(const std::string& store_dir, pid_t pid);
 std::vector<MountRecord> ListMountRecords(const std::string& store_dir);
 // True if `pid` exists and is not a zombie.
 bool ProcessAlive(pid_t pid);
+// True if `path` is the mount point of some file system now (from
+// /proc/self/mountinfo; never touches the file system itself).
+bool IsMountPoint(const std::string& path);
 
 // Serves one line-based request at a time on VOLUME's control socket, on its
 // own thread, until destroyed. `handler` gets a request line (no newline) and

@@ -526,6 +526,25 @@ TEST_F(HistoryTest, UmountCommitsAndFusermountOrUmountAlsoWork) {
   EXPECT_EQ(ReadFile(P("by-u")), "umount");
 }
 
+// `umount` returns while the daemon still commits what was pending; a mount
+// right after it must wait for that daemon instead of refusing the volume as
+// "already mounted read-write".
+TEST_F(HistoryTest, RemountRightAfterPlainUmountWaitsForTheOldDaemon) {
+  HASHFS_ONLY();
+  for (int round = 0; round < 3; round++) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    std::string data = RandomBytes(96 << 20, 40 + round);  // incompressible: a commit that takes a while
+    ASSERT_TRUE(WriteFile(P("big"), data));
+    auto pids = DaemonPids();
+    RunResult r = Shell("umount " + Quote(mnt_), 60);
+    ASSERT_EQ(r.code, 0) << r.err;
+    mounts_.erase(std::remove(mounts_.begin(), mounts_.end(), mnt_), mounts_.end());
+    ASSERT_TRUE(Mount(kVolume, mnt_)) << "remount right after umount was refused";
+    for (pid_t p : pids) EXPECT_TRUE(WaitGone(p, 30)) << "old daemon " << p << " did not exit";
+    EXPECT_TRUE(ReadFile(P("big")) == data);
+  }
+}
+
 TEST_F(HistoryTest, CliKeepsWorkingWhileMounted) {
   HASHFS_ONLY();
   ASSERT_EQ(mkdir(P("d").c_str(), 0755), 0);
