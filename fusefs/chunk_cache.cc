@@ -2,21 +2,60 @@
 
 namespace hashfs::fusefs {
 
+ChunkCache::~ChunkCache() { Wait(); }
+
+void ChunkCache::Wait() { background_.wait(); }
+
 Result<ChunkBytes> ChunkCache::Get(const Digest& d) {
+  std::promise<Result<ChunkBytes>> mine;
   {
-    std::lock_guard lk(mu_);
+    std::unique_lock lk(mu_);
     auto it = index_.find(d);
     if (it != index_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second);
       return it->second->second;
     }
+    auto l = loading_.find(d);
+    if (l != loading_.end()) {
+      Load wait = l->second;  // someone else is loading it: share the result
+      lk.unlock();
+      return wait.get();
+    }
+    loading_.emplace(d, mine.get_future().share());
   }
   // Fetch outside the lock: decompression must not serialize readers.
-  HASHFS_ASSIGN_OR_RETURN(std::string plain, get_(d));
-  auto bytes = std::make_shared<const std::string>(std::move(plain));
+  Result<ChunkBytes> r = Status::IOError("not loaded");
+  try {
+    Result<std::string> plain = get_(d);
+    if (plain.ok())
+      r = std::make_shared<const std::string>(std::move(plain).value());
+    else
+      r = plain.status();
+  } catch (const std::exception& e) {  // e.g. bad_alloc: never leave waiters hanging
+    r = Status::IOError(std::string("loading chunk: ") + e.what());
+  }
   std::lock_guard lk(mu_);
-  InsertLocked(d, bytes);
-  return bytes;
+  if (r.ok()) InsertLocked(d, *r);
+  mine.set_value(r);
+  loading_.erase(d);
+  return r;
+}
+
+void ChunkCache::Prefetch(const std::vector<Digest>& digests) {
+  for (const Digest& d : digests) {
+    {
+      std::lock_guard lk(mu_);
+      if (index_.count(d) || loading_.count(d)) continue;
+    }
+    if (prefetching_.fetch_add(1) >= kMaxPrefetching) {
+      prefetching_--;
+      return;
+    }
+    background_.run([this, d] {
+      (void)Get(d);
+      prefetching_--;
+    });
+  }
 }
 
 void ChunkCache::Insert(const Digest& d, ChunkBytes bytes) {

@@ -70,6 +70,16 @@ std::vector<FileContent::Piece> FileContent::PlanRead(uint64_t off, size_t len) 
   return plan;
 }
 
+std::vector<Digest> FileContent::ChunksFrom(uint64_t off, uint64_t len) const {
+  std::vector<Digest> out;
+  const uint64_t limit = std::min(base_valid_, base_size_);
+  if (off >= limit || base_.empty()) return out;
+  const uint64_t end = std::min(limit, off + len);
+  size_t i = static_cast<size_t>(std::upper_bound(offsets_.begin(), offsets_.end(), off) - offsets_.begin()) - 1;
+  for (; i < base_.size() && offsets_[i] < end; i++) out.push_back(base_[i].digest);
+  return out;
+}
+
 Status FileContent::ExecuteRead(const std::vector<Piece>& plan, char* out, ChunkCache& cache) {
   for (const auto& piece : plan) {
     if (piece.zero) {

@@ -50,6 +50,9 @@ class FileContent {
   // caller can then read them without holding the owner's lock.
   std::vector<Piece> PlanRead(uint64_t off, size_t len) const;
   static Status ExecuteRead(const std::vector<Piece>& plan, char* out, ChunkCache& cache);
+  // Digests of the base chunks that hold [off, off + len), clipped to the
+  // valid base (for read-ahead; no dirty-page check).
+  std::vector<Digest> ChunksFrom(uint64_t off, uint64_t len) const;
 
   // Reads exactly `len` bytes at `off`; the range must lie within size().
   Status Read(uint64_t off, size_t len, char* out, ChunkCache& cache) const;

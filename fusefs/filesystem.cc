@@ -99,7 +99,11 @@ struct Handle {
   bool writable = false;
   bool append = false;
   bool wrote = false;
+  uint64_t next_read = 0;  // where a sequential reader reads next (read-ahead)
 };
+
+// Read-ahead for sequential reads: chunks decoded ahead of the reader.
+constexpr uint64_t kReadAheadBytes = 4u << 20;
 
 struct DirHandle {
   uint64_t ino = 0;
@@ -906,6 +910,7 @@ Filesystem::~Filesystem() {
     }
     m.committer.join();
   }
+  m.cache.Wait();  // background chunk loads use the writer
 }
 
 void Filesystem::SetInvalidator(Invalidator inv) {
@@ -1226,9 +1231,9 @@ Result<std::pair<EntryOut, uint64_t>> Filesystem::Create(uint64_t parent, std::s
 Result<size_t> Filesystem::Read(uint64_t ino, uint64_t fh, uint64_t off, size_t size, char* out) {
   Impl& m = *impl_;
   std::vector<FileContent::Piece> plan;
+  std::vector<Digest> ahead;
   {
     std::lock_guard lk(m.mu);
-    (void)fh;
     HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
     if (n->attr.type != FileType::kRegular) return Status::InvalidArgument("not a regular file");
     HASHFS_RETURN_IF_ERROR(m.EnsureContent(n));
@@ -1240,7 +1245,17 @@ Result<size_t> Filesystem::Read(uint64_t ino, uint64_t fh, uint64_t off, size_t 
       return size;
     }
     plan = n->content->PlanRead(off, size);
+    // A read that starts where the handle's previous one ended is
+    // sequential: have the next chunks decoded in the background.
+    auto h = m.handles.find(fh);
+    if (h != m.handles.end() && h->second.ino == ino) {
+      bool sequential = off == h->second.next_read;
+      h->second.next_read = off + size;
+      if (sequential && off + size < fsize && n->content->RangeIsClean(off + size, 1))
+        ahead = n->content->ChunksFrom(off + size, kReadAheadBytes);
+    }
   }
+  if (!ahead.empty()) m.cache.Prefetch(ahead);
   // Chunks are immutable: fetch and decode them without the lock.
   HASHFS_RETURN_IF_ERROR(FileContent::ExecuteRead(plan, out, m.cache));
   return size;
