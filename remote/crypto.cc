@@ -30,11 +30,17 @@ std::string RandomBytes(size_t n) {
   return s;
 }
 
-Result<SecretBytes> DeriveKey(std::string_view passphrase, const ScryptParams& p) {
+Status CheckScryptParams(const ScryptParams& p) {
   if (p.n < (1u << 10) || p.n > (1u << 22) || (p.n & (p.n - 1)) != 0)
     return Status::InvalidArgument("scrypt N must be a power of two in [2^10, 2^22]");
   if (p.r < 1 || p.r > 32 || p.p < 1 || p.p > 16) return Status::InvalidArgument("scrypt r or p out of range");
   if (p.salt.empty() || p.salt.size() > 64) return Status::InvalidArgument("scrypt salt must be 1..64 bytes");
+  if (128 * p.n * p.r > kMaxScryptMemory) return Status::InvalidArgument("scrypt N and r need more than 1 GiB");
+  return Status::Ok();
+}
+
+Result<SecretBytes> DeriveKey(std::string_view passphrase, const ScryptParams& p) {
+  HASHFS_RETURN_IF_ERROR(CheckScryptParams(p));
   std::string key(32, '\0');
   // Memory needed is about 128 * N * r bytes (plus p * 128 * r); allow it.
   uint64_t maxmem = 128 * p.n * p.r * 2 + 128 * p.r * p.p + (1u << 20);
@@ -167,6 +173,8 @@ Result<std::string> Base64Decode(std::string_view in) {
       }
     }
     uint32_t x = uint32_t(v[0]) << 18 | uint32_t(v[1]) << 12 | uint32_t(v[2]) << 6 | uint32_t(v[3]);
+    if ((pad == 1 && (x & 0xff) != 0) || (pad == 2 && (x & 0xffff) != 0))
+      return Status::Corruption("non-canonical base64 (padding bits set)");
     out += char(x >> 16);
     if (pad < 2) out += char((x >> 8) & 0xff);
     if (pad < 1) out += char(x & 0xff);
@@ -200,6 +208,17 @@ Result<std::string> HexDecode(std::string_view in) {
     out[i] = static_cast<char>(a << 4 | b);
   }
   return out;
+}
+
+std::optional<uint64_t> ParseDecimalId(std::string_view s) {
+  if (s.empty() || s.size() > 20 || (s.size() > 1 && s[0] == '0')) return std::nullopt;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, static_cast<uint64_t>(c - '0'), &v))
+      return std::nullopt;
+  }
+  return v;
 }
 
 }  // namespace hashfs::remote

@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -52,9 +53,16 @@ struct ScryptParams {
 // Cryptographically random bytes (RAND_bytes).
 std::string RandomBytes(size_t n);
 
-// scrypt(passphrase, salt, N, r, p) -> 32 bytes. InvalidArgument for
-// parameters outside N in [2^10, 2^22], r in [1, 32], p in [1, 16], salt
-// 1..64 bytes (the limits keep a hostile manifest from demanding huge memory).
+// Most memory scrypt may need (128 N r bytes): N = 2^22 with r = 32 would be
+// 16 GiB, so the ranges alone do not bound it.
+inline constexpr uint64_t kMaxScryptMemory = 1ull << 30;
+
+// InvalidArgument for parameters outside N a power of two in [2^10, 2^22],
+// r in [1, 32], p in [1, 16], salt 1..64 bytes, or needing more than
+// kMaxScryptMemory (the limits keep a hostile manifest from demanding huge
+// memory).
+Status CheckScryptParams(const ScryptParams& params);
+// scrypt(passphrase, salt, N, r, p) -> 32 bytes; CheckScryptParams first.
 Result<SecretBytes> DeriveKey(std::string_view passphrase, const ScryptParams& params);
 
 // AES-256-GCM. `key` must be 32 bytes.
@@ -91,12 +99,18 @@ class MasterKey {
 // Additional authenticated data used when wrapping the master key.
 inline constexpr std::string_view kWrapAad = "hashfs-remote-key-v1";
 
-// Base64 (standard alphabet, padded).
+// Base64 (standard alphabet, padded). Decoding accepts only the canonical
+// encoding (unused bits of the last group zero), so it round-trips.
 std::string Base64Encode(std::string_view in);
 Result<std::string> Base64Decode(std::string_view in);
 
 // Lower-case hex and back.
 std::string HexEncode(std::string_view in);
 Result<std::string> HexDecode(std::string_view in);
+
+// A decimal id as Discord and the remote write them (snowflakes): 1..20
+// digits, no sign, space or leading zero, at most 2^64 - 1. nullopt for
+// anything else (strtoull read "-1" and overflowing ids as 2^64 - 1).
+std::optional<uint64_t> ParseDecimalId(std::string_view s);
 
 }  // namespace hashfs::remote

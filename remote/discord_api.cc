@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include "remote/crypto.h"
 
@@ -14,13 +15,9 @@ namespace {
 using json = nlohmann::json;
 constexpr const char* kUserAgent = "DiscordBot (https://github.com/hashfs/hashfs, 0.1.0)";
 
+// A snowflake (a decimal string, or an unsigned number); 0 if malformed.
 uint64_t ToId(const json& v) {
-  if (v.is_string()) {
-    const std::string& s = v.get_ref<const std::string&>();
-    char* end = nullptr;
-    uint64_t x = std::strtoull(s.c_str(), &end, 10);
-    return end && *end == 0 ? x : 0;
-  }
+  if (v.is_string()) return ParseDecimalId(v.get_ref<const std::string&>()).value_or(0);
   if (v.is_number_unsigned()) return v.get<uint64_t>();
   return 0;
 }
@@ -48,7 +45,16 @@ Result<DiscordMessage> FromJson(const json& j) {
   return m;
 }
 
-Result<std::vector<DiscordMessage>> ParseList(const std::string& body) {
+}  // namespace
+
+uint64_t SnowflakeMillis(uint64_t id) { return (id >> 22) + 1420070400000ull; }
+
+Result<DiscordMessage> ParseMessage(std::string_view body) {
+  json j = json::parse(body, nullptr, false);
+  return FromJson(j);
+}
+
+Result<std::vector<DiscordMessage>> ParseMessageList(std::string_view body) {
   json j = json::parse(body, nullptr, false);
   if (!j.is_array()) return Status::Corruption("Discord sent a message list that is not a JSON array");
   std::vector<DiscordMessage> out;
@@ -60,26 +66,34 @@ Result<std::vector<DiscordMessage>> ParseList(const std::string& body) {
   return out;
 }
 
-// Discord's error body: {"code": int, "message": str}.
-std::pair<int, std::string> ErrorOf(const HttpResponse& r) {
-  json j = json::parse(r.body, nullptr, false);
-  int code = -1;
-  std::string msg;
+DiscordError ParseDiscordError(std::string_view body) {
+  json j = json::parse(body, nullptr, false);
+  DiscordError e;
   if (j.is_object()) {
-    if (j.contains("code") && j["code"].is_number_integer()) code = j["code"].get<int>();
-    if (j.contains("message") && j["message"].is_string()) msg = j["message"].get<std::string>();
+    // Only an int is a code: get<int>() would wrap 2^32 + 40005 into 40005 (TooBig).
+    if (j.contains("code") && j["code"].is_number_integer()) {
+      const json& c = j["code"];
+      if (c.is_number_unsigned() ? std::in_range<int>(c.get<uint64_t>()) : std::in_range<int>(c.get<int64_t>()))
+        e.code = static_cast<int>(c.get<int64_t>());
+    }
+    if (j.contains("message") && j["message"].is_string()) e.message = j["message"].get<std::string>();
   }
-  if (msg.empty()) msg = r.body.substr(0, 200);
-  return {code, msg};
+  if (e.message.empty()) e.message = std::string(body.substr(0, 200));
+  return e;
 }
 
-}  // namespace
-
-uint64_t SnowflakeMillis(uint64_t id) { return (id >> 22) + 1420070400000ull; }
-
-Result<DiscordMessage> ParseMessage(std::string_view body) {
+Result<std::vector<std::pair<std::string, std::string>>> ParseRefreshedUrls(std::string_view body) {
   json j = json::parse(body, nullptr, false);
-  return FromJson(j);
+  if (!j.is_object() || !j.contains("refreshed_urls") || !j["refreshed_urls"].is_array())
+    return Status::Corruption("Discord sent a malformed refresh-urls answer");
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& e : j["refreshed_urls"]) {
+    if (!e.is_object() || !e.contains("original") || !e.contains("refreshed") || !e["original"].is_string() ||
+        !e["refreshed"].is_string())
+      continue;
+    out.emplace_back(e["original"].get<std::string>(), e["refreshed"].get<std::string>());
+  }
+  return out;
 }
 
 DiscordApi::DiscordApi(HttpClient& http, DiscordOptions opts)
@@ -127,7 +141,7 @@ Result<HttpResponse> DiscordApi::Do(const Call& c) {
         counters_.bytes_up += upload;
         return r;
       }
-      auto [code, msg] = ErrorOf(resp);
+      auto [code, msg] = ParseDiscordError(resp.body);
       std::string what = fmt::format("Discord {} {}: HTTP {}{}: {}", c.method, c.route, resp.status,
                                      code >= 0 ? fmt::format(" (code {})", code) : "", msg);
       if (resp.status == 429) {
@@ -210,7 +224,7 @@ Result<std::vector<DiscordMessage>> DiscordApi::ListMessages(uint64_t channel, u
   Call c{"GET", fmt::format("/channels/{}/messages?after={}&limit={}", channel, after, std::clamp(limit, 1, 100)),
          "GET /channels/{}/messages", std::to_string(channel)};
   HASHFS_ASSIGN_OR_RETURN(HttpResponse r, Do(c));
-  HASHFS_ASSIGN_OR_RETURN(auto v, ParseList(r.body));
+  HASHFS_ASSIGN_OR_RETURN(auto v, ParseMessageList(r.body));
   for (auto& m : v)
     if (m.channel_id == 0) m.channel_id = channel;
   return v;
@@ -221,7 +235,7 @@ Result<std::vector<DiscordMessage>> DiscordApi::ListMessagesBefore(uint64_t chan
   Call c{"GET", fmt::format("/channels/{}/messages?{}limit={}", channel, q, std::clamp(limit, 1, 100)),
          "GET /channels/{}/messages", std::to_string(channel)};
   HASHFS_ASSIGN_OR_RETURN(HttpResponse r, Do(c));
-  HASHFS_ASSIGN_OR_RETURN(auto v, ParseList(r.body));
+  HASHFS_ASSIGN_OR_RETURN(auto v, ParseMessageList(r.body));
   for (auto& m : v)
     if (m.channel_id == 0) m.channel_id = channel;
   return v;
@@ -250,7 +264,7 @@ Status DiscordApi::Pin(uint64_t channel, uint64_t message) {
 Result<std::vector<DiscordMessage>> DiscordApi::Pins(uint64_t channel) {
   Call c{"GET", fmt::format("/channels/{}/pins", channel), "GET /channels/{}/pins", std::to_string(channel)};
   HASHFS_ASSIGN_OR_RETURN(HttpResponse r, Do(c));
-  HASHFS_ASSIGN_OR_RETURN(auto v, ParseList(r.body));
+  HASHFS_ASSIGN_OR_RETURN(auto v, ParseMessageList(r.body));
   for (auto& m : v)
     if (m.channel_id == 0) m.channel_id = channel;
   return v;
@@ -261,17 +275,7 @@ Result<std::vector<std::pair<std::string, std::string>>> DiscordApi::RefreshUrls
   Call c{"POST", "/attachments/refresh-urls", "POST /attachments/refresh-urls", ""};
   c.json = json({{"attachment_urls", urls}}).dump();
   HASHFS_ASSIGN_OR_RETURN(HttpResponse r, Do(c));
-  json j = json::parse(r.body, nullptr, false);
-  if (!j.is_object() || !j.contains("refreshed_urls") || !j["refreshed_urls"].is_array())
-    return Status::Corruption("Discord sent a malformed refresh-urls answer");
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& e : j["refreshed_urls"]) {
-    if (!e.is_object() || !e.contains("original") || !e.contains("refreshed") || !e["original"].is_string() ||
-        !e["refreshed"].is_string())
-      continue;
-    out.emplace_back(e["original"].get<std::string>(), e["refreshed"].get<std::string>());
-  }
-  return out;
+  return ParseRefreshedUrls(r.body);
 }
 
 Result<std::string> DiscordApi::Download(const std::string& url,

@@ -108,8 +108,21 @@ class DiscordApi {
   Status fatal_;  // sticky 401/403
 };
 
+// Decoders of Discord's answers (untrusted bytes; pure, thread-safe).
 // Parses a message object (strings for snowflakes, as Discord sends them).
 Result<DiscordMessage> ParseMessage(std::string_view json);
+// A JSON array of message objects, sorted by ascending id.
+Result<std::vector<DiscordMessage>> ParseMessageList(std::string_view json);
+// Discord's error body {"code": int, "message": str}. code is -1 when absent
+// or not an int; message falls back to the first 200 bytes of the body.
+struct DiscordError {
+  int code = -1;
+  std::string message;
+};
+DiscordError ParseDiscordError(std::string_view body);
+// The answer of POST /attachments/refresh-urls: (original, refreshed) pairs;
+// malformed elements are skipped.
+Result<std::vector<std::pair<std::string, std::string>>> ParseRefreshedUrls(std::string_view json);
 // Milliseconds since the Unix epoch encoded in a snowflake.
 uint64_t SnowflakeMillis(uint64_t id);
 

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <thread>
@@ -16,8 +15,6 @@
 
 namespace hashfs::remote {
 namespace {
-
-using json = nlohmann::json;
 
 constexpr uint64_t kTailFetch = 8ull << 10;     // first guess at a pack trailer's size
 constexpr uint64_t kMaxSpanGap = 1ull << 20;    // coalesce ranges closer than this
@@ -237,17 +234,11 @@ Result<std::vector<PreparedObject>> DiscordRemote::FetchSpan(const PackRecord& p
 // ---------------------------------------------------------------------------
 // Index sync
 
-Result<DiscordRemote::RefsPointer> DiscordRemote::LoadPointer() {
+Result<RefsPointer> DiscordRemote::LoadPointer() {
   RefsPointer p;
   HASHFS_ASSIGN_OR_RETURN(auto v, index_.Get("refsptr"));
   if (v) {
-    json j = json::parse(*v, nullptr, false);
-    if (j.is_object()) {
-      p.channel = j.value("channel", uint64_t{0});
-      p.message = j.value("message", uint64_t{0});
-      p.seq = j.value("seq", uint64_t{0});
-      p.gen = j.value("gen", uint64_t{0});
-    }
+    HASHFS_ASSIGN_OR_RETURN(p, DecodeRefsPointer(*v));
   }
   if (manifest_.refs_message && manifest_.refs_seq > p.seq) {
     p.channel = manifest_.refs_channel;
@@ -258,8 +249,7 @@ Result<DiscordRemote::RefsPointer> DiscordRemote::LoadPointer() {
 }
 
 Status DiscordRemote::SavePointer(const RefsPointer& p) {
-  return index_.Put("refsptr",
-                    json({{"channel", p.channel}, {"message", p.message}, {"seq", p.seq}, {"gen", p.gen}}).dump());
+  return index_.Put("refsptr", EncodeRefsPointer(p));
 }
 
 Status DiscordRemote::IngestPack(const PackLocation& loc, const std::string& pack_id) {
@@ -295,7 +285,10 @@ Status DiscordRemote::SyncIndex(bool rebuild, TransferProgress* progress) {
   if (!key_) return Status::InvalidArgument("remote is locked");
   HASHFS_ASSIGN_OR_RETURN(RefsPointer ptr, LoadPointer());
   HASHFS_ASSIGN_OR_RETURN(auto gen_v, index_.Get("gen"));
-  uint64_t local_gen = gen_v ? std::strtoull(gen_v->c_str(), nullptr, 10) : 0;
+  uint64_t local_gen = 0;
+  if (gen_v) {
+    HASHFS_ASSIGN_OR_RETURN(local_gen, DecodeDecimal(*gen_v));
+  }
   if (rebuild) HASHFS_RETURN_IF_ERROR(index_.ClearObjects());
   refs_messages_.clear();
   struct Todo {

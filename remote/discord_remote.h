@@ -121,9 +121,6 @@ class DiscordRemote {
     std::string bytes;
     PackIndex index;
   };
-  struct RefsPointer {
-    uint64_t channel = 0, message = 0, seq = 0, gen = 0;
-  };
 
   uint64_t PackTarget() const;
   uint64_t RequestBudget() const;

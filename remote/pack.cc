@@ -114,9 +114,6 @@ Result<PackIndex> DecodeTrailer(const MasterKey& key, std::string_view tail, uin
   if ((p.size() - kIndexHeaderSize) % kIndexRecordSize != 0 ||
       (p.size() - kIndexHeaderSize) / kIndexRecordSize != count)
     return Status::Corruption("pack index size does not match its count");
-  const uint64_t region_end = pack_size - need;  // entries end where the index begins
-  uint64_t next = kPackHeaderSize;
-  std::unordered_set<Digest, DigestHash> seen;
   idx.entries.reserve(count);
   for (uint64_t i = 0; i < count; i++) {
     size_t at = kIndexHeaderSize + i * kIndexRecordSize;
@@ -128,14 +125,28 @@ Result<PackIndex> DecodeTrailer(const MasterKey& key, std::string_view tail, uin
     uint8_t kind = static_cast<uint8_t>(p[at + 76]);
     if (kind > 1) return Status::Corruption("pack index entry has an unknown kind");
     e.kind = static_cast<ObjectKind>(kind);
+    idx.entries.push_back(e);
+  }
+  // The index fills exactly L - 28 bytes, so entries end where it begins.
+  HASHFS_RETURN_IF_ERROR(CheckPackEntries(idx.entries, pack_size));
+  return idx;
+}
+
+Status CheckPackEntries(const std::vector<PackEntry>& entries, uint64_t pack_size) {
+  const uint64_t trailer = kSealOverhead + kIndexHeaderSize + entries.size() * kIndexRecordSize + kPackFooterSize;
+  if (pack_size < kPackHeaderSize || pack_size - kPackHeaderSize < trailer)
+    return Status::Corruption("pack too short for its index");
+  const uint64_t region_end = pack_size - trailer;
+  uint64_t next = kPackHeaderSize;
+  std::unordered_set<Digest, DigestHash> seen;
+  for (const auto& e : entries) {
     if (e.offset < next || e.length < kSealOverhead + kStoredHeaderSize || e.offset > region_end ||
         e.length > region_end - e.offset)
       return Status::Corruption("pack index entry out of range or overlapping");
     if (!seen.insert(e.keyed_id).second) return Status::Corruption("pack index names an object twice");
     next = e.offset + e.length;
-    idx.entries.push_back(e);
   }
-  return idx;
+  return Status::Ok();
 }
 
 Result<PackIndex> DecodePack(const MasterKey& key, std::string_view pack) {

@@ -92,6 +92,13 @@ Result<uint64_t> TrailerLength(std::string_view tail, uint64_t pack_size);
 // the pack). Checks magic, authentication and that every entry lies inside
 // the entry region, in order, without overlap.
 Result<PackIndex> DecodeTrailer(const MasterKey& key, std::string_view tail, uint64_t pack_size);
+// The limits DecodeTrailer puts on the records of an index, for every
+// decoder of such records (the remote index keeps them too): entries in
+// offset order without overlap, each at least a sealed empty frame, all
+// between the header and the sealed index (which with the footer takes the
+// last 64 + 77 x count bytes of the `pack_size`), keyed ids unique.
+// Corruption otherwise.
+Status CheckPackEntries(const std::vector<PackEntry>& entries, uint64_t pack_size);
 // Decodes and checks a whole pack (header, trailer, every entry decrypts).
 Result<PackIndex> DecodePack(const MasterKey& key, std::string_view pack);
 // Opens one sealed entry and checks that its frame decodes and hashes to

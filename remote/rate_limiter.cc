@@ -12,6 +12,13 @@ constexpr auto kMargin = std::chrono::milliseconds(60);
 RateLimiter::Clock::duration Secs(double s) {
   return std::chrono::duration_cast<RateLimiter::Clock::duration>(std::chrono::duration<double>(s));
 }
+
+// A count header: decimal digits only, within int; -1 otherwise (atoi read
+// "abc" and "-3" as counts, and overflowed on long ones).
+int Count(const std::string& s) {
+  if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoi(s);
+}
 }  // namespace
 
 double ParseSeconds(const std::string& s) {
@@ -20,6 +27,30 @@ double ParseSeconds(const std::string& s) {
   double v = std::strtod(s.c_str(), &end);
   if (end == s.c_str() || !std::isfinite(v) || v < 0) return -1;
   return v;
+}
+
+RateLimitInfo ParseRateLimit(const HttpResponse& resp) {
+  RateLimitInfo info;
+  info.bucket = resp.Header("x-ratelimit-bucket");
+  info.remaining = Count(resp.Header("x-ratelimit-remaining"));
+  if (info.remaining >= 0) info.limit = Count(resp.Header("x-ratelimit-limit"));
+  info.reset_after = ParseSeconds(resp.Header("x-ratelimit-reset-after"));
+  // Cut before it meets the clock: a huge wait overflows time_point.
+  if (info.reset_after > kMaxRateLimitWait) info.reset_after = kMaxRateLimitWait;
+  if (resp.status == 429) {
+    info.limited = true;
+    double hdr = ParseSeconds(resp.Header("retry-after"));
+    double body_retry = -1;
+    info.global = resp.Header("x-ratelimit-global") == "true" || resp.Header("x-ratelimit-scope") == "global";
+    auto j = nlohmann::json::parse(resp.body, nullptr, false);
+    if (j.is_object()) {
+      if (j.contains("retry_after") && j["retry_after"].is_number()) body_retry = j["retry_after"].get<double>();
+      if (j.contains("global") && j["global"].is_boolean() && j["global"].get<bool>()) info.global = true;
+    }
+    // The body's float is precise; Retry-After may be rounded up to whole seconds.
+    info.retry_after = std::min(std::max(body_retry >= 0 ? body_retry : hdr, 0.05), kMaxRateLimitWait);
+  }
+  return info;
 }
 
 std::string RateLimiter::KeyFor(const std::string& route, const std::string& major) {
@@ -71,40 +102,27 @@ double RateLimiter::Complete(const Permit& p, const HttpResponse* resp) {
   states_[p.key].busy = false;
   double retry = 0;
   if (resp) {
-    std::string bucket = resp->Header("x-ratelimit-bucket");
+    RateLimitInfo info = ParseRateLimit(*resp);
     std::string key = p.key;
-    if (!bucket.empty()) {
-      route_bucket_[p.route + "|" + p.major] = bucket;
-      key = "bucket:" + bucket + "|" + p.major;
+    if (!info.bucket.empty()) {
+      route_bucket_[p.route + "|" + p.major] = info.bucket;
+      key = "bucket:" + info.bucket + "|" + p.major;
     }
     State& s = states_[key];
-    std::string rem = resp->Header("x-ratelimit-remaining");
-    std::string lim = resp->Header("x-ratelimit-limit");
-    double reset_after = ParseSeconds(resp->Header("x-ratelimit-reset-after"));
-    if (!rem.empty()) {
-      s.remaining = std::atoi(rem.c_str());
-      if (!lim.empty()) s.limit = std::atoi(lim.c_str());
-      if (reset_after >= 0) {
-        s.reset_at = now + Secs(reset_after) + kMargin;
+    if (info.remaining >= 0) {
+      s.remaining = info.remaining;
+      if (info.limit >= 0) s.limit = info.limit;
+      if (info.reset_after >= 0) {
+        s.reset_at = now + Secs(info.reset_after) + kMargin;
       } else if (s.remaining == 0) {
         s.reset_at = now + std::chrono::seconds(1);  // no reset given: be conservative
       }
     }
-    if (resp->status == 429) {
+    if (info.limited) {
       counters_.rate_limited++;
-      double hdr = ParseSeconds(resp->Header("retry-after"));
-      double body_retry = -1;
-      bool global = resp->Header("x-ratelimit-global") == "true" || resp->Header("x-ratelimit-scope") == "global";
-      auto j = nlohmann::json::parse(resp->body, nullptr, false);
-      if (j.is_object()) {
-        if (j.contains("retry_after") && j["retry_after"].is_number()) body_retry = j["retry_after"].get<double>();
-        if (j.contains("global") && j["global"].is_boolean() && j["global"].get<bool>()) global = true;
-      }
-      // The body's float is precise; Retry-After may be rounded up to whole seconds.
-      retry = std::max(body_retry >= 0 ? body_retry : hdr, 0.05);
-      retry = std::min(retry, 600.0);
+      retry = info.retry_after;
       Clock::time_point until = now + Secs(retry) + kMargin;
-      if (global) {
+      if (info.global) {
         global_blocked_until_ = std::max(global_blocked_until_, until);
       } else {
         s.remaining = 0;

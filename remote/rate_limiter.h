@@ -84,4 +84,23 @@ class RateLimiter {
 // Seconds from a header value like "1.234"; -1 if absent or malformed.
 double ParseSeconds(const std::string& s);
 
+// Longest wait any answer can impose (longer ones are cut to this).
+inline constexpr double kMaxRateLimitWait = 600;
+
+// What one response says about rate limits (untrusted; pure): the
+// X-RateLimit-* headers, and for a 429 how long to wait (the body's precise
+// retry_after, else Retry-After; at least 0.05 s) and whether the global
+// limit was hit. Counts must be plain decimal integers (else absent); waits
+// are at most kMaxRateLimitWait.
+struct RateLimitInfo {
+  std::string bucket;        // X-RateLimit-Bucket, "" if absent
+  int remaining = -1;        // -1: absent or malformed
+  int limit = -1;            // -1: absent or malformed (read only with remaining)
+  double reset_after = -1;   // seconds; -1: absent or malformed
+  bool limited = false;      // a 429
+  double retry_after = 0;    // 429 only
+  bool global = false;       // 429 only
+};
+RateLimitInfo ParseRateLimit(const HttpResponse& resp);
+
 }  // namespace hashfs::remote

@@ -70,6 +70,14 @@ struct RemoteRefs {
   std::vector<Digest> KeptCommits() const;
 };
 
+// The local index's pointer to the newest ref-log message seen (ref table
+// remote/NAME/refsptr, JSON); a value this did not write is Corruption.
+struct RefsPointer {
+  uint64_t channel = 0, message = 0, seq = 0, gen = 0;
+};
+std::string EncodeRefsPointer(const RefsPointer& p);
+Result<RefsPointer> DecodeRefsPointer(std::string_view v);
+
 // Ref-log message content ("hashfs:refs:1 {...}") and its parse.
 struct RefLogHeader {
   uint64_t seq = 0, gc_generation = 0;

@@ -17,14 +17,29 @@ uint64_t GetLE(std::string_view s, size_t pos, int bytes) {
   return v;
 }
 
-std::string EncodeLocation(const std::string& pack_id, const PackEntry& e) {
-  std::string v = pack_id;
-  PutLE(&v, e.offset, 8);
-  PutLE(&v, e.length, 4);
+}  // namespace
+
+std::string EncodeLocation(const ObjectLocation& l) {
+  std::string v = l.pack_id;
+  PutLE(&v, l.offset, 8);
+  PutLE(&v, l.length, 4);
   return v;
 }
 
-}  // namespace
+Result<ObjectLocation> DecodeLocation(std::string_view v) {
+  if (v.size() != kPackIdSize + 12) return Status::Corruption("remote index locator malformed");
+  ObjectLocation l;
+  l.pack_id = v.substr(0, kPackIdSize);
+  l.offset = GetLE(v, kPackIdSize, 8);
+  l.length = static_cast<uint32_t>(GetLE(v, kPackIdSize + 8, 4));
+  return l;
+}
+
+Result<uint64_t> DecodeDecimal(std::string_view v) {
+  auto id = ParseDecimalId(v);
+  if (!id) return Status::Corruption("remote index value '" + std::string(v.substr(0, 40)) + "' is not a number");
+  return *id;
+}
 
 std::string EncodePackRecord(const PackRecord& r) {
   std::string v;
@@ -61,9 +76,14 @@ Result<PackRecord> DecodePackRecord(std::string_view pack_id, std::string_view v
     std::memcpy(e.digest.bytes.data(), v.data() + at + 32, 32);
     e.offset = GetLE(v, at + 64, 8);
     e.length = static_cast<uint32_t>(GetLE(v, at + 72, 4));
-    e.kind = static_cast<ObjectKind>(static_cast<uint8_t>(v[at + 76]) & 1);
+    auto kind = static_cast<uint8_t>(v[at + 76]);
+    if (kind > 1) return Status::Corruption("remote index pack record has an unknown kind");
+    e.kind = static_cast<ObjectKind>(kind);
     r.index.entries.push_back(e);
   }
+  // The records came from the pack's trailer: the same limits hold.
+  if (Status s = CheckPackEntries(r.index.entries, r.loc.size); !s.ok())
+    return s.WithContext("remote index pack record");
   return r;
 }
 
@@ -73,7 +93,8 @@ Status RemoteIndex::AddPacks(const std::vector<PackRecord>& packs) {
     for (const auto& p : packs) {
       HASHFS_RETURN_IF_ERROR(t.Put(prefix_ + "p/" + HexEncode(p.index.pack_id), EncodePackRecord(p)));
       for (const auto& e : p.index.entries)
-        HASHFS_RETURN_IF_ERROR(t.Put(prefix_ + "o/" + e.keyed_id.Hex(), EncodeLocation(p.index.pack_id, e)));
+        HASHFS_RETURN_IF_ERROR(
+            t.Put(prefix_ + "o/" + e.keyed_id.Hex(), EncodeLocation({p.index.pack_id, e.offset, e.length})));
     }
     return Status::Ok();
   });
@@ -103,12 +124,7 @@ Result<std::optional<ObjectLocation>> RemoteIndex::Find(const Digest& keyed_id) 
   HASHFS_RETURN_IF_ERROR(store_.View([&](RefTxn& t) -> Status {
     HASHFS_ASSIGN_OR_RETURN(auto v, t.Get(prefix_ + "o/" + keyed_id.Hex()));
     if (!v) return Status::Ok();
-    if (v->size() != kPackIdSize + 12) return Status::Corruption("remote index locator malformed");
-    ObjectLocation l;
-    l.pack_id = v->substr(0, kPackIdSize);
-    l.offset = GetLE(*v, kPackIdSize, 8);
-    l.length = static_cast<uint32_t>(GetLE(*v, kPackIdSize + 8, 4));
-    out = l;
+    HASHFS_ASSIGN_OR_RETURN(out, DecodeLocation(*v));
     return Status::Ok();
   }));
   return out;
@@ -173,7 +189,8 @@ Status RemoteIndex::ClearObjects() {
 
 Result<uint64_t> RemoteIndex::Watermark(uint64_t channel) {
   HASHFS_ASSIGN_OR_RETURN(auto v, Get("sync/" + std::to_string(channel)));
-  return v ? std::strtoull(v->c_str(), nullptr, 10) : 0;
+  if (!v) return 0;
+  return DecodeDecimal(*v);
 }
 
 Status RemoteIndex::SetWatermark(uint64_t channel, uint64_t message) {

@@ -8,7 +8,9 @@
 //                                u64 LE pack size | u32 LE count | count x index record
 //                                (the pack trailer's records, pack.h)
 //   remote/NAME/sync/<channel>   decimal id of the newest message already listed
+//   remote/NAME/refsptr          JSON pointer to the newest ref-log message seen (remote_format.h)
 //   remote/NAME/refs             the newest remote ref state seen (JSON, remote_format.h)
+//   remote/NAME/gen              decimal gc generation the index was built under
 //   remote/NAME/lazy             "1" when the store was cloned without --all
 //
 // Locators are channel, message and attachment ids: signed URLs are never
@@ -77,7 +79,13 @@ class RemoteIndex {
   std::string prefix_;
 };
 
+// The values of the index's records. Decoders treat them as hostile: what
+// the encoders could not have written is Corruption.
 std::string EncodePackRecord(const PackRecord& r);
 Result<PackRecord> DecodePackRecord(std::string_view pack_id, std::string_view v);
+std::string EncodeLocation(const ObjectLocation& l);
+Result<ObjectLocation> DecodeLocation(std::string_view v);
+// remote/NAME/sync/<channel> and remote/NAME/gen: std::to_string's decimal.
+Result<uint64_t> DecodeDecimal(std::string_view v);
 
 }  // namespace hashfs::remote

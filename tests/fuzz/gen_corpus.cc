@@ -2,7 +2,10 @@
 //   fuzz_corpus_gen OUT_DIR     (OUT_DIR/<target>/seed-*; tests/fuzz/corpus)
 // Seeds are real encodings: objects of the deterministic repository of
 // fuzz_repo.h as stored and as plain tree objects, hand-built objects using
-// every format feature, the repository's ref table, and REF[:PATH] strings.
+// every format feature, the repository's ref table, and REF[:PATH] strings;
+// for the remote targets, packs of the repository's objects sealed with the
+// fixed key (deterministic nonces) and as plaintext plans, the messages and
+// records the remote writes, and Discord answers as Discord sends them.
 // Hand-placed regression inputs (regress-*) in the corpus are not touched.
 #include <sys/stat.h>
 
@@ -12,9 +15,12 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "cas/object_codec.h"
+#include "remote/discord_api.h"
 #include "tests/fuzz/fuzz_repo.h"
+#include "tests/fuzz/remote_fuzz.h"
 
 namespace {
 
@@ -272,6 +278,294 @@ void RepoSeeds() {
   for (const auto& [name, a] : args) Write("ref_resolve", name, a);
 }
 
+
+// ---------------------------------------------------------------------------
+// Remote targets
+
+std::string Mode(uint8_t m, std::string_view rest) { return std::string(1, static_cast<char>(m)) + std::string(rest); }
+
+struct Obj {
+  Digest d;
+  ObjectKind kind;
+  std::string frame;  // as uploaded: write time zeroed
+};
+
+// The plaintext plan pack_fuzz.cc reads: pack id | u8 n | n x (u16 len | frame) | index plaintext.
+std::string PlanBytes(const fuzz::PackPlan& plan) {
+  std::string s = plan.pack_id;
+  s.push_back(static_cast<char>(plan.frames.size()));
+  for (const auto& f : plan.frames) {
+    if (f.size() > 0xffff) {
+      std::cerr << "frame too large for a plan\n";
+      std::exit(1);
+    }
+    fuzz::PutLE(&s, f.size(), 2);
+    s += f;
+  }
+  return s + plan.index_plain;
+}
+
+// A pack of `objs` as PackWriter lays it out, sealed with the fixed key; the
+// result is checked against PackWriter and DecodePack.
+std::pair<fuzz::PackPlan, std::string> MakePack(const std::vector<Obj>& objs, uint8_t id_seed,
+                                                std::vector<remote::PackEntry>* entries) {
+  const remote::MasterKey& key = fuzz::FixedKey();
+  fuzz::PackPlan plan;
+  plan.pack_id = fuzz::Pattern(remote::kPackIdSize, 13, id_seed);
+  uint64_t at = remote::kPackHeaderSize;
+  entries->clear();
+  remote::PackWriter w(key, remote::kDefaultPackLimit);
+  for (const auto& o : objs) {
+    remote::PackEntry e;
+    e.keyed_id = key.KeyedId(o.d);
+    e.digest = o.d;
+    e.offset = at;
+    e.length = static_cast<uint32_t>(o.frame.size() + remote::kSealOverhead);
+    e.kind = o.kind;
+    at += e.length;
+    entries->push_back(e);
+    plan.frames.push_back(o.frame);
+    plan.aad_ids.push_back(e.keyed_id);
+    w.Add(e.keyed_id, e.digest, e.kind, o.frame);
+  }
+  plan.index_plain = fuzz::EncodeIndexPlain(*entries);
+  std::vector<fuzz::Placed> placed;
+  std::string pack = fuzz::AssemblePack(key, plan, &placed);
+  auto [wbytes, widx] = w.Finish();
+  auto idx = remote::DecodePack(key, pack);
+  if (!idx.ok() || wbytes.size() != pack.size() || !fuzz::SameEntries(idx->entries, *entries) ||
+      widx.entries.size() != entries->size()) {
+    std::cerr << "assembled pack does not match PackWriter's: " << idx.status().ToString() << "\n";
+    std::exit(1);
+  }
+  for (size_t i = 0; i < entries->size(); i++)
+    if (widx.entries[i].offset != (*entries)[i].offset || widx.entries[i].length != (*entries)[i].length) {
+      std::cerr << "assembled pack layout differs from PackWriter's\n";
+      std::exit(1);
+    }
+  return {plan, pack};
+}
+
+std::string Kdf(uint64_t n, uint64_t r, uint64_t p) {
+  const std::string salt = remote::Base64Encode(fuzz::Pattern(16, 29, 5));
+  return nlohmann::json({{"alg", "scrypt"}, {"n", n}, {"r", r}, {"p", p}, {"salt", salt}}).dump();
+}
+
+std::string Response(int status, const std::vector<std::pair<std::string, std::string>>& headers, std::string_view body) {
+  std::string s = std::to_string(status) + "\n";
+  for (const auto& [k, v] : headers) s += k + ": " + v + "\n";
+  return s + "\n" + std::string(body);
+}
+
+void RemoteSeeds() {
+  using remote::PackEntry;
+  const remote::MasterKey& key = fuzz::FixedKey();
+  auto r = fuzz::BuildFuzzRepo();
+
+  // Objects: hand-made ones (raw, compressed, meta) and the repository's smallest of each type.
+  std::vector<Obj> objs;
+  auto add = [&](std::string_view plain, ObjectKind kind, int level) {
+    Digest d = Sha256Of(plain);
+    objs.push_back({d, kind, remote::FrameForUpload(d, plain, kind, level).stored});
+  };
+  add("hello, hashfs", ObjectKind::kData, 0);
+  add(std::string(4096, 'z'), ObjectKind::kData, 3);
+  add(EncodeDirNode(RichLeaf()), ObjectKind::kMeta, 3);
+  std::map<char, std::pair<std::string, Digest>> smallest;
+  Must(r->store.ForEachObject([&](const Digest& d, std::string_view stored) -> Status {
+    std::string plain = Must(DecodeStoredObject(d, stored));
+    char type = plain.size() >= 4 && plain[0] == 1 && plain[1] == 'f' ? plain[2] : '?';
+    auto it = smallest.find(type);
+    if (it == smallest.end() || plain.size() < it->second.first.size() ||
+        (plain.size() == it->second.first.size() && d < it->second.second))
+      smallest[type] = {plain, d};
+    return Status::Ok();
+  }));
+  for (const auto& [type, pd] : smallest)
+    add(pd.first, type == '?' ? ObjectKind::kData : ObjectKind::kMeta, 3);
+
+  std::vector<PackEntry> entries, entries2, none;
+  auto [plan, pack] = MakePack(objs, 1, &entries);
+  std::vector<Obj> two(objs.begin(), objs.begin() + 2);
+  auto [plan2, pack2] = MakePack(two, 2, &entries2);
+  auto [plan0, pack0] = MakePack({}, 3, &none);
+  Write("pack", "sealed-objects", Mode(0, pack));
+  Write("pack", "sealed-two", Mode(0, pack2));
+  Write("pack", "sealed-empty", Mode(0, pack0));
+  Write("pack", "plan-objects", Mode(1, PlanBytes(plan)));
+  Write("pack", "plan-two", Mode(1, PlanBytes(plan2)));
+  Write("pack", "plan-empty", Mode(1, PlanBytes(plan0)));
+  // Fix-up mode: a raw frame whose record the target completes.
+  fuzz::PackPlan loose = plan2;
+  std::memset(loose.index_plain.data() + 8, 0, 32);       // keyed id
+  std::memset(loose.index_plain.data() + 8 + 64, 0, 12);  // offset, length
+  Write("pack", "plan-fixup", Mode(2, PlanBytes(loose)));
+  // Hostile sizes and tails, as IngestPack meets them.
+  auto sized = [&](int32_t delta, uint16_t tail, const fuzz::PackPlan& p) {
+    std::string s;
+    fuzz::PutLE(&s, static_cast<uint32_t>(delta), 4);
+    fuzz::PutLE(&s, tail, 2);
+    return Mode(3, s + PlanBytes(p));
+  };
+  Write("pack", "tail-8k", sized(0, 8192, plan));
+  Write("pack", "tail-short", sized(0, 40, plan2));
+  Write("pack", "size-smaller", sized(-100, 8192, plan2));
+  Write("pack", "size-larger", sized(1 << 20, 8192, plan2));
+
+  // Manifest, ref-log header, refs, config, index records.
+  remote::Manifest m;
+  m.kdf.salt = fuzz::Pattern(16, 29, 5);
+  m.wrapped_key = fuzz::DetSeal(fuzz::FixedKek(), key.raw(), remote::kWrapAad);
+  m.channels = {1100000000000000001ull, 1100000000000000002ull};
+  Write("remote_format", "manifest-new", Mode(0, m.Content()));
+  m.refs_channel = 1100000000000000001ull;
+  m.refs_message = 1100000000000000777ull;
+  m.refs_seq = 7;
+  Write("remote_format", "manifest", Mode(0, m.Content()));
+  remote::RefLogHeader h;
+  h.seq = 7;
+  h.gc_generation = 2;
+  h.kdf = m.kdf;
+  h.wrapped_key = m.wrapped_key;
+  Write("remote_format", "reflog-header", Mode(1, h.Content()));
+  Write("remote_format", "manifest-kdf-max",
+        Mode(0, std::string(remote::kManifestPrefix) + R"({"format":1,"kdf":)" + Kdf(1u << 22, 32, 16) + R"(,"key":")" +
+                    remote::Base64Encode(m.wrapped_key) + R"(","channels":["1"]})"));
+
+  remote::RemoteRefs refs;
+  refs.seq = 7;
+  refs.gc_generation = 2;
+  refs.time_ns = 1763800000000000000;
+  refs.repo = r->repo->config();
+  for (const auto& [name, commits] : r->volumes) {
+    auto hist = Must(r->repo->History(name));
+    remote::RemoteVolume rv;
+    rv.head = hist.front().commit;
+    rv.head_seq = hist.front().seq;
+    for (auto it = hist.rbegin(); it != hist.rend(); ++it) rv.history.emplace_back(it->seq, it->commit);
+    refs.volumes[name] = rv;
+  }
+  refs.snapshots = r->snapshots;
+  Write("remote_format", "refs", Mode(2, refs.ToJson()));
+  Write("remote_format", "refs-empty", Mode(2, remote::RemoteRefs{}.ToJson()));
+  remote::RemoteConfig cfg{"origin", "discord", {1100000000000000001ull, 1100000000000000002ull}};
+  Write("remote_format", "config", Mode(3, cfg.ToJson()));
+  remote::PackIndex pidx;
+  pidx.pack_id = plan.pack_id;
+  pidx.entries = entries;
+  pidx.pack_size = pack.size();
+  Write("remote_format", "pack-record", Mode(4, remote::EncodePackRecord({{1100000000000000001ull, 1100000000000000123ull,
+                                                                          1100000000000000124ull, pack.size()}, pidx})));
+  Write("remote_format", "location", Mode(5, remote::EncodeLocation({plan.pack_id, entries[1].offset, entries[1].length})));
+  Write("remote_format", "sync-mark", Mode(6, "1100000000000000123"));
+  Write("remote_format", "gc-generation", Mode(6, "2"));
+  Write("remote_format", "refs-pointer",
+        Mode(7, remote::EncodeRefsPointer({1100000000000000001ull, 1100000000000000777ull, 7, 2})));
+
+  // Crypto: sealed blobs, wrapped keys, decrypted refs, encodings, KDF parameters.
+  Write("crypto", "sealed-refs-aad", Mode(0, fuzz::DetSeal(key.enc_key(), "hello, hashfs", remote::kRefsAad)));
+  Write("crypto", "sealed-no-aad", Mode(0, fuzz::DetSeal(key.enc_key(), "", "")));
+  Write("crypto", "plaintext", Mode(0, "a plaintext to seal"));
+  Write("crypto", "wrapped-key", Mode(1, m.wrapped_key));
+  Write("crypto", "master-key", Mode(1, key.raw()));
+  Write("crypto", "refs-json", Mode(2, refs.ToJson()));
+  Write("crypto", "refs-attachment", Mode(2, fuzz::DetSeal(key.enc_key(), refs.ToJson(), remote::kRefsAad)));
+  Write("crypto", "base64-key", Mode(3, remote::Base64Encode(m.wrapped_key)));
+  Write("crypto", "hex-id", Mode(3, remote::HexEncode(plan.pack_id)));
+  Write("crypto", "kdf-cheap", Mode(3, std::string("\x0a\x01\x01\x10", 4) + fuzz::Pattern(16, 29, 5)));
+  Write("crypto", "kdf-default", Mode(3, std::string("\x0f\x08\x01\x10", 4) + fuzz::Pattern(16, 29, 5)));
+
+  // Discord answers, shaped like Discord's (and the emulator's).
+  auto att = [](uint64_t id, const std::string& name, uint64_t size) {
+    return nlohmann::json({{"id", std::to_string(id)},
+                           {"filename", name},
+                           {"size", size},
+                           {"url", "https://cdn.discordapp.com/attachments/1100000000000000001/" + std::to_string(id) +
+                                       "/" + name + "?ex=6921a0b0&is=69204f30&hm=0123456789abcdef"},
+                           {"content_type", "application/octet-stream"}});
+  };
+  auto msg = [&](uint64_t id, const std::string& content, nlohmann::json atts, bool pinned) {
+    return nlohmann::json({{"id", std::to_string(id)},
+                           {"type", 0},
+                           {"channel_id", "1100000000000000001"},
+                           {"author", {{"id", "1000000000000000042"}, {"username", "hashfs-bot"}, {"bot", true}}},
+                           {"content", content},
+                           {"timestamp", "2025-11-22T10:00:00.000000+00:00"},
+                           {"edited_timestamp", nullptr},
+                           {"pinned", pinned},
+                           {"nonce", "0123456789abcdef01234567"},
+                           {"attachments", atts}});
+  };
+  std::string pack_name = remote::HexEncode(plan.pack_id) + ".hfp";
+  const std::string pack2_name = remote::HexEncode(plan2.pack_id) + ".hfp";
+  auto packs_msg = msg(1100000000000000123ull, std::string(remote::kPacksContent),
+                       nlohmann::json::array({att(1100000000000000124ull, pack_name, pack.size()),
+                                              att(1100000000000000125ull, pack2_name, pack2.size())}),
+                       false);
+  auto manifest_msg = msg(1100000000000000100ull, m.Content(), nlohmann::json::array(), true);
+  auto refs_msg = msg(1100000000000000777ull, h.Content(),
+                      nlohmann::json::array({att(1100000000000000778ull, "refs-7.bin", 4242)}), false);
+  Write("discord_api", "message-packs", Mode(0, packs_msg.dump()));
+  Write("discord_api", "message-manifest", Mode(0, manifest_msg.dump()));
+  Write("discord_api", "message-reflog", Mode(0, refs_msg.dump()));
+  Write("discord_api", "list", Mode(1, nlohmann::json::array({refs_msg, packs_msg, manifest_msg}).dump()));
+  Write("discord_api", "list-empty", Mode(1, "[]"));
+  Write("discord_api", "error-unknown-channel", Mode(2, R"({"message": "Unknown Channel", "code": 10003})"));
+  Write("discord_api", "error-too-large", Mode(2, R"({"message": "Request entity too large", "code": 40005})"));
+  Write("discord_api", "error-form",
+        Mode(2, R"({"message": "Invalid Form Body", "code": 50035, "errors": {"content": {"_errors": )"
+                R"([{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}]}}})"));
+  Write("discord_api", "error-html", Mode(2, "<html><body>502 Bad Gateway</body></html>"));
+  auto refreshed = [](const std::string& from, const std::string& to) {
+    return nlohmann::json({{"refreshed_urls", nlohmann::json::array({{{"original", from}, {"refreshed", to}}})}}).dump();
+  };
+  Write("discord_api", "refresh",
+        Mode(3, refreshed("https://cdn.discordapp.com/a?ex=1", "https://cdn.discordapp.com/a?ex=2")));
+  const std::vector<std::pair<std::string, std::string>> rl = {{"x-ratelimit-bucket", "d4d1d5c1b0a3e7f2"},
+                                                                {"x-ratelimit-limit", "5"},
+                                                                {"x-ratelimit-remaining", "4"},
+                                                                {"x-ratelimit-reset", "1763800000.123"},
+                                                                {"x-ratelimit-reset-after", "1.250"}};
+  Write("discord_api", "ratelimit-ok", Mode(4, Response(200, rl, packs_msg.dump())));
+  Write("discord_api", "ratelimit-exhausted",
+        Mode(4, Response(200, {{"x-ratelimit-bucket", "d4d1d5c1b0a3e7f2"}, {"x-ratelimit-limit", "5"},
+                               {"x-ratelimit-remaining", "0"}, {"x-ratelimit-reset-after", "0.750"}}, "")));
+  Write("discord_api", "ratelimit-429",
+        Mode(4, Response(429, {{"retry-after", "1"}, {"x-ratelimit-scope", "user"}, {"x-ratelimit-bucket", "d4d1d5c1b0a3e7f2"},
+                               {"x-ratelimit-remaining", "0"}, {"x-ratelimit-reset-after", "0.351"}},
+                         R"({"message": "You are being rate limited.", "retry_after": 0.351, "global": false})")));
+  Write("discord_api", "ratelimit-429-global",
+        Mode(4, Response(429, {{"retry-after", "2"}, {"x-ratelimit-global", "true"}, {"x-ratelimit-scope", "global"}},
+                         R"({"message": "You are being rate limited.", "retry_after": 1.5, "global": true})")));
+  // One API call each (call selector, then the answer).
+  auto call = [](uint8_t c, const std::string& resp) { return Mode(5, std::string(1, static_cast<char>(c)) + resp); };
+  auto created = msg(1100000000000000130ull, std::string(remote::kPacksContent),
+                     nlohmann::json::array({att(1100000000000000131ull, "a.hfp", 3),
+                                            att(1100000000000000132ull, "b.hfp", 5)}),
+                     false);
+  Write("discord_api", "call-create", call(0, Response(200, rl, created.dump())));
+  Write("discord_api", "call-get", call(1, Response(200, rl, packs_msg.dump())));
+  Write("discord_api", "call-list", call(2, Response(200, rl, nlohmann::json::array({packs_msg, refs_msg}).dump())));
+  Write("discord_api", "call-delete", call(3, Response(204, rl, "")));
+  Write("discord_api", "call-delete-gone", call(3, Response(404, {}, R"({"message": "Unknown Message", "code": 10008})")));
+  Write("discord_api", "call-refresh",
+        call(4, Response(200, {}, refreshed("https://cdn.test/a", "https://cdn.test/a?ex=2"))));
+  Write("discord_api", "call-pins", call(6, Response(200, rl, nlohmann::json::array({manifest_msg}).dump())));
+  Write("discord_api", "call-401", call(1, Response(401, {}, R"({"message": "401: Unauthorized", "code": 0})")));
+  Write("discord_api", "call-403", call(2, Response(403, {}, R"({"message": "Missing Access", "code": 50001})")));
+  Write("discord_api", "call-413", call(0, Response(413, {}, R"({"message": "Request entity too large", "code": 40005})")));
+  Write("discord_api", "call-500", call(1, Response(500, {}, R"({"message": "Try again a little later", "code": 130000})")));
+  // Downloads: the selector's parity (input length) decides ranged or not.
+  std::string body10 = "0123456789";
+  for (std::string extra : {"", " "}) {
+    std::string tag = extra.empty() ? "even" : "odd";
+    Write("discord_api", "download-206-" + tag,
+          call(5, Response(206, {{"content-range", "bytes 10-19/100"}}, body10 + extra)));
+    Write("discord_api", "download-200-" + tag, call(5, Response(200, {}, std::string(100, 'x') + extra)));
+    Write("discord_api", "download-410-" + tag, call(5, Response(410, {}, "gone" + extra)));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -284,6 +578,7 @@ int main(int argc, char** argv) {
   TreeSeeds();
   StoredSeeds();
   RepoSeeds();
+  RemoteSeeds();
   std::cout << "wrote " << g_written << " seed files under " << g_out << "\n";
   return 0;
 }

@@ -18,10 +18,15 @@ if ! [[ "$secs" =~ ^[0-9]+$ ]] || [ "$secs" -lt 1 ]; then
   exit 2
 fi
 
-# target:max_len. Sizes cover the seeds with room to grow: tree objects are
-# small, a stored object up to 64 KiB (a compressed frame may claim 64 MiB).
+# target:max_len[:malloc_mb]. Sizes cover the seeds with room to grow: tree
+# objects are small, a stored object up to 64 KiB (a compressed frame may
+# claim 64 MiB). malloc_mb (default 2048, the RSS limit) fails the run on any
+# single allocation that large: the remote's decoders get small inputs, so
+# anything near it is an unbounded allocation (a pack entry's frame may
+# legitimately decompress to 64 MiB).
 targets=(stored_object:65536 dir_node:16384 link_node:16384 file_node:16384 commit:8192
-         ref_records:8192 ref_resolve:512)
+         ref_records:8192 ref_resolve:512
+         pack:32768:256 remote_format:16384:64 crypto:8192:64 discord_api:16384:64)
 if [ -n "${FUZZ_TARGETS:-}" ]; then
   sel=()
   for t in "${targets[@]}"; do
@@ -48,8 +53,8 @@ mkdir -p "$work" "$arts"
 
 failed=()
 for spec in "${targets[@]}"; do
-  t="${spec%%:*}"
-  max_len="${spec##*:}"
+  IFS=: read -r t max_len malloc_mb <<<"$spec"
+  malloc_mb="${malloc_mb:-2048}"
   seeds="tests/fuzz/corpus/$t"
   [ -d "$seeds" ] || { echo "missing seed corpus $seeds" >&2; exit 1; }
   cp -r "$seeds" "$work/$t"
@@ -60,7 +65,7 @@ for spec in "${targets[@]}"; do
   # The outer timeout only guards against a wedged process; libFuzzer stops
   # itself after -max_total_time and reports hangs via -timeout.
   timeout --kill-after=30 $((secs * 3 + 120)) "build-fuzz/tests/fuzz/fuzz_$t" \
-    -max_total_time="$secs" -max_len="$max_len" -rss_limit_mb=2048 -timeout=10 \
+    -max_total_time="$secs" -max_len="$max_len" -rss_limit_mb=2048 -malloc_limit_mb="$malloc_mb" -timeout=10 \
     -print_final_stats=1 -artifact_prefix="$arts/$t/" "$work/$t" >"$log" 2>&1
   rc=$?
   set -e
