@@ -63,9 +63,24 @@ int RunVolumes(const GlobalOptions& g, bool as_json) {
 int RunSnapshot(const GlobalOptions& g, const std::string& name, const std::string& ref) {
   auto o = OpenRepo(g);
   if (!o.ok()) return Fail(o.status());
+  // REF is resolved to a kept commit before the snapshot is written: a forget
+  // + gc in between could delete the commit. So note the gc epoch first and,
+  // if a collection swept meanwhile, check the commit is still complete (a
+  // sweep after the snapshot was written keeps it: it re-reads the roots).
+  auto epoch = o->repo->GcEpoch();
+  if (!epoch.ok()) return Fail(epoch.status());
   auto id = o->repo->Resolve(ref);
   if (!id.ok()) return Fail(id.status());
   if (Status s = o->repo->CreateSnapshot(name, *id); !s.ok()) return Fail(s);
+  auto after = o->repo->GcEpoch();
+  if (!after.ok()) return Fail(after.status());
+  if (*after != *epoch) {
+    if (Status cs = CheckComplete(*o->repo, o->repo->getter(), *id); !cs.ok()) {
+      (void)o->repo->DeleteSnapshot(name);
+      return Fail(cs.WithContext("a garbage collection removed commit " + id->Hex().substr(0, 12) +
+                                 " while the snapshot was taken; no snapshot created"));
+    }
+  }
   fmt::print("snapshot {} -> {}\n", name, id->Hex().substr(0, 12));
   return kExitOk;
 }
@@ -93,6 +108,11 @@ int RunRevert(const GlobalOptions& g, const std::string& volume, const std::stri
   auto o = OpenRepo(g);
   if (!o.ok()) return Fail(o.status());
   Repository& repo = *o->repo;
+  // The session (and the gc epoch Advance checks) before REF is resolved: a
+  // forget + gc between resolving and committing would otherwise go
+  // unnoticed and leave a head whose tree was deleted.
+  auto session = WriterSession::Start(repo, "revert " + volume);
+  if (!session.ok()) return Fail(session.status());
   auto target = repo.Resolve(ref);
   if (!target.ok()) return Fail(target.status());
   auto tc = repo.LoadCommit(*target);
@@ -107,8 +127,6 @@ int RunRevert(const GlobalOptions& g, const std::string& volume, const std::stri
                *head ? (*head)->Hex().substr(0, 12) : "?", target->Hex().substr(0, 12));
     return kExitOk;
   }
-  auto session = WriterSession::Start(repo, "revert " + volume);
-  if (!session.ok()) return Fail(session.status());
   for (int attempt = 0; attempt < 20; attempt++) {
     auto head = repo.Head(volume);
     if (!head.ok()) return Fail(head.status());

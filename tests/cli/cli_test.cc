@@ -15,6 +15,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -344,15 +345,60 @@ TEST_F(CliTest, UnreadableFilesAreReportedAndSkipped) {
   EXPECT_EQ(Hashfs({"cat", "v:secret"}).code, 1);
 }
 
+uint64_t EnvU64(const char* name, uint64_t def) {
+  const char* v = std::getenv(name);
+  return v == nullptr || *v == '\0' ? def : std::strtoull(v, nullptr, 0);
+}
+
+// kill -9 of a backup at a random point, repeatedly. Round 0 kills the first
+// backup of 40 MiB after 5-400 ms. Each later round first rewrites 1-5 files
+// and kills the backup after a random delay of up to 1.25 times what the same
+// work took when it ran to completion, so kills land during the walk, the
+// reads, the object writes, the commit, and after it. After each kill: the
+// store opens and `verify` is clean; the head is the old head or a new commit
+// whose parent is the old head (and then it restores to exactly the source);
+// every head seen before is still in the history. If the head did not move, a
+// recovery backup runs to completion (its duration calibrates the next kill)
+// and must commit exactly the source. Every 25 rounds forget + gc bound the
+// store. HASHFS_CRASH_ITERATIONS (default 8) rounds; HASHFS_CRASH_SEED
+// (default 1234) seeds the changes and the delays (which also scale with
+// measured durations, so a replay is close but not identical).
 TEST_F(CliTest, KilledBackupLeavesPreviousHeadIntact) {
+  const uint64_t rounds = EnvU64("HASHFS_CRASH_ITERATIONS", 8);
+  const uint64_t seed = EnvU64("HASHFS_CRASH_SEED", 1234);
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (replay: HASHFS_CRASH_SEED=" + std::to_string(seed) +
+               " HASHFS_CRASH_ITERATIONS=" + std::to_string(rounds) + ")");
   std::string src = root_ + "/src";
   ASSERT_EQ(mkdir(src.c_str(), 0755), 0);
   WriteFile(src + "/seed", "seed");
   ASSERT_EQ(Hashfs({"backup", src, "--volume", "v"}).code, 0);
   auto head = Json({"log", "v", "--json"})[0]["id"].get<std::string>();
+  std::vector<std::string> heads = {head};  // every head seen (since the last forget)
   for (int i = 0; i < 40; i++) WriteFile(src + "/f" + std::to_string(i), RandomBytes(1 << 20, 50 + i));
-  std::mt19937 rng(1234);
-  for (int round = 0; round < 8; round++) {
+  std::mt19937 rng(static_cast<uint32_t>(seed));
+  double typical_ms = 100;  // a backup of one round's changes, run to completion
+  uint64_t before_commit = 0, after_commit = 0, completed = 0;
+  auto ms_since = [](std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  // The head moved to a new commit: its parent is the old head and it holds exactly the source.
+  auto check_new_head = [&](const nlohmann::json& log, const char* what) {
+    EXPECT_EQ(log[0]["parent"], head) << what;
+    head = log[0]["id"];
+    heads.push_back(head);
+    std::string dst = root_ + "/dst";
+    RunResult r = Hashfs({"restore", "v", dst});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(Describe(src), Describe(dst)) << what << ": the new head differs from its source";
+    Shell("rm -rf " + Quote(dst));
+  };
+  for (uint64_t round = 0; round < rounds; round++) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    if (round > 0) {
+      for (uint32_t k = 1 + rng() % 5; k > 0; k--)
+        WriteFile(src + "/f" + std::to_string(rng() % 40), RandomBytes((256 << 10) + rng() % (2 << 20), rng()));
+    }
+    auto t0 = std::chrono::steady_clock::now();
     pid_t pid = fork();
     if (pid == 0) {
       int devnull = open("/dev/null", O_WRONLY);
@@ -362,18 +408,64 @@ TEST_F(CliTest, KilledBackupLeavesPreviousHeadIntact) {
             static_cast<char*>(nullptr));
       _exit(127);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(5, 400)(rng)));
-    kill(pid, SIGKILL);
-    int st;
-    waitpid(pid, &st, 0);
+    ASSERT_GT(pid, 0);
+    const int delay_us =
+        round == 0 ? std::uniform_int_distribution<int>(5000, 400000)(rng)
+                   : std::uniform_int_distribution<int>(0, static_cast<int>(typical_ms * 1250))(rng);
+    int st = 0;
+    bool exited = false;
+    while (!exited && std::chrono::steady_clock::now() - t0 < std::chrono::microseconds(delay_us)) {
+      exited = waitpid(pid, &st, WNOHANG) == pid;
+      if (!exited) std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    if (exited) {
+      ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "backup failed on its own: status " << st;
+      if (round > 0) typical_ms = 0.5 * typical_ms + 0.5 * ms_since(t0);
+      completed++;
+    } else {
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+    }
     RunResult ver = Hashfs({"verify"});
     EXPECT_EQ(ver.code, 0) << ver.out << ver.err;
     auto log = Json({"log", "v", "--json"});
+    ASSERT_FALSE(log.empty());
     // Either the backup finished (a new head whose parent is the old one) or not.
     if (log[0]["id"] != head) {
-      EXPECT_EQ(log[0]["parent"], head);
-      head = log[0]["id"];
+      if (!exited) after_commit++;
+      check_new_head(log, "the killed or finished backup");
+    } else {
+      EXPECT_FALSE(exited) << "the backup exited 0 but the head did not move";
+      before_commit++;
+      // Recovery: the next backup runs to completion and commits the source.
+      auto t1 = std::chrono::steady_clock::now();
+      RunResult b = Hashfs({"backup", src, "--volume", "v"});
+      ASSERT_EQ(b.code, 0) << "backup after a killed one: " << b.err;
+      if (round > 0) typical_ms = 0.5 * typical_ms + 0.5 * ms_since(t1);
+      log = Json({"log", "v", "--json"});
+      ASSERT_NE(log[0]["id"], head) << "the backup after a killed one did not commit";
+      check_new_head(log, "the backup after a killed one");
     }
+    std::set<std::string> ids;
+    for (auto& c : log) ids.insert(c["id"].get<std::string>());
+    for (const auto& h : heads) {
+      EXPECT_TRUE(ids.count(h)) << "head " << h << " vanished from the history";
+    }
+    if (HasFatalFailure() || (HasFailure() && rounds > 8)) break;
+    if (round % 25 == 24) {  // keep the store small over hundreds of rounds
+      ASSERT_EQ(Hashfs({"forget", "v", "--keep-last", "2"}).code, 0);
+      ASSERT_EQ(Hashfs({"gc"}).code, 0);
+      heads = {head};
+    }
+  }
+  std::fprintf(stderr,
+               "[crash] %llu rounds: %llu backups killed before their commit, %llu after it, %llu finished "
+               "first; typical backup %.0f ms\n",
+               static_cast<unsigned long long>(rounds), static_cast<unsigned long long>(before_commit),
+               static_cast<unsigned long long>(after_commit), static_cast<unsigned long long>(completed),
+               typical_ms);
+  if (rounds >= 20) {
+    EXPECT_GT(before_commit, rounds / 4) << "too few kills landed before the commit";
   }
 }
 

@@ -9,16 +9,7 @@ namespace {
 
 // Deterministic content for (seed, tag).
 std::string Content(uint64_t seed, uint64_t tag, size_t n) {
-  std::string s(n, '\0');
-  uint64_t x = (seed * 0x9E3779B97F4A7C15ull) ^ (tag * 0xC2B2AE3D27D4EB4Full) ^ 0x5851F42D4C957F2Dull;
-  if (x == 0) x = 1;
-  for (size_t i = 0; i < n; i += 8) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    std::memcpy(s.data() + i, &x, std::min<size_t>(8, n - i));
-  }
-  return s;
+  return XorshiftBytes((seed * 0x9E3779B97F4A7C15ull) ^ (tag * 0xC2B2AE3D27D4EB4Full) ^ 0x5851F42D4C957F2Dull, n);
 }
 
 constexpr size_t kRecord = 4096;

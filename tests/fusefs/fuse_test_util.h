@@ -132,6 +132,20 @@ inline bool WriteFile(const std::string& p, const std::string& data, mode_t mode
   return close(fd) == 0 && ok;
 }
 
+// n bytes of xorshift64 output from state x (x != 0): cheap deterministic
+// content for tests that must regenerate what they wrote.
+inline std::string XorshiftBytes(uint64_t x, size_t n) {
+  std::string s(n, '\0');
+  if (x == 0) x = 1;
+  for (size_t i = 0; i < n; i += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::memcpy(s.data() + i, &x, std::min<size_t>(8, n - i));
+  }
+  return s;
+}
+
 inline std::string RandomBytes(size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::string s(n, '\0');
