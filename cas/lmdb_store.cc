@@ -198,7 +198,8 @@ class LmdbStore::Impl {
   std::atomic<uint64_t> map_gen{0};      // bumped (under resize_mu) whenever the map may move
   std::mutex map_range_mu;               // guards the cached range below
   uint64_t range_gen = ~uint64_t{0};     // map_gen the range was found for
-  uintptr_t range_lo = 0, range_hi = 0;  // this environment's mapping of data.mdb
+  char* range_lo = nullptr;  // this environment's mapping of data.mdb
+  size_t range_len = 0;
 
   void NoteMappedRead(size_t bytes, MDB_txn* txn, bool drop_now = false);
   // Calls fn(value bytes) for a value read in an open transaction.
@@ -455,9 +456,12 @@ namespace {
 void AdviseWillNeed(const MDB_val& v) {
   static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   if (v.mv_size < 2 * page) return;
-  uintptr_t a = reinterpret_cast<uintptr_t>(v.mv_data) & ~(page - 1);
-  uintptr_t b = (reinterpret_cast<uintptr_t>(v.mv_data) + v.mv_size + page - 1) & ~(page - 1);
-  (void)madvise(reinterpret_cast<void*>(a), b - a, MADV_WILLNEED);
+  // Pointer arithmetic from the value's own pointer (no integer-to-pointer cast).
+  char* p = static_cast<char*>(v.mv_data);
+  const uintptr_t at = reinterpret_cast<uintptr_t>(p);
+  char* a = p - (at & (page - 1));
+  const uintptr_t b = (at + v.mv_size + page - 1) & ~(page - 1);
+  (void)madvise(a, b - (at & ~(page - 1)), MADV_WILLNEED);
 }
 
 // What one B-tree lookup may map, as an estimate: a leaf page with its
@@ -490,7 +494,8 @@ void LmdbStore::Impl::NoteMappedRead(size_t bytes, MDB_txn* txn, bool drop_now) 
     // A pointer into the map: the format record (small, on a clean page).
     MDB_val k = lmdb::Val("format"), v;
     if (map_path.empty() || mdb_get(txn, meta, &k, &v) != 0) return;
-    const auto at = reinterpret_cast<uintptr_t>(v.mv_data);
+    char* const inside = static_cast<char*>(v.mv_data);
+    const auto at = reinterpret_cast<uintptr_t>(inside);
     FILE* f = std::fopen("/proc/self/maps", "re");
     if (!f) return;
     char line[4096 + 128];
@@ -502,15 +507,15 @@ void LmdbStore::Impl::NoteMappedRead(size_t bytes, MDB_txn* txn, bool drop_now) 
       char perms[8] = {};
       if (std::sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) != 3) continue;
       if (at < lo || at >= hi || perms[1] == 'w' || perms[3] != 's') continue;
-      range_lo = lo;
-      range_hi = hi;
+      range_lo = inside - (at - lo);  // the mapping's start, derived from a pointer into it
+      range_len = hi - lo;
       range_gen = gen;
       break;
     }
     std::fclose(f);
     if (range_gen != gen) return;
   }
-  (void)madvise(reinterpret_cast<void*>(range_lo), range_hi - range_lo, MADV_DONTNEED);
+  (void)madvise(range_lo, range_len, MADV_DONTNEED);
 }
 
 template <typename Fn>
