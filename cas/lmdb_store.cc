@@ -2,9 +2,9 @@
 
 #include <pthread.h>
 #include <sys/mman.h>
-#include <unistd.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -201,7 +201,7 @@ class LmdbStore::Impl {
   char* range_lo = nullptr;  // this environment's mapping of data.mdb
   size_t range_len = 0;
 
-  void NoteMappedRead(size_t bytes, MDB_txn* txn, bool drop_now = false);
+  void NoteMappedRead(size_t bytes, MDB_txn* txn);
   // Calls fn(value bytes) for a value read in an open transaction.
   template <typename Fn>
   auto ReadValue(MDB_txn* txn, const MDB_val& v, Fn&& fn);
@@ -484,10 +484,10 @@ constexpr size_t kLookupMapped = 256 * 1024;
 // the transaction copied, no mapping matches and nothing is advised), so only
 // this environment's own mapping is ever advised.
 // `bytes`: value bytes read; every call also counts one lookup (kLookupMapped).
-void LmdbStore::Impl::NoteMappedRead(size_t bytes, MDB_txn* txn, bool drop_now) {
+void LmdbStore::Impl::NoteMappedRead(size_t bytes, MDB_txn* txn) {
   constexpr uint64_t kUnmapEvery = 16ull << 20;
   uint64_t before = mapped_read.fetch_add(bytes + kLookupMapped, std::memory_order_relaxed);
-  if (!drop_now && before / kUnmapEvery == (before + bytes + kLookupMapped) / kUnmapEvery) return;
+  if (before / kUnmapEvery == (before + bytes + kLookupMapped) / kUnmapEvery) return;
   std::lock_guard lk(map_range_mu);
   const uint64_t gen = map_gen.load();
   if (range_gen != gen) {
@@ -568,8 +568,7 @@ Status LmdbStore::PutBatch(std::span<const PreparedObject> batch) {
       if (rc == MDB_KEYEXIST) continue;
       if (rc) return *brc = rc, lmdb::Error(rc, "storing object");
     }
-    // A batch touches B-tree pages all over the map: drop them after every one.
-    impl_->NoteMappedRead(0, txn, /*drop_now=*/true);
+    impl_->NoteMappedRead(batch.size() * kLookupMapped, txn);  // each put maps B-tree pages
     return Status::Ok();
   });
 }
@@ -584,7 +583,8 @@ Status LmdbStore::ForEachObject(const std::function<Status(const Digest&, std::s
   for (rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST); rc == 0;
        rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
     if (k.mv_size != Digest::kSize) return Status::Corruption("object key of wrong length");
-    HASHFS_RETURN_IF_ERROR(impl_->ReadValue(txn.get(), v, [&](std::string_view stored) { return fn(DigestOfKey(k), stored); }));
+    HASHFS_RETURN_IF_ERROR(
+        impl_->ReadValue(txn.get(), v, [&](std::string_view stored) { return fn(DigestOfKey(k), stored); }));
   }
   if (rc != MDB_NOTFOUND) return lmdb::Error(rc, "scanning objects");
   return Status::Ok();

@@ -42,11 +42,13 @@ Result<ChunkBytes> ChunkCache::Get(const Digest& d) {
 }
 
 void ChunkCache::Prefetch(const std::vector<Digest>& digests) {
-  for (const Digest& d : digests) {
-    {
-      std::lock_guard lk(mu_);
-      if (index_.count(d) || loading_.count(d)) continue;
-    }
+  std::vector<Digest> todo;
+  {
+    std::lock_guard lk(mu_);
+    for (const Digest& d : digests)
+      if (!index_.count(d) && !loading_.count(d)) todo.push_back(d);
+  }
+  for (const Digest& d : todo) {
     if (prefetching_.fetch_add(1) >= kMaxPrefetching) {
       prefetching_--;
       return;

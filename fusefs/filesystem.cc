@@ -121,7 +121,7 @@ struct Filesystem::Impl {
   std::unique_ptr<WriterSession> session;
 
   mutable std::mutex mu;
-  std::unique_ptr<ObjectWriter> writer;
+  ObjectWriter writer;  // one for the mount's life: a failed write keeps its objects for the retry
   Tree live;
   std::map<Digest, std::unique_ptr<Tree>> frozen;        // past commits shown in .hashfs
   std::map<Digest, uint64_t> frozen_roots;              // commit -> root ino
@@ -164,14 +164,14 @@ struct Filesystem::Impl {
         chunking(r.config().chunking),
         get(MountGetter()),
         cache(MountGetter(), cfg.chunk_cache_bytes),
-        writer(std::make_unique<ObjectWriter>(r.store(), r.config().zstd_level)) {}
+        writer(r.store(), r.config().zstd_level) {}
 
   // Reads objects through the writer, so chunks it still holds (queued, or
   // kept after a failed write) stay readable; an object missing from the
   // store is damage (EIO), not a missing name (ENOENT).
   ObjectGetter MountGetter() {
     return [this](const Digest& d) -> Result<std::string> {
-      Result<std::string> r = writer->Get(d);
+      Result<std::string> r = writer.Get(d);
       if (!r.ok() && r.status().IsNotFound()) return Status::Corruption("object " + d.Hex() + " is missing");
       return r;
     };
@@ -388,9 +388,9 @@ struct Filesystem::Impl {
   // Turns a file's changed content into chunks and updates its attributes.
   Status FlushContent(Node* n) {
     if (!n->content || !n->content->dirty()) return Status::Ok();
-    HASHFS_RETURN_IF_ERROR(n->content->Flush(*writer, chunking, cache));
+    HASHFS_RETURN_IF_ERROR(n->content->Flush(writer, chunking, cache));
     Inode& a = n->attr;
-    HASHFS_RETURN_IF_ERROR(file_manifest::SetContent(*writer, n->content->base(), &a));
+    HASHFS_RETURN_IF_ERROR(file_manifest::SetContent(writer, n->content->base(), &a));
     return Status::Ok();
   }
 
@@ -568,7 +568,7 @@ struct Filesystem::Impl {
       HASHFS_ASSIGN_OR_RETURN(auto e, EntryFor(c, name, b));
       edits.push_back({name, std::move(e)});
     }
-    HASHFS_ASSIGN_OR_RETURN(Digest nd, dir_tree::Apply(*writer, d->base, std::move(edits)));
+    HASHFS_ASSIGN_OR_RETURN(Digest nd, dir_tree::Apply(writer, d->base, std::move(edits)));
     b.new_bases.emplace_back(d->ino, nd);
     return nd;
   }
@@ -617,7 +617,7 @@ struct Filesystem::Impl {
         if (n && n->nlink > 0) e.record = LinkRecord{id, n->nlink, n->attr};
         edits.push_back(std::move(e));
       }
-      auto r = link_table::Apply(*writer, live.links, std::move(edits));
+      auto r = link_table::Apply(writer, live.links, std::move(edits));
       if (!r.ok()) s = r.status();
       else links = *r;
     }
@@ -644,7 +644,7 @@ struct Filesystem::Impl {
     c.parent = head;
     c.time_ns = NowNs();
     c.description = description;
-    auto r = writer->Put(EncodeCommit(c), ObjectKind::kMeta);
+    auto r = writer.Put(EncodeCommit(c), ObjectKind::kMeta);
     if (!r.ok()) {
       Restore(b);
       return r.status();
@@ -676,8 +676,8 @@ struct Filesystem::Impl {
     std::vector<::hashfs::Entry> entries;
     entries.reserve(orphans.size());
     for (auto& [name, e] : orphans) entries.push_back(std::move(e));
-    HASHFS_ASSIGN_OR_RETURN(Digest dir, dir_tree::Build(*writer, std::move(entries)));
-    HASHFS_ASSIGN_OR_RETURN(Digest no_links, link_table::Build(*writer, {}));
+    HASHFS_ASSIGN_OR_RETURN(Digest dir, dir_tree::Build(writer, std::move(entries)));
+    HASHFS_ASSIGN_OR_RETURN(Digest no_links, link_table::Build(writer, {}));
     Commit c;
     c.root.type = FileType::kDirectory;
     c.root.mode = 0700;
@@ -685,7 +685,7 @@ struct Filesystem::Impl {
     c.links = no_links;
     c.time_ns = NowNs();
     c.description = "mount pin: files open but unlinked";
-    HASHFS_ASSIGN_OR_RETURN(Digest id, writer->Put(EncodeCommit(c), ObjectKind::kMeta));
+    HASHFS_ASSIGN_OR_RETURN(Digest id, writer.Put(EncodeCommit(c), ObjectKind::kMeta));
     b.pin = id;
     return Status::Ok();
   }
@@ -723,8 +723,8 @@ struct Filesystem::Impl {
     std::lock_guard cl(commit_mu);
     // After a failed write the writer holds what it could not store and
     // refuses more until a Flush gets it all out (e.g. once space is freed).
-    if (writer->failed()) {
-      Status fs = writer->Flush();
+    if (writer.failed()) {
+      Status fs = writer.Flush();
       if (!fs.ok()) {
         std::lock_guard lk(mu);
         return FailedAttempt(fs);
@@ -746,16 +746,16 @@ struct Filesystem::Impl {
         b.gen = change_gen;
         b.root_content = c.root.content;
         b.links = c.links;
-        HASHFS_ASSIGN_OR_RETURN(b.commit, writer->Put(EncodeCommit(c), ObjectKind::kMeta));
+        HASHFS_ASSIGN_OR_RETURN(b.commit, writer.Put(EncodeCommit(c), ObjectKind::kMeta));
       }
     }
     Status s;
     if (b.pin_changed) {
-      s = writer->Flush();
+      s = writer.Flush();
       if (s.ok()) s = b.pin ? session->Pin(*b.pin) : session->Unpin();
     }
     if (s.ok() && !b.noop) {
-      s = writer->Flush();
+      s = writer.Flush();
       for (int attempt = 0; s.ok(); attempt++) {
         s = repo.Advance(cfg.volume, head, b.commit, session->epoch());
         if (s.ok() || s.code() != Status::Code::kStale || attempt >= 10) break;
@@ -852,7 +852,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(Repository& repo, MountConf
   if (!m.live.read_only) {
     HASHFS_ASSIGN_OR_RETURN(m.session, WriterSession::Start(repo, "mount " + cfg.volume));
   }
-  HASHFS_ASSIGN_OR_RETURN(m.empty_dir, dir_tree::Empty(*m.writer));
+  HASHFS_ASSIGN_OR_RETURN(m.empty_dir, dir_tree::Empty(m.writer));
   Digest commit_id;
   if (cfg.at) {
     commit_id = *cfg.at;
@@ -869,14 +869,14 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(Repository& repo, MountConf
       c.root.content = m.empty_dir;
       c.time_ns = NowNs();
       c.description = "new volume (mount)";
-      HASHFS_ASSIGN_OR_RETURN(Digest id, m.writer->Put(EncodeCommit(c), ObjectKind::kMeta));
-      HASHFS_RETURN_IF_ERROR(m.writer->Flush());
+      HASHFS_ASSIGN_OR_RETURN(Digest id, m.writer.Put(EncodeCommit(c), ObjectKind::kMeta));
+      HASHFS_RETURN_IF_ERROR(m.writer.Flush());
       HASHFS_RETURN_IF_ERROR(repo.Advance(cfg.volume, std::nullopt, id, m.session->epoch()));
       head = id;
     }
     commit_id = *head;
   }
-  HASHFS_RETURN_IF_ERROR(m.writer->Flush());
+  HASHFS_RETURN_IF_ERROR(m.writer.Flush());
   HASHFS_ASSIGN_OR_RETURN(Commit c, repo.LoadCommit(commit_id));
   if (c.root.type != FileType::kDirectory) return Status::Corruption("commit root is not a directory");
   m.head = commit_id;
