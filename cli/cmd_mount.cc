@@ -122,6 +122,10 @@ int Serve(GlobalOptions g, const MountArgs& a, bool read_only, std::optional<Dig
   Status synced = (*fs)->Sync();
   Digest head = (*fs)->head();
   fs->reset();
+  // The lock goes before the record: a lock held with no record would read
+  // as a mount starting up, and a remount waiting for this daemon (see
+  // VolumeLock::Acquire) would be refused while the process exits.
+  lock.reset();
   fusefs::RemoveMountRecord(store_dir, getpid());
   if (!served.ok()) {
     Log("serving ended with an error: " + served.ToString());
