@@ -77,6 +77,7 @@ Result<ObjectInfo> MemoryStore::Info(const Digest& d) {
 
 Status MemoryStore::PutBatch(std::span<const PreparedObject> batch) {
   for (const auto& o : batch) HASHFS_RETURN_IF_ERROR(CheckPrepared(o));
+  std::lock_guard wl(write_mu_);
   std::unique_lock lk(mu_);
   for (const auto& o : batch) objects_.try_emplace(o.digest, o.stored);
   return Status::Ok();
@@ -91,16 +92,23 @@ Status MemoryStore::ForEachObject(
 
 Status MemoryStore::Sweep(const std::function<bool(const Digest&, const ObjectInfo&)>& should_delete,
                           const RefTxnFn& then_fn, uint64_t* deleted) {
-  std::unique_lock lk(mu_);
+  std::lock_guard wl(write_mu_);
   std::vector<Digest> doomed;
-  for (const auto& [d, s] : objects_) {
-    auto info = ParseStoredHeader(s);
-    ObjectInfo i = info.ok() ? *info : ObjectInfo{};
-    if (should_delete(d, i)) doomed.push_back(d);
+  RefMap work;
+  {
+    std::shared_lock lk(mu_);
+    for (const auto& [d, s] : objects_) {
+      auto info = ParseStoredHeader(s);
+      ObjectInfo i = info.ok() ? *info : ObjectInfo{};
+      if (should_delete(d, i)) doomed.push_back(d);
+    }
+    work = refs_;
   }
-  RefMap work = refs_;
+  // then_fn may read objects (Get sees them as before the sweep); no writer
+  // can run meanwhile.
   MapRefTxn txn(&work, true);
   HASHFS_RETURN_IF_ERROR(then_fn(txn));
+  std::unique_lock lk(mu_);
   for (const auto& d : doomed) objects_.erase(d);
   refs_ = std::move(work);
   if (deleted) *deleted = doomed.size();
@@ -108,6 +116,7 @@ Status MemoryStore::Sweep(const std::function<bool(const Digest&, const ObjectIn
 }
 
 Status MemoryStore::Update(const RefTxnFn& fn) {
+  std::lock_guard wl(write_mu_);
   std::unique_lock lk(mu_);
   RefMap work = refs_;
   MapRefTxn txn(&work, true);

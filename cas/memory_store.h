@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <mutex>
 #include <shared_mutex>
 
 #include "cas/object_store.h"
@@ -28,7 +29,8 @@ class MemoryStore final : public ObjectStore {
   void CorruptForTesting(const Digest& d, std::string stored);
 
  private:
-  std::shared_mutex mu_;
+  std::mutex write_mu_;  // serializes writers (PutBatch, Sweep, Update), like LMDB's writer lock
+  std::shared_mutex mu_;  // guards the maps
   std::map<Digest, std::string> objects_;
   std::map<std::string, std::string, std::less<>> refs_;
 };

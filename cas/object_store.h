@@ -86,7 +86,10 @@ class ObjectStore {
   // returns true, then runs then_fn on the ref table. Nothing is deleted if
   // then_fn fails. Both callbacks may run more than once (the transaction is
   // retried after growing the map), so they must not have side effects beyond
-  // the RefTxn. Used by garbage collection.
+  // the RefTxn. then_fn may read objects through Get/Contains/Info, which see
+  // the store as it was before the sweep (deleted objects still readable);
+  // it must not write objects (this thread holds the writer lock). Used by
+  // garbage collection.
   virtual Status Sweep(const std::function<bool(const Digest&, const ObjectInfo&)>& should_delete,
                        const RefTxnFn& then_fn, uint64_t* deleted) = 0;
 

@@ -67,6 +67,7 @@ class Marker {
   // Marks d reached; true if it was not yet expanded as `done`.
   bool Expand(const Digest& d, uint8_t done) {
     uint8_t& f = flags_[d];
+    if (!(f & kReached) && newly_) newly_->push_back(d);
     f |= kReached;
     if (f & done) return false;
     f |= done;
@@ -88,6 +89,7 @@ class Marker {
 
   Status MarkChunk(const ChunkRef& c, const std::string& path) {
     uint8_t& f = flags_[c.digest];
+    if (!(f & kReached) && newly_) newly_->push_back(c.digest);
     f |= kReached;
     if (check_ && !(f & kChecked)) {
       f |= kChecked;
@@ -175,10 +177,13 @@ class Marker {
 
  public:
   void set_unfetched_ok(bool v) { unfetched_ok_ = v; }
+  // While set, every digest marked reached for the first time is appended.
+  void set_newly_reached(std::vector<Digest>* v) { newly_ = v; }
   uint64_t not_fetched() const { return not_fetched_; }
 
  private:
   ChunkCheck check_;
+  std::vector<Digest>* newly_ = nullptr;
   std::string ctx_;
   std::vector<Work> work_;
   std::unordered_map<Digest, uint8_t, DigestHash> flags_;
@@ -199,6 +204,8 @@ Status MarkRoots(Repository& repo, Marker& m) {
 struct SweepCounters {
   uint64_t reachable = 0, deleted_bytes = 0, kept_young = 0;
   std::optional<Digest> last;
+  // Unmarked objects this sweep deletes / keeps as young, in scan order.
+  std::vector<Digest> deleted, young;
 };
 
 }  // namespace
@@ -231,22 +238,52 @@ Result<GcReport> CollectGarbage(Repository& repo, const GcOptions& opts) {
     }
     if (static_cast<int64_t>(info.write_time) < cutoff) {
       cur.deleted_bytes += info.stored_size;
+      cur.deleted.push_back(d);
       return true;
     }
     cur.kept_young++;
+    cur.young.push_back(d);
     return false;
   };
+  // Roots that appeared after marking (a mount or backup committed
+  // meanwhile) are marked here, inside the sweep's transaction, where no
+  // writer can add more. Reads see the store as before this sweep. Only if a
+  // new root reaches an object this sweep deletes (e.g. a revert to a commit
+  // `forget` dropped) is the sweep abandoned and retried.
   auto then_fn = [&](RefTxn& t) -> Status {
-    final_counts = cur;
-    cur = SweepCounters{};
+    std::vector<Digest> fresh;
     for (std::string_view prefix : {"hist/", "snap/", "pin/"}) {
       HASHFS_ASSIGN_OR_RETURN(auto kv, t.List(prefix));
       for (const auto& [k, v] : kv) {
         if (v.size() < Digest::kSize) return Status::Corruption("ref " + k + " is malformed");
         HASHFS_ASSIGN_OR_RETURN(Digest d, Digest::FromBytes(std::string_view(v).substr(0, Digest::kSize)));
-        if (!m.CommitDone(d)) return Status::Stale("commit " + d.Hex() + " was kept during garbage collection");
+        if (!m.CommitDone(d)) fresh.push_back(d);
       }
     }
+    if (!fresh.empty()) {
+      report.late_roots += fresh.size();
+      for (auto* v : {&cur.deleted, &cur.young})
+        if (!std::is_sorted(v->begin(), v->end())) std::sort(v->begin(), v->end());
+      std::vector<Digest> newly;
+      m.set_newly_reached(&newly);
+      Status s;
+      for (const auto& d : fresh)
+        if (!(s = m.MarkCommit(d)).ok()) break;
+      m.set_newly_reached(nullptr);
+      HASHFS_RETURN_IF_ERROR(s);
+      for (const auto& d : newly) {
+        if (std::binary_search(cur.deleted.begin(), cur.deleted.end(), d))
+          return Status::Stale("a commit kept during garbage collection reaches object " + d.Hex() +
+                               ", which the sweep was deleting");
+        if (std::binary_search(cur.young.begin(), cur.young.end(), d)) {
+          flags[d] |= Marker::kSeen;
+          cur.reachable++;
+          cur.kept_young--;
+        }
+      }
+    }
+    final_counts = std::move(cur);
+    cur = SweepCounters{};
     HASHFS_ASSIGN_OR_RETURN(auto ep, t.Get("gc/epoch"));
     return t.Put("gc/epoch", EncodeBE64((ep ? DecodeBE64(*ep) : 0) + 1));
   };

@@ -17,11 +17,14 @@
 //     object written at or after the cutoff is never deleted: it may belong to
 //     a commit a writer has not published yet.
 //  4. Sweep, in ONE store write transaction: delete every object that is
-//     unmarked and older than the cutoff; then re-read the roots (hist/ and
-//     snap/ refs) in that same transaction. If a root appeared that was not
-//     marked (a writer advanced meanwhile), abort the transaction (Stale),
-//     mark from the new roots, adding to the marked set, and sweep again (at
-//     most 10 retries). Otherwise bump "gc/epoch" (8-byte big-endian).
+//     unmarked and older than the cutoff; then re-read the roots (hist/,
+//     snap/ and pin/ refs) in that same transaction. Roots that appeared
+//     since marking (writers advanced meanwhile; no writer can advance now)
+//     are marked there, reading the store as it was before the sweep. If one
+//     of them reaches an object the sweep is deleting (e.g. a revert to a
+//     commit `forget` dropped), abort the transaction (Stale), keep the marks
+//     and sweep again (at most 10 retries). Otherwise bump "gc/epoch"
+//     (8-byte big-endian).
 //  5. Writers: Repository::Advance fails with Stale if gc/epoch changed since
 //     the writer read it. The writer may have deduplicated against an object
 //     the sweep removed, so it runs CheckComplete on its new commit and, if
@@ -43,6 +46,7 @@ struct GcReport {
   uint64_t deleted_bytes = 0;  // their stored bytes
   uint64_t kept_young = 0;     // unmarked objects kept because they are newer than the cutoff
   int sweeps = 0;              // sweep attempts (more than 1 after Stale retries)
+  uint64_t late_roots = 0;     // roots that appeared after marking, marked inside a sweep
   // Reachable objects that are missing or do not decode ("verify" names the
   // paths they damage). Nothing reachable is deleted either way.
   std::vector<std::string> problems;
@@ -58,7 +62,9 @@ struct GcOptions {
   bool missing_is_unfetched = false;
 };
 
-// Runs the protocol above. Stale if roots kept changing through 11 sweeps.
+// Runs the protocol above. Stale if 11 sweeps in a row were abandoned.
+// repo's store must not write on Get (a plain local store, not one that
+// fetches missing objects from a remote): step 4 reads inside the sweep.
 Result<GcReport> CollectGarbage(Repository& repo, const GcOptions& opts = {});
 
 // Checks that every object `commit` reaches can be read through `get` (data
