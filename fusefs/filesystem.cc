@@ -719,7 +719,9 @@ struct Filesystem::Impl {
   }
 
   // One commit of everything changed so far (or an explicit root for revert).
-  Status CommitOnce(const std::optional<Commit>& replace = std::nullopt) {
+  // `replace`: commit that tree instead of the live one (revert);
+  // `replace_epoch`: the gc epoch read before that tree was loaded.
+  Status CommitOnce(const std::optional<Commit>& replace = std::nullopt, uint64_t replace_epoch = 0) {
     std::lock_guard cl(commit_mu);
     // After a failed write the writer holds what it could not store and
     // refuses more until a Flush gets it all out (e.g. once space is freed).
@@ -756,6 +758,16 @@ struct Filesystem::Impl {
     }
     if (s.ok() && !b.noop) {
       s = writer.Flush();
+      // A replacement tree loaded before a collection that the session's
+      // epoch already reflects (another commit refreshed it) would pass
+      // Advance's epoch check even if that collection deleted part of it
+      // (a revert to a commit `forget` dropped): check it first.
+      if (s.ok() && replace && replace_epoch < session->epoch()) {
+        auto epoch = repo.GcEpoch();
+        s = epoch.ok() ? CheckComplete(repo, get, b.commit) : epoch.status();
+        if (!s.ok() && epoch.ok()) s = s.WithContext("a garbage collection removed data of the commit to revert to");
+        if (s.ok()) session->set_epoch(*epoch);
+      }
       for (int attempt = 0; s.ok(); attempt++) {
         s = repo.Advance(cfg.volume, head, b.commit, session->epoch());
         if (s.ok() || s.code() != Status::Code::kStale || attempt >= 10) break;
@@ -1478,9 +1490,12 @@ Status Filesystem::Revert(const Digest& commit, const std::string& description) 
   Impl& m = *impl_;
   if (m.live.read_only) return Err(Status::Code::kReadOnly, "read-only mount");
   HASHFS_RETURN_IF_ERROR(Sync());
+  // Read before loading: a collection after this point is caught when the
+  // revert commits (see CommitOnce).
+  HASHFS_ASSIGN_OR_RETURN(uint64_t epoch, m.repo.GcEpoch());
   HASHFS_ASSIGN_OR_RETURN(Commit target, m.repo.LoadCommit(commit));
   target.description = description;
-  HASHFS_RETURN_IF_ERROR(m.CommitOnce(target));
+  HASHFS_RETURN_IF_ERROR(m.CommitOnce(target, epoch));
   // Detach every live node from the namespace; the root starts over from the
   // new tree. Open files keep working, like files unlinked while open.
   std::vector<std::pair<uint64_t, std::string>> entries;
