@@ -1,8 +1,14 @@
 #include "fusefs/file_content.h"
 
+#include <tbb/task_arena.h>
+#include <tbb/task_group.h>
+
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <limits>
+#include <memory>
+#include <mutex>
 
 #include "cas/digest.h"
 
@@ -126,17 +132,21 @@ Status FileContent::Write(uint64_t off, const char* data, size_t len, ChunkCache
     size_t in_page = off % kPageSize;
     size_t n = std::min(len, kPageSize - in_page);
     auto it = pages_.find(page);
-    if (it == pages_.end()) {
+    if (it == pages_.end() && in_page == 0 && n == kPageSize) {
+      // A new page wholly overwritten: copy it in once, no zero fill.
+      pages_.emplace(page, std::string(data, kPageSize));
+    } else if (it == pages_.end()) {
       std::string bytes(kPageSize, '\0');
       uint64_t start = page * kPageSize;
       if (start < size_) {
         size_t keep = static_cast<size_t>(std::min<uint64_t>(kPageSize, size_ - start));
-        // A page wholly overwritten needs no old bytes.
-        if (!(in_page == 0 && n == kPageSize)) HASHFS_RETURN_IF_ERROR(ReadBase(start, keep, bytes.data(), cache));
+        HASHFS_RETURN_IF_ERROR(ReadBase(start, keep, bytes.data(), cache));
       }
       it = pages_.emplace(page, std::move(bytes)).first;
+      std::memcpy(it->second.data() + in_page, data, n);
+    } else {
+      std::memcpy(it->second.data() + in_page, data, n);
     }
-    std::memcpy(it->second.data() + in_page, data, n);
     data += n;
     off += n;
     len -= n;
@@ -187,50 +197,114 @@ Status FileContent::Flush(ObjectWriter& w, const ChunkParams& p, ChunkCache& cac
   const size_t n = base_.size();
   std::vector<ChunkRef> out;
   out.reserve(n + 8);
+  // New chunks are found here, in order (content-defined boundaries need the
+  // bytes in sequence), and hashed, compressed and queued in parallel; their
+  // digests land in `fresh` and are copied into `out` once all are done.
+  struct Fresh {
+    size_t index;  // in out
+    Digest digest;
+  };
+  std::deque<Fresh> fresh;  // stable addresses for the tasks
+  // Changed regions are read in windows of up to 4 maximal chunks (the
+  // buffer is compacted once per window, not once per chunk), and up to 8
+  // maximal chunks' worth are hashed and compressed at once.
+  const uint64_t window = 4ull * p.max_size;
+  const size_t max_in_flight = 8ull * p.max_size;
+  std::mutex err_mu;
+  Status err;
+  tbb::task_group tg;
+  size_t in_flight = 0;
+  auto submit = [&](std::string_view chunk) -> Status {
+    fresh.push_back({out.size(), Digest{}});
+    Fresh* slot = &fresh.back();
+    out.push_back({Digest{}, chunk.size()});
+    auto bytes = std::make_shared<const std::string>(chunk);
+    tg.run([&w, &cache, &err_mu, &err, slot, bytes] {
+      Digest dg = Sha256Of(*bytes);
+      Status s = w.PutWithDigest(dg, *bytes, ObjectKind::kData);
+      if (s.ok()) cache.Insert(dg, bytes);
+      // Results pass under err_mu, so the hand-off is visible to
+      // ThreadSanitizer too (it cannot see TBB's own synchronization).
+      std::lock_guard lk(err_mu);
+      if (!s.ok() && err.ok()) err = s;
+      slot->digest = dg;
+    });
+    in_flight += chunk.size();
+    if (in_flight < max_in_flight) return Status::Ok();
+    tg.wait();
+    in_flight = 0;
+    std::lock_guard lk(err_mu);
+    return err;
+  };
+
   size_t i = 0;  // next base chunk
   size_t k = 0;  // next changed interval
   bool reached_eof = false;
-  std::string buf;
-  while (k < iv.size() && !reached_eof) {
-    uint64_t d = iv[k].first;
-    while (i < n && offsets_[i + 1] <= d) out.push_back(base_[i++]);
-    // The last base chunk ended at end of file, not at a content boundary:
-    // chunk it again together with what follows it.
-    if (i == n && n > 0) {
-      out.pop_back();
-      i--;
+  auto chunk_changes = [&]() -> Status {
+    std::string buf;
+    while (k < iv.size() && !reached_eof) {
+      uint64_t d = iv[k].first;
+      while (i < n && offsets_[i + 1] <= d) out.push_back(base_[i++]);
+      // The last base chunk ended at end of file, not at a content boundary:
+      // chunk it again together with what follows it.
+      if (i == n && n > 0) {
+        out.pop_back();
+        i--;
+      }
+      uint64_t pos = offsets_[i];
+      buf.clear();
+      size_t at = 0;  // buf[at, buf.size()) holds the bytes from pos on
+      for (;;) {
+        uint64_t want = std::min<uint64_t>(p.max_size, size_ - pos);
+        if (want == 0) {
+          reached_eof = true;
+          break;
+        }
+        size_t have = buf.size() - at;
+        if (have < want) {
+          // Refill a window: to the end of this change plus one chunk's
+          // worth, at least `want`, at most `window`.
+          buf.erase(0, at);
+          at = 0;
+          uint64_t change_end = k >= iv.size()            ? pos + p.max_size
+                                : iv[k].second == kEof     ? size_
+                                                           : std::max(iv[k].second, pos) + p.max_size;
+          change_end = std::min(change_end, size_);
+          uint64_t fill = std::clamp<uint64_t>(change_end - pos, want, std::max<uint64_t>(want, window));
+          fill = std::min(fill, size_ - pos);
+          buf.resize(static_cast<size_t>(fill));
+          HASHFS_RETURN_IF_ERROR(Read(pos + have, buf.size() - have, buf.data() + have, cache));
+        }
+        size_t len =
+            FindChunkBoundary(reinterpret_cast<const uint8_t*>(buf.data() + at), static_cast<size_t>(want), p);
+        HASHFS_RETURN_IF_ERROR(submit(std::string_view(buf.data() + at, len)));
+        pos += len;
+        at += len;
+        while (k < iv.size() && iv[k].second <= pos) k++;
+        if (k < iv.size() && iv[k].first <= pos) continue;  // still inside a change
+        // Past the change: resynchronise at a base boundary whose following
+        // bytes are unchanged.
+        auto it = std::lower_bound(offsets_.begin(), offsets_.begin() + static_cast<std::ptrdiff_t>(n), pos);
+        if (it != offsets_.begin() + static_cast<std::ptrdiff_t>(n) && *it == pos && pos < base_valid_) {
+          i = static_cast<size_t>(it - offsets_.begin());
+          break;
+        }
+      }
     }
-    uint64_t pos = offsets_[i];
-    buf.clear();
-    for (;;) {
-      uint64_t want = std::min<uint64_t>(p.max_size, size_ - pos);
-      if (want == 0) {
-        reached_eof = true;
-        break;
-      }
-      if (buf.size() < want) {
-        size_t have = buf.size();
-        buf.resize(static_cast<size_t>(want));
-        HASHFS_RETURN_IF_ERROR(Read(pos + have, buf.size() - have, buf.data() + have, cache));
-      }
-      size_t len = FindChunkBoundary(reinterpret_cast<const uint8_t*>(buf.data()), buf.size(), p);
-      std::string_view chunk(buf.data(), len);
-      Digest dg = Sha256Of(chunk);
-      HASHFS_RETURN_IF_ERROR(w.PutWithDigest(dg, chunk, ObjectKind::kData));
-      cache.Insert(dg, std::make_shared<const std::string>(chunk));
-      out.push_back({dg, len});
-      pos += len;
-      buf.erase(0, len);
-      while (k < iv.size() && iv[k].second <= pos) k++;
-      if (k < iv.size() && iv[k].first <= pos) continue;  // still inside a change
-      // Past the change: resynchronise at a base boundary whose following
-      // bytes are unchanged.
-      auto it = std::lower_bound(offsets_.begin(), offsets_.begin() + static_cast<std::ptrdiff_t>(n), pos);
-      if (it != offsets_.begin() + static_cast<std::ptrdiff_t>(n) && *it == pos && pos < base_valid_) {
-        i = static_cast<size_t>(it - offsets_.begin());
-        break;
-      }
-    }
+    return Status::Ok();
+  };
+  Status s;
+  // Isolated: while waiting, this thread (which holds the mount's lock) runs
+  // only these tasks, never unrelated ones such as read-ahead.
+  tbb::this_task_arena::isolate([&] {
+    s = chunk_changes();
+    tg.wait();
+  });
+  HASHFS_RETURN_IF_ERROR(s);
+  {
+    std::lock_guard lk(err_mu);
+    HASHFS_RETURN_IF_ERROR(err);
+    for (const auto& f : fresh) out[f.index].digest = f.digest;
   }
   if (!reached_eof)
     while (i < n) out.push_back(base_[i++]);

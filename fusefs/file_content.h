@@ -61,7 +61,10 @@ class FileContent {
   // Sets the size; new bytes read as zeros.
   void Truncate(uint64_t size);
   // Stores the chunks of every changed region through `w` and makes the
-  // result the new base. Leaves the content unchanged on error.
+  // result the new base. Leaves the content unchanged on error. Boundaries
+  // are found in this thread; hashing, compression and queueing run as TBB
+  // tasks (isolated: the calling thread waits only on them), so `w` and
+  // `cache` are used from several threads at once.
   Status Flush(ObjectWriter& w, const ChunkParams& p, ChunkCache& cache);
 
  private:
