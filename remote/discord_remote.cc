@@ -371,6 +371,14 @@ Result<std::optional<RemoteRefs>> DiscordRemote::LatestRefs() {
       continue;
     }
     HASHFS_ASSIGN_OR_RETURN(RemoteRefs r, RemoteRefs::FromJson(*plain));
+    // The message's plaintext header chose this message; only the sealed
+    // refs are authentic. A header whose seq differs from the sealed one is
+    // an old refs attachment replayed under a newer number (a rollback).
+    if (r.seq != p.seq)
+      return Status::Corruption(fmt::format(
+          "ref-log message {} claims seq {} but its sealed refs are seq {}: the channel was tampered with "
+          "(a replayed, older state); refusing it",
+          p.message, p.seq, r.seq));
     return std::optional<RemoteRefs>(std::move(r));
   }
   return last.WithContext("ref-log message " + std::to_string(p.message));

@@ -125,6 +125,13 @@ class Emulator {
   void Post(const std::string& path, const std::string& body) const {
     Curl("-s -X POST -H 'Content-Type: application/json' --data '" + body + "' " + Base() + path);
   }
+  // A request to the Discord API as the bot (what anyone holding the token,
+  // or Discord itself, can do to the channel); `args` are curl arguments
+  // after the URL's path.
+  std::string Bot(const std::string& path, const std::string& args = "") const {
+    return Curl("-s -H 'Authorization: Bot test-token' " + args + " '" + api() + path + "'");
+  }
+  static std::string Fetch(const std::string& url, const std::string& to) { return Curl("-s -o '" + to + "' '" + url + "'"); }
 
  private:
   std::string Base() const { return "http://127.0.0.1:" + std::to_string(port_); }
@@ -527,6 +534,58 @@ TEST_F(RemoteE2E, LazyCloneFetchesOnDemand) {
 }
 
 // Discord allows less than configured: 413 shrinks the packs instead of looping.
+// Discord is untrusted: someone who can post to the channel re-posts an
+// older (authentic, sealed) refs attachment under a higher seq, to roll the
+// remote back. Clients must refuse it, not follow it.
+TEST_F(RemoteE2E, ReplayedOlderRefsUnderANewerSeqAreRefused) {
+  Emulator emu("--seed 9 --create-limit 100 --create-window 0.1");
+  MakeStore("a");
+  AddRemote("a", emu);
+  auto push = Hashfs("a", "push origin");
+  ASSERT_EQ(push.code, 0) << push.err;
+  WriteFile(dir_ + "/src/new.txt", "a second state");
+  ASSERT_EQ(Hashfs("a", "backup " + dir_ + "/src --volume v1").code, 0);
+  push = Hashfs("a", "push origin");
+  ASSERT_EQ(push.code, 0) << push.err;
+
+  // The oldest ref-log message and its sealed attachment.
+  json msgs = emu.Get(std::string("/_emulator/channels/") + kChannel + "/messages");
+  std::string first_id;
+  json header;
+  for (const auto& m : msgs) {
+    std::string c = m["content"].get<std::string>();
+    if (c.rfind("hashfs:refs:1 ", 0) != 0) continue;
+    json h = json::parse(c.substr(14), nullptr, false);
+    if (first_id.empty() || h["seq"].get<uint64_t>() < header["seq"].get<uint64_t>()) {
+      first_id = m["id"].get<std::string>();
+      header = h;
+    }
+  }
+  ASSERT_FALSE(first_id.empty()) << msgs.dump();
+  ASSERT_EQ(header["seq"].get<uint64_t>(), 1u);
+  json full = json::parse(emu.Bot(std::string("/channels/") + kChannel + "/messages/" + first_id), nullptr, false);
+  ASSERT_TRUE(full.contains("attachments") && full["attachments"].size() == 1) << full.dump();
+  std::string sealed = dir_ + "/replayed.bin";
+  Emulator::Fetch(full["attachments"][0]["url"].get<std::string>(), sealed);
+  ASSERT_GT(fs::file_size(sealed), 0u);
+  header["seq"] = 50;
+  WriteFile(dir_ + "/payload.json", json{{"content", "hashfs:refs:1 " + header.dump()}}.dump());
+  json posted = json::parse(emu.Bot(std::string("/channels/") + kChannel + "/messages",
+                                    "-F 'payload_json=<" + dir_ + "/payload.json;type=application/json' -F 'files[0]=@" +
+                                        sealed + ";filename=refs-50.bin'"),
+                            nullptr, false);
+  ASSERT_TRUE(posted.contains("id")) << posted.dump();
+
+  auto clone = Hashfs("b", "clone origin " + RemoteArgs(emu) + " --all");
+  EXPECT_NE(clone.code, 0) << "a fresh clone followed the replayed refs";
+  EXPECT_NE(clone.err.find("tampered"), std::string::npos) << clone.err;
+  auto pull = Hashfs("a", "pull origin");
+  EXPECT_NE(pull.code, 0);
+  EXPECT_NE(pull.err.find("claims seq 50 but its sealed refs are seq 1"), std::string::npos) << pull.err;
+  // The local store is untouched.
+  ExpectRestores("a", "v1", dir_ + "/src");
+}
+
 TEST_F(RemoteE2E, TooLargeShrinksPacks) {
   Emulator emu("--seed 8 --create-window 1 --file-limit 120000 --request-limit 400000");
   MakeStore("a");
