@@ -1,12 +1,17 @@
 // hashfs: command-line entry point. Parses arguments with CLI11 and
 // dispatches to the command groups; every failure is one line on stderr and
 // a documented exit code (cli.h).
+#include <cstdlib>
 #include <exception>
 
 #include "cli/cli.h"
+#include "cli/remote_open.h"
 
 int main(int argc, char** argv) {
   using namespace hashfs::cli;
+  // Secrets in the environment are in this process's memory from exec on.
+  for (const char* var : {"HASHFS_DISCORD_TOKEN", "HASHFS_PASSWORD"})
+    if (const char* v = std::getenv(var); v && *v) ProtectSecrets();
   CLI::App app{"hashfs: a content-addressed, versioned filesystem and backup tool"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "hashfs 0.1.0");

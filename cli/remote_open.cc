@@ -2,6 +2,7 @@
 #include "cli/remote_open.h"
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -46,13 +47,17 @@ Result<std::string> Prompt(const char* question) {
 
 }  // namespace
 
+void ProtectSecrets() { prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); }
+
 Result<std::string> ReadToken(const RemoteCreds& c) {
+  ProtectSecrets();
   if (!c.token_file.empty()) return FirstLine(c.token_file, "token");
   if (const char* t = getenv("HASHFS_DISCORD_TOKEN"); t && *t) return std::string(t);
   return Status::InvalidArgument("no Discord bot token: set $HASHFS_DISCORD_TOKEN or use --token-file");
 }
 
 Result<std::string> ReadPassphrase(const RemoteCreds& c) {
+  ProtectSecrets();
   if (!c.password_file.empty()) return FirstLine(c.password_file, "password");
   if (const char* p = getenv("HASHFS_PASSWORD"); p && *p) return std::string(p);
   if (!isatty(STDIN_FILENO) && !isatty(STDERR_FILENO))

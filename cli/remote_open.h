@@ -18,6 +18,12 @@ struct RemoteCreds {
   std::string password_file;
 };
 
+// Makes this process non-dumpable (prctl PR_SET_DUMPABLE 0): no core dump,
+// and no ptrace or /proc/PID/mem access by other processes of the same user,
+// can expose the token, passphrase or keys. Called by main() when a secret is
+// in the environment and by ReadToken/ReadPassphrase before reading one.
+void ProtectSecrets();
+// Both call ProtectSecrets() first.
 Result<std::string> ReadToken(const RemoteCreds& c);
 Result<std::string> ReadPassphrase(const RemoteCreds& c);
 Result<remote::RemoteConfig> LoadRemoteConfig(ObjectStore& store, const std::string& name);

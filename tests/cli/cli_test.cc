@@ -1,6 +1,7 @@
 // End-to-end tests of the hashfs binary on real trees and a real LMDB store.
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <lmdb.h>
 #include <signal.h>
@@ -343,6 +344,65 @@ TEST_F(CliTest, UnreadableFilesAreReportedAndSkipped) {
   EXPECT_NE(r.err.find("secret"), std::string::npos) << r.err;
   EXPECT_EQ(Hashfs({"cat", "v:ok"}).out, "readable");
   EXPECT_EQ(Hashfs({"cat", "v:secret"}).code, 1);
+}
+
+// A process holding a remote's secrets is not dumpable: no core dump, and no
+// ptrace or /proc/PID/mem by other processes of the same user, can expose
+// them. Observable from outside: the files under /proc/PID (environ, mem,
+// ...) of a non-dumpable process belong to root, not to the user it runs as. The command blocks
+// reading its passphrase from a FIFO while the test looks.
+TEST_F(CliTest, ProcessesHoldingSecretsAreNotDumpable) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to switch to an unprivileged uid";
+  ASSERT_EQ(Shell("chown -R 65534:65534 " + Quote(root_)).code, 0);
+  std::string fifo = root_ + "/pass.fifo", token = root_ + "/token";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  WriteFile(token, "a-token\n");
+  ASSERT_EQ(chown(fifo.c_str(), 65534, 65534), 0);
+  ASSERT_EQ(chown(token.c_str(), 65534, 65534), 0);
+  for (bool token_in_env : {true, false}) {
+    SCOPED_TRACE(token_in_env ? "token in $HASHFS_DISCORD_TOKEN" : "token from --token-file");
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(126);
+      if (token_in_env)
+        setenv("HASHFS_DISCORD_TOKEN", "a-token", 1);
+      else
+        unsetenv("HASHFS_DISCORD_TOKEN");
+      unsetenv("HASHFS_PASSWORD");
+      int null_fd = open("/dev/null", O_RDWR);
+      dup2(null_fd, 0);
+      dup2(null_fd, 1);
+      dup2(null_fd, 2);
+      std::vector<std::string> args = {HASHFS_BINARY, "--store", store_, "remote", "add", "origin", "discord",
+                                       "--channel", "1", "--api-url", "http://127.0.0.1:9/api/v10",
+                                       "--password-file", fifo};
+      if (!token_in_env) args.insert(args.end(), {"--token-file", token});
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(HASHFS_BINARY, argv.data());
+      _exit(127);
+    }
+    // Wait until it reads the passphrase (a writer can open the FIFO once a
+    // reader is in open()): by then it holds the token. It runs as 65534; if
+    // it is non-dumpable its /proc/PID/environ is root's.
+    int wfd = -1;
+    for (int i = 0; i < 400 && wfd < 0; i++) {
+      wfd = open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+      if (wfd < 0) usleep(25 * 1000);
+    }
+    ASSERT_GE(wfd, 0) << "the command never opened its passphrase file";
+    struct stat st {};
+    std::string status_text = ReadFile("/proc/" + std::to_string(pid) + "/status");
+    ASSERT_EQ(stat(("/proc/" + std::to_string(pid) + "/environ").c_str(), &st), 0);
+    EXPECT_NE(status_text.find("Uid:\t65534"), std::string::npos) << status_text;
+    EXPECT_EQ(st.st_uid, 0u) << "a process holding the Discord token is dumpable";
+    close(wfd);
+    int status = 0;
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
 }
 
 uint64_t EnvU64(const char* name, uint64_t def) {
