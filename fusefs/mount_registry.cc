@@ -76,23 +76,28 @@ Result<std::unique_ptr<VolumeLock>> VolumeLock::Acquire(const std::string& store
   std::string path = MountsDir(store_dir) + "/" + volume + ".lock";
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return Status::FromErrno(errno, "opening " + path);
-  // A holder whose mount point is already unmounted is a daemon finishing
-  // its last commit after `umount`/`fusermount3 -u`: wait for it (up to 30 s)
-  // rather than refuse a remount that follows an unmount.
+  // The lock is refused at once only to a live holder whose mount point is
+  // mounted: a read-write mount in service. Any other holder is waited for
+  // (up to 30 s): a daemon finishing its last commit after `umount` or
+  // `fusermount3 -u` (mount point gone), one starting up or exiting (no
+  // record), or a process probing the lock (IsMountedReadWrite).
   for (int waited_ms = 0;; waited_ms += 50) {
     if (flock(fd, LOCK_EX | LOCK_NB) == 0) break;
     int e = errno;
-    if (e == EWOULDBLOCK && waited_ms < 30000) {
-      auto holder = HolderRecord(store_dir, volume);
-      if (holder && ProcessAlive(holder->pid) && !IsMountPoint(holder->mountpoint)) {
-        usleep(50 * 1000);
-        continue;
-      }
+    if (e != EWOULDBLOCK) {
+      close(fd);
+      return Status::FromErrno(e, "locking " + path);
     }
-    close(fd);
-    if (e == EWOULDBLOCK)
-      return Status::Busy("volume " + volume + " is already mounted read-write" + Holder(store_dir, volume));
-    return Status::FromErrno(e, "locking " + path);
+    auto holder = HolderRecord(store_dir, volume);
+    bool serving = holder && ProcessAlive(holder->pid) && IsMountPoint(holder->mountpoint);
+    if (serving || waited_ms >= 30000) {
+      close(fd);
+      return Status::Busy("volume " + volume + " is already mounted read-write" + Holder(store_dir, volume) +
+                          (serving  ? ""
+                           : holder ? " (still finishing after 30 s)"
+                                    : " (held for 30 s by a process with no mount record)"));
+    }
+    usleep(50 * 1000);
   }
   return std::unique_ptr<VolumeLock>(new VolumeLock(fd));
 }
