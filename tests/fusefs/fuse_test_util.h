@@ -637,27 +637,31 @@ class FuseTest : public ::testing::Test {
     for (pid_t p : DaemonPids()) kill(p, sig);
   }
 
+  // The tails of the files in the store directory and in its logs/ (the
+  // daemons' logs), for a failed test.
   void DumpDaemonLogs() {
-    DIR* d = opendir(store_.c_str());
-    if (d == nullptr) return;
-    while (auto* de = readdir(d)) {
-      std::string n = de->d_name;
-      if (n == "." || n == ".." || n == "data.mdb" || n == "lock.mdb") continue;
-      std::string p = store_ + "/" + n;
-      struct stat st;
-      if (stat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (64 << 20)) continue;
-      std::string s = ReadFile(p);
-      size_t pos = s.size();
-      for (int lines = 0; lines < 40 && pos > 0; lines++) {
-        pos = s.rfind('\n', pos - 1);
-        if (pos == std::string::npos) {
-          pos = 0;
-          break;
+    for (const std::string& dir : {store_, store_ + "/logs"}) {
+      DIR* d = opendir(dir.c_str());
+      if (d == nullptr) continue;
+      while (auto* de = readdir(d)) {
+        std::string n = de->d_name;
+        if (n == "." || n == ".." || n == "data.mdb" || n == "lock.mdb") continue;
+        std::string p = dir + "/" + n;
+        struct stat st;
+        if (stat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (64 << 20)) continue;
+        std::string s = ReadFile(p);
+        size_t pos = s.size();
+        for (int lines = 0; lines < 40 && pos > 0; lines++) {
+          pos = s.rfind('\n', pos - 1);
+          if (pos == std::string::npos) {
+            pos = 0;
+            break;
+          }
         }
+        std::fprintf(stderr, "---- tail of %s ----\n%s\n----\n", p.c_str(), s.substr(pos).c_str());
       }
-      std::fprintf(stderr, "---- tail of %s ----\n%s\n----\n", p.c_str(), s.substr(pos).c_str());
+      closedir(d);
     }
-    closedir(d);
   }
 
   // A hang in the filesystem must become a failure, not a stuck CI: after
