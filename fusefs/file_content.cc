@@ -218,8 +218,16 @@ Status FileContent::Flush(ObjectWriter& w, const ChunkParams& p, ChunkCache& cac
     fresh.push_back({out.size(), Digest{}});
     Fresh* slot = &fresh.back();
     out.push_back({Digest{}, chunk.size()});
-    auto bytes = std::make_shared<const std::string>(chunk);
+    // The copy is made under err_mu and each task takes err_mu before it
+    // reads it: ThreadSanitizer cannot see TBB's own hand-off (libtbb is not
+    // instrumented) and would otherwise flag, slowly, every byte.
+    std::shared_ptr<const std::string> bytes;
+    {
+      std::lock_guard lk(err_mu);
+      bytes = std::make_shared<const std::string>(chunk);
+    }
     tg.run([&w, &cache, &err_mu, &err, slot, bytes] {
+      { std::lock_guard lk(err_mu); }
       Digest dg = Sha256Of(*bytes);
       Status s = w.PutWithDigest(dg, *bytes, ObjectKind::kData);
       if (s.ok()) cache.Insert(dg, bytes);

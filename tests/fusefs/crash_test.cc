@@ -185,6 +185,15 @@ TEST_F(CrashTest, KillDaemonDuringHeavyWritesKeepsEveryFsyncedByte) {
       kids.push_back(pid);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    // A slow daemon (sanitizers, a loaded machine) may not have completed
+    // any fsync yet: then the kill waits for the first one (up to 60 s), so
+    // that the check below always has something to check.
+    auto any_fsynced = [&] {
+      for (const auto& l : logs)
+        if (ReadFile(l).find('\n') != std::string::npos) return true;
+      return false;
+    };
+    for (int i = 0; i < 3000 && !any_fsynced(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     auto daemons = DaemonPids();
     ASSERT_FALSE(daemons.empty()) << "cannot find the mount daemon";
     for (pid_t d : daemons) kill(d, SIGKILL);
