@@ -135,16 +135,16 @@ Status FileContent::Write(uint64_t off, const char* data, size_t len, ChunkCache
     if (it == pages_.end() && in_page == 0 && n == kPageSize) {
       // A new page wholly overwritten: copy it in once, no zero fill.
       pages_.emplace(page, std::string(data, kPageSize));
-    } else if (it == pages_.end()) {
-      std::string bytes(kPageSize, '\0');
-      uint64_t start = page * kPageSize;
-      if (start < size_) {
-        size_t keep = static_cast<size_t>(std::min<uint64_t>(kPageSize, size_ - start));
-        HASHFS_RETURN_IF_ERROR(ReadBase(start, keep, bytes.data(), cache));
-      }
-      it = pages_.emplace(page, std::move(bytes)).first;
-      std::memcpy(it->second.data() + in_page, data, n);
     } else {
+      if (it == pages_.end()) {
+        std::string bytes(kPageSize, '\0');
+        uint64_t start = page * kPageSize;
+        if (start < size_) {
+          size_t keep = static_cast<size_t>(std::min<uint64_t>(kPageSize, size_ - start));
+          HASHFS_RETURN_IF_ERROR(ReadBase(start, keep, bytes.data(), cache));
+        }
+        it = pages_.emplace(page, std::move(bytes)).first;
+      }
       std::memcpy(it->second.data() + in_page, data, n);
     }
     data += n;
@@ -231,9 +231,7 @@ Status FileContent::Flush(ObjectWriter& w, const ChunkParams& p, ChunkCache& cac
       Digest dg = Sha256Of(*bytes);
       Status s = w.PutWithDigest(dg, *bytes, ObjectKind::kData);
       if (s.ok()) cache.Insert(dg, bytes);
-      // Results pass under err_mu, so the hand-off is visible to
-      // ThreadSanitizer too (it cannot see TBB's own synchronization).
-      std::lock_guard lk(err_mu);
+      std::lock_guard lk(err_mu);  // results come back under err_mu too
       if (!s.ok() && err.ok()) err = s;
       slot->digest = dg;
     });
