@@ -13,6 +13,12 @@
 #           the mount daemon killed 0.4-2 s into 3 writer processes that
 #           create/overwrite/append with fsync; lazy unmount, remount: every
 #           fsync'd byte present, verify clean, the volume takes writes.
+#   mount-ops fusefs_tests CrashTest.KillDuringRandomOperationsLeavesAPrefixOfThem
+#           the daemon killed 0.2-2 s into one process applying a seeded
+#           random sequence of create/write/truncate/rename/link/unlink/
+#           mkdir/rmdir/chmod/xattr/symlink/fsync; remount: the tree equals
+#           the state after some prefix of the sequence, no shorter than the
+#           last fsync that returned (replayed on the host); verify clean.
 #   push    remote_tests RemoteE2E.KillDuringPushThenResume
 #           push to the Discord emulator killed after 1-4 creates or 0-1.5 s;
 #           verify clean; the resumed push succeeds with no object stored
@@ -26,9 +32,10 @@
 #                           (ninja -C build cli_tests fusefs_tests remote_tests hashfs)
 #   SOAK_BACKUP_KILLS=300   backup kill rounds
 #   SOAK_MOUNT_KILLS=50     mount daemon kill rounds (needs root and /dev/fuse)
+#   SOAK_MOUNT_OPS_KILLS=200  kill rounds under random operations (root, /dev/fuse)
 #   SOAK_PUSH_KILLS=100     push kill rounds
 #   SOAK_SEED=20261201      base seed (each part derives its own; printed)
-#   SOAK_ONLY=backup,mount,push   the parts to run
+#   SOAK_ONLY=backup,mount,mount-ops,push   the parts to run
 #   SOAK_LOG_DIR=DIR        logs (default: mktemp -d /var/tmp/hashfs-crash-soak.XXXXXX, kept)
 #
 # Exits non-zero if any part fails; the summary names the seed and the
@@ -37,15 +44,16 @@ set -uo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-case ${1:-} in -h|--help) sed -n '2,37p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case ${1:-} in -h|--help) sed -n '2,42p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 
 BUILD=${SOAK_BUILD:-build}
 [[ $BUILD = /* ]] || BUILD=$REPO_ROOT/$BUILD
 BACKUP_KILLS=${SOAK_BACKUP_KILLS:-300}
 MOUNT_KILLS=${SOAK_MOUNT_KILLS:-50}
+MOUNT_OPS_KILLS=${SOAK_MOUNT_OPS_KILLS:-200}
 PUSH_KILLS=${SOAK_PUSH_KILLS:-100}
 SEED=${SOAK_SEED:-20261201}
-ONLY=",${SOAK_ONLY:-backup,mount,push},"
+ONLY=",${SOAK_ONLY:-backup,mount,mount-ops,push},"
 LOG_DIR=${SOAK_LOG_DIR:-$(mktemp -d /var/tmp/hashfs-crash-soak.XXXXXX)}
 mkdir -p "$LOG_DIR"
 
@@ -85,6 +93,9 @@ part() {
     mount)
       detail="$(grep -c '^\[crash\] seed' "$log") kills; $(awk '/^\[crash\] seed/ {ops += $(NF-5); bytes += $(NF-2)} END {printf "%d fsyncd operations, %.0f MiB checked", ops, bytes / 1048576}' "$log")"
       ;;
+    mount-ops)
+      detail="$(grep -c '^\[crash\] random round' "$log") kills; $(awk '/^\[crash\] random round/ {ops += $11} END {printf "%d operations started", ops}' "$log")"
+      ;;
     push) detail=$(grep -ho '\[push-kill\].*' "$log" | tail -1) ;;
   esac
   echo "==== $name: $result in ${secs} s; $detail"
@@ -101,6 +112,9 @@ part backup cli_tests 'CliTest.KilledBackupLeavesPreviousHeadIntact' \
 part mount fusefs_tests 'CrashTest.KillDaemonDuringHeavyWritesKeepsEveryFsyncedByte' \
   HASHFS_CRASH_ITERATIONS="$MOUNT_KILLS" HASHFS_CRASH_SEED="$SEED" \
   HASHFS_FUSE_TEST_TIMEOUT="$((300 + 30 * MOUNT_KILLS))"
+part mount-ops fusefs_tests 'CrashTest.KillDuringRandomOperationsLeavesAPrefixOfThem' \
+  HASHFS_CRASH_RANDOM_ITERATIONS="$MOUNT_OPS_KILLS" HASHFS_CRASH_SEED="$SEED" \
+  HASHFS_FUSE_TEST_TIMEOUT="$((300 + 20 * MOUNT_OPS_KILLS))"
 part push remote_tests 'RemoteE2E.KillDuringPushThenResume' \
   HASHFS_PUSH_KILL_ITERATIONS="$PUSH_KILLS" HASHFS_PUSH_KILL_SEED="$SEED"
 

@@ -1,7 +1,10 @@
-// kill -9 of the mount daemon during heavy writes: after cleaning up the dead
-// mount and remounting, every byte whose fsync returned is there and
-// `hashfs verify` is clean. Seeded; HASHFS_CRASH_ITERATIONS (default 3) and
-// HASHFS_CRASH_WRITERS (default 3) scale it, HASHFS_CRASH_SEED replays one.
+// kill -9 of the mount daemon during heavy writes and during a random
+// operation sequence: after cleaning up the dead mount and remounting, every
+// byte whose fsync returned is there, the tree is a state the operations
+// passed through, and `hashfs verify` is clean. Seeded;
+// HASHFS_CRASH_ITERATIONS (default 3), HASHFS_CRASH_WRITERS (default 3) and
+// HASHFS_CRASH_RANDOM_ITERATIONS (default 4) scale it, HASHFS_CRASH_SEED
+// replays one.
 #include "fuse_test_util.h"
 
 namespace fusetest {
@@ -73,8 +76,174 @@ void Writer(const std::string& mnt, const std::string& dir, const std::string& l
   }
 }
 
+// ---------------------------------------------------------------------------
+// A seeded random sequence of single-syscall operations (create, write at a
+// random offset, truncate, rename, link, unlink, mkdir, rmdir, chmod,
+// setxattr, removexattr, symlink, fsync) inside one directory `r<round>`.
+// Every operation changes the namespace in one FUSE request (a write is an
+// open, one pwrite of at most 64 KiB, i.e. one request, and a close), and the
+// mount commits snapshots of its state in order, so whatever root survives a
+// kill -9 must equal the state after some prefix of the sequence: at least up
+// to the last fsync that returned, at most up to the operation in flight.
+struct RandomOp {
+  enum Kind { kMkdir, kCreate, kWrite, kTruncate, kRename, kLink, kUnlink, kRmdir, kChmod, kSetXattr,
+              kRemoveXattr, kSymlink, kFsync };
+  Kind kind;
+  std::string a, b;  // paths relative to the root of the tree
+  uint64_t x = 0, y = 0;
+};
+
+std::vector<RandomOp> RandomOps(uint64_t seed, const std::string& top, size_t n) {
+  static const char* const kDirs[] = {"", "/a", "/b", "/a/c"};
+  static const char* const kNames[] = {"f0", "f1", "f2", "f3", "f4", "d0", "d1"};
+  std::mt19937_64 rng(seed);
+  auto path = [&] { return top + kDirs[rng() % 4] + "/" + kNames[rng() % 7]; };
+  std::vector<RandomOp> ops = {{RandomOp::kMkdir, top, "", 0755, 0},
+                               {RandomOp::kMkdir, top + "/a", "", 0755, 0},
+                               {RandomOp::kMkdir, top + "/b", "", 0755, 0},
+                               {RandomOp::kMkdir, top + "/a/c", "", 0755, 0}};
+  // Weights per kind, in enum order; fsync's is set per sequence so that
+  // some sequences fsync every few operations and others every few hundred
+  // (then the mount's own grouped commits, not fsync, decide what survives).
+  int weight[] = {60, 100, 220, 60, 80, 50, 80, 40, 40, 40, 20, 30, 0};
+  static const int kFsyncWeight[] = {50, 10, 2};
+  weight[RandomOp::kFsync] = kFsyncWeight[seed % 3];
+  int total = 0;
+  for (int w : weight) total += w;
+  while (ops.size() < n) {
+    int r = static_cast<int>(rng() % static_cast<uint64_t>(total)), k = 0;
+    while (r >= weight[k]) r -= weight[k++];
+    RandomOp op{static_cast<RandomOp::Kind>(k), path(), ""};
+    if (op.kind == RandomOp::kRename || op.kind == RandomOp::kLink) op.b = path();
+    if (op.kind == RandomOp::kSymlink) op.b = "target" + std::to_string(rng() % 4);
+    if (op.kind == RandomOp::kFsync) op.a = top;
+    static const uint64_t kModes[] = {0644, 0600, 0755, 0640};
+    op.x = rng();
+    op.y = rng();
+    if (op.kind == RandomOp::kCreate || op.kind == RandomOp::kChmod || op.kind == RandomOp::kMkdir)
+      op.x = kModes[op.x % 4];
+    ops.push_back(std::move(op));
+  }
+  return ops;
+}
+
+// Applies `op` under `root`; returns 0 or errno (ENOTCONN once the daemon is dead).
+int ApplyRandomOp(const std::string& root, const RandomOp& op) {
+  std::string a = root + "/" + op.a, b = root + "/" + op.b;
+  auto rc = [](int r) { return r == 0 ? 0 : errno; };
+  switch (op.kind) {
+    case RandomOp::kMkdir:
+      return rc(mkdir(a.c_str(), static_cast<mode_t>(op.x)));
+    case RandomOp::kCreate: {
+      int fd = open(a.c_str(), O_CREAT | O_EXCL | O_WRONLY, static_cast<mode_t>(op.x));
+      if (fd < 0) return errno;
+      return rc(close(fd));
+    }
+    case RandomOp::kWrite: {
+      int fd = open(a.c_str(), O_WRONLY);
+      if (fd < 0) return errno;
+      size_t len = 1 + op.y % (64 << 10);
+      off_t off = static_cast<off_t>(op.x % (256 << 10));
+      std::string data = Content(op.x, op.y, len);
+      int e = pwrite(fd, data.data(), len, off) == static_cast<ssize_t>(len) ? 0 : (errno ? errno : EIO);
+      int c = close(fd) == 0 ? 0 : errno;
+      return e ? e : c;
+    }
+    case RandomOp::kTruncate:
+      return rc(truncate(a.c_str(), static_cast<off_t>(op.x % (300 << 10))));
+    case RandomOp::kRename:
+      return rc(rename(a.c_str(), b.c_str()));
+    case RandomOp::kLink:
+      return rc(link(a.c_str(), b.c_str()));
+    case RandomOp::kUnlink:
+      return rc(unlink(a.c_str()));
+    case RandomOp::kRmdir:
+      return rc(rmdir(a.c_str()));
+    case RandomOp::kChmod:
+      return rc(chmod(a.c_str(), static_cast<mode_t>(op.x)));
+    case RandomOp::kSetXattr: {
+      std::string name = "user.k" + std::to_string(op.x % 3), value = "v" + std::to_string(op.y % 1000);
+      return rc(setxattr(a.c_str(), name.c_str(), value.data(), value.size(), 0));
+    }
+    case RandomOp::kRemoveXattr:
+      return rc(removexattr(a.c_str(), ("user.k" + std::to_string(op.x % 3)).c_str()));
+    case RandomOp::kSymlink:
+      return rc(symlink(op.b.c_str(), a.c_str()));
+    case RandomOp::kFsync: {
+      int fd = open(a.c_str(), O_RDONLY | O_DIRECTORY);
+      if (fd < 0) return errno;
+      int e = fsync(fd) == 0 ? 0 : errno;
+      close(fd);
+      return e;
+    }
+  }
+  return EINVAL;
+}
+
+// What a surviving tree must match (times are not compared: they differ
+// between the mount and the host by construction).
+std::map<std::string, std::string> DescribeForCrash(const std::string& top) {
+  struct stat st;
+  if (lstat(top.c_str(), &st) != 0) return {{"", "<absent>"}};
+  DescribeOptions o;
+  o.owner = false;
+  o.xattrs = false;
+  auto d = DescribeTree(top, o);
+  for (auto& [rel, desc] : d) {
+    if (rel.rfind("group:", 0) == 0) continue;
+    std::string p = top + "/" + rel;
+    char names[4096];
+    ssize_t n = llistxattr(p.c_str(), names, sizeof names);
+    std::vector<std::string> user;
+    for (ssize_t i = 0; i < n;) {
+      std::string x(names + i);
+      i += static_cast<ssize_t>(x.size()) + 1;
+      if (x.rfind("user.", 0) == 0) user.push_back(x);
+    }
+    std::sort(user.begin(), user.end());
+    for (const auto& x : user) {
+      char val[256];
+      ssize_t vl = lgetxattr(p.c_str(), x.c_str(), val, sizeof val);
+      desc += " " + x + "=" + (vl >= 0 ? std::string(val, static_cast<size_t>(vl)) : "<" + ErrName(errno) + ">");
+    }
+  }
+  return d;
+}
+
 class CrashTest : public FuseTest {
  protected:
+  // kill -9 of every daemon serving the store; returns their pids.
+  std::vector<pid_t> KillDaemonsNow() {
+    std::vector<pid_t> daemons = DaemonPids();
+    for (pid_t d : daemons) kill(d, SIGKILL);
+    return daemons;
+  }
+
+  // Waits up to 60 s for child `k` (which sees errors once the daemon is
+  // dead) to exit; a child still blocked then is a failure (and is killed).
+  void WaitChild(pid_t k, const char* what) {
+    int st = 0;
+    for (int i = 0; i < 1200; i++) {
+      if (waitpid(k, &st, WNOHANG) == k) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ADD_FAILURE() << what << " " << k << " still blocked 60 s after the daemon was killed";
+    kill(k, SIGKILL);
+    waitpid(k, &st, 0);
+  }
+
+  // After a kill -9: waits for the daemons to be gone, detaches the dead
+  // mount (fusermount3 -u -z) and mounts the volume again at mnt_.
+  ::testing::AssertionResult CleanUpAndRemount(const std::vector<pid_t>& daemons) {
+    for (pid_t d : daemons)
+      for (int i = 0; i < 200 && ProcessAlive(d); i++) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    RunResult u = Shell("fusermount3 -u -z " + Quote(mnt_), 30);
+    mounts_.erase(std::remove(mounts_.begin(), mounts_.end(), mnt_), mounts_.end());
+    if (u.code != 0) return ::testing::AssertionFailure() << "fusermount3 -u -z: " << u.err;
+    if (FindMount(mnt_).mounted) return ::testing::AssertionFailure() << mnt_ << " still mounted after -u -z";
+    return Mount(kVolume, mnt_);
+  }
+
   // Checks a writer's log against the remounted tree; returns problems.
   std::string CheckLog(const std::string& log_path, uint64_t seed, uint64_t* bytes) {
     std::ifstream in(log_path);
@@ -194,31 +363,11 @@ TEST_F(CrashTest, KillDaemonDuringHeavyWritesKeepsEveryFsyncedByte) {
       return false;
     };
     for (int i = 0; i < 3000 && !any_fsynced(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    auto daemons = DaemonPids();
+    std::vector<pid_t> daemons = KillDaemonsNow();
     ASSERT_FALSE(daemons.empty()) << "cannot find the mount daemon";
-    for (pid_t d : daemons) kill(d, SIGKILL);
-    // The writers see errors and stop; a writer stuck for 60 s is a failure.
-    for (pid_t k : kids) {
-      int st = 0;
-      bool exited = false;
-      for (int i = 0; i < 1200 && !exited; i++) {
-        exited = waitpid(k, &st, WNOHANG) == k;
-        if (!exited) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-      if (!exited) {
-        ADD_FAILURE() << "writer " << k << " still blocked 60 s after the daemon was killed";
-        kill(k, SIGKILL);
-        waitpid(k, &st, 0);
-      }
-    }
-    for (pid_t d : daemons)
-      for (int i = 0; i < 200 && ProcessAlive(d); i++) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    RunResult u = Shell("fusermount3 -u -z " + Quote(mnt_), 30);
-    EXPECT_EQ(u.code, 0) << u.err;
-    mounts_.erase(std::remove(mounts_.begin(), mounts_.end(), mnt_), mounts_.end());
-    ASSERT_FALSE(FindMount(mnt_).mounted);
-    // Remount at the last committed root.
-    ASSERT_TRUE(Mount(kVolume, mnt_)) << "remount after kill -9 failed";
+    // The writers see errors and stop.
+    for (pid_t k : kids) WaitChild(k, "writer");
+    ASSERT_TRUE(CleanUpAndRemount(daemons)) << "remount after kill -9 failed";
     uint64_t bytes = 0;
     size_t lines = 0;
     for (int w = 0; w < writers; w++) {
@@ -247,6 +396,112 @@ TEST_F(CrashTest, KillDaemonDuringHeavyWritesKeepsEveryFsyncedByte) {
   EXPECT_EQ(ReadFile(P("after-crash-0")), "alive");
 }
 
+// kill -9 of the daemon while one process applies a random operation
+// sequence: after the remount the round's tree equals the state after some
+// prefix of the sequence, no shorter than the last fsync that returned.
+// HASHFS_CRASH_RANDOM_ITERATIONS (default 4) rounds, seeded from
+// HASHFS_CRASH_SEED (each round prints its seed).
+TEST_F(CrashTest, KillDuringRandomOperationsLeavesAPrefixOfThem) {
+  if (NativeMode()) GTEST_SKIP() << "needs a daemon to kill";
+  const uint64_t iterations = EnvU64("HASHFS_CRASH_RANDOM_ITERATIONS", 4);
+  const uint64_t base = EnvU64("HASHFS_CRASH_SEED", 777);
+  constexpr size_t kMaxOps = 200000;
+  uint64_t matched_total = 0, applied_total = 0;
+  for (uint64_t it = 0; it < iterations; it++) {
+    const uint64_t seed = base * 7919 + it;
+    SCOPED_TRACE("random crash round " + std::to_string(it) + ", seed " + std::to_string(seed) +
+                 " (replay: HASHFS_CRASH_SEED=" + std::to_string(base) + " HASHFS_CRASH_RANDOM_ITERATIONS=" +
+                 std::to_string(it + 1) + ")");
+    const std::string top = "r" + std::to_string(it);
+    const std::vector<RandomOp> ops = RandomOps(seed, top, kMaxOps);
+    std::mt19937_64 rng(seed);
+    const int delay_ms = 200 + static_cast<int>(rng() % 1800);
+    // The child reports, through a pipe, each operation it starts (2i) and
+    // each fsync that returned (2i+1).
+    int fds[2];
+    ASSERT_EQ(pipe2(fds, O_CLOEXEC), 0);
+    pid_t kid = fork();
+    ASSERT_GE(kid, 0);
+    if (kid == 0) {
+      close(fds[0]);
+      for (size_t i = 0; i < ops.size(); i++) {
+        uint64_t rec = 2 * i;
+        if (write(fds[1], &rec, sizeof rec) != sizeof rec) _exit(1);
+        int e = ApplyRandomOp(mnt_, ops[i]);
+        if (e == ENOTCONN || e == ECONNABORTED) _exit(0);
+        if (ops[i].kind == RandomOp::kFsync && e == 0) {
+          rec = 2 * i + 1;
+          if (write(fds[1], &rec, sizeof rec) != sizeof rec) _exit(1);
+        }
+      }
+      _exit(0);
+    }
+    close(fds[1]);
+    int64_t last_started = -1, last_synced = -1;
+    auto drain = [&](bool until_eof) {
+      uint64_t rec;
+      for (;;) {
+        pollfd p{fds[0], POLLIN, 0};
+        if (poll(&p, 1, until_eof ? 60000 : 0) <= 0) return;
+        ssize_t r = read(fds[0], &rec, sizeof rec);
+        if (r != static_cast<ssize_t>(sizeof rec)) return;
+        if (rec % 2 == 0) last_started = static_cast<int64_t>(rec / 2);
+        else last_synced = static_cast<int64_t>(rec / 2);
+      }
+    };
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay_ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+      drain(false);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    // A slow daemon (sanitizers, a loaded machine): wait for a first fsync.
+    for (int i = 0; i < 3000 && last_synced < 0; i++) {
+      drain(false);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::vector<pid_t> daemons = KillDaemonsNow();
+    ASSERT_FALSE(daemons.empty()) << "cannot find the mount daemon";
+    WaitChild(kid, "operation process");
+    drain(true);
+    close(fds[0]);
+    ASSERT_GE(last_synced, 0) << "no fsync returned before the kill: the round checks nothing";
+    ASSERT_TRUE(CleanUpAndRemount(daemons)) << "remount after kill -9 failed";
+    const auto got = DescribeForCrash(P(top));
+    // Replay on the host: the state after k operations, for every k the
+    // surviving root may hold: [last fsync that returned, last started + 1].
+    const std::string model = H("model" + std::to_string(it));
+    ASSERT_EQ(mkdir(model.c_str(), 0755), 0);
+    const size_t lo = static_cast<size_t>(last_synced), hi = static_cast<size_t>(last_started) + 1;
+    int64_t matched = -1;
+    std::map<std::string, std::string> at_lo;
+    for (size_t k = 0; k <= hi && matched < 0; k++) {
+      if (k >= lo) {
+        auto want = DescribeForCrash(model + "/" + top);
+        if (k == lo) at_lo = want;
+        if (want == got) matched = static_cast<int64_t>(k);
+      }
+      if (k < hi) ApplyRandomOp(model, ops[k]);
+    }
+    EXPECT_GE(matched, 0) << "the remounted tree is no state between operation " << lo << " (last fsync) and "
+                          << hi << " (in flight at the kill); against the state at the fsync:\n"
+                          << DiffDescriptions(at_lo, got);
+    std::fprintf(stderr, "[crash] random round %llu, seed %llu: killed after %d ms, %lld operations started, last "
+                         "fsync at %lld, tree matches the state after %lld\n",
+                 static_cast<unsigned long long>(it), static_cast<unsigned long long>(seed), delay_ms,
+                 static_cast<long long>(last_started + 1), static_cast<long long>(last_synced),
+                 static_cast<long long>(matched));
+    matched_total += matched >= 0 ? 1 : 0;
+    applied_total += hi;
+    if (HashfsMode()) {
+      RunResult v = Hashfs({"verify"});
+      EXPECT_EQ(v.code, 0) << v.out << v.err;
+    }
+    if (HasFailure()) return;
+  }
+  EXPECT_EQ(matched_total, iterations);
+  EXPECT_GT(applied_total, iterations * 10) << "the rounds ran almost no operations";
+}
+
 // A crash right after a burst of namespace operations with a final fsync of
 // the directory: every entry created before that fsync survives.
 TEST_F(CrashTest, KillAfterDirectoryFsyncKeepsNamespace) {
@@ -269,12 +524,9 @@ TEST_F(CrashTest, KillAfterDirectoryFsyncKeepsNamespace) {
   // Unsynced work after the fsync may or may not survive.
   int fd = open(P("unsynced").c_str(), O_CREAT | O_WRONLY, 0644);
   ASSERT_TRUE(WriteAll(fd, std::string(1 << 20, 'u').data(), 1 << 20));
-  for (pid_t d : DaemonPids()) kill(d, SIGKILL);
+  std::vector<pid_t> daemons = KillDaemonsNow();
   close(fd);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  Shell("fusermount3 -u -z " + Quote(mnt_), 30);
-  mounts_.erase(std::remove(mounts_.begin(), mounts_.end(), mnt_), mounts_.end());
-  ASSERT_TRUE(Mount(kVolume, mnt_));
+  ASSERT_TRUE(CleanUpAndRemount(daemons));
   auto got = DescribeTree(P("d"));
   EXPECT_EQ(want, got) << DiffDescriptions(want, got);
   if (HashfsMode()) {
