@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets in build-fuzz/ (clang, ASan+UBSan, see
 # tests/fuzz/CMakeLists.txt) and runs each for SECONDS_PER_TARGET seconds
 # (default 20) over a fresh copy of its checked-in seed corpus
-# (tests/fuzz/corpus/<target>/, regression inputs included). Any crash,
+# (tests/fuzz/corpus/<target>/, regression inputs included), one target per
+# CPU at a time (FUZZ_JOBS). Any crash,
 # failed invariant, leak, sanitizer report, out-of-memory or timeout fails the
 # script; the offending input is kept in build-fuzz/fuzz-artifacts/<target>/.
 #
@@ -51,15 +52,16 @@ arts=build-fuzz/fuzz-artifacts
 rm -rf "$work" "$arts"
 mkdir -p "$work" "$arts"
 
-failed=()
-for spec in "${targets[@]}"; do
-  IFS=: read -r t max_len malloc_mb <<<"$spec"
+# fuzz_one SPEC: runs one target; prints one result line; exit 1 if it failed.
+fuzz_one() {
+  local t max_len malloc_mb
+  IFS=: read -r t max_len malloc_mb <<<"$1"
   malloc_mb="${malloc_mb:-2048}"
-  seeds="tests/fuzz/corpus/$t"
-  [ -d "$seeds" ] || { echo "missing seed corpus $seeds" >&2; exit 1; }
+  local seeds="tests/fuzz/corpus/$t"
+  [ -d "$seeds" ] || { echo "FAIL fuzz_$t: missing seed corpus $seeds"; return 1; }
   cp -r "$seeds" "$work/$t"
   mkdir -p "$arts/$t"
-  log="$arts/$t.log"
+  local log="$arts/$t.log" start rc took stats
   start=$(date +%s)
   set +e
   # The outer timeout only guards against a wedged process; libFuzzer stops
@@ -74,10 +76,29 @@ for spec in "${targets[@]}"; do
   if [ $rc -ne 0 ] || ls "$arts/$t"/* >/dev/null 2>&1; then
     echo "FAIL fuzz_$t (exit $rc, ${took}s); log: $log"
     grep -E 'invariant violated|ERROR: |SUMMARY: |runtime error|Test unit written' "$log" | head -8 | sed 's/^/    /'
-    failed+=("$t")
-  else
-    echo "ok   fuzz_$t ${took}s: ${stats:-see $log}"
+    return 1
   fi
+  echo "ok   fuzz_$t ${took}s: ${stats:-see $log}"
+}
+
+# FUZZ_JOBS targets at a time (default: one per CPU; each is single-threaded).
+jobs="${FUZZ_JOBS:-$(nproc)}"
+running=0
+for spec in "${targets[@]}"; do
+  t="${spec%%:*}"
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  (fuzz_one "$spec" >"$work/$t.result" 2>&1 || touch "$work/$t.failed") &
+  running=$((running + 1))
+done
+wait
+failed=()
+for spec in "${targets[@]}"; do
+  t="${spec%%:*}"
+  cat "$work/$t.result"
+  [ -e "$work/$t.failed" ] && failed+=("$t")
 done
 
 if [ ${#failed[@]} -gt 0 ]; then
