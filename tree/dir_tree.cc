@@ -131,10 +131,23 @@ struct Hamt {
         else
           items.erase(e.key);
       }
+      if (items.empty()) return std::make_pair(Digest{}, uint64_t{0});
+      if (items.size() <= kHamtLeafMax || depth >= kMaxDepth) {
+        // Still a leaf: the map already holds the items in leaf order (keys
+        // compare as bytes, which is T::Less), and no key needs hashing.
+        // Same bytes as BuildKeyed, without a SHA-256 per item.
+        Node leaf;
+        leaf.leaf = true;
+        auto& out = T::Items(leaf);
+        out.reserve(items.size());
+        for (auto& [k, it] : items) out.push_back(std::move(it));
+        uint64_t count = out.size();
+        HASHFS_ASSIGN_OR_RETURN(Digest nd, w.Put(T::Encode(leaf), ObjectKind::kMeta));
+        return std::make_pair(nd, count);
+      }
       std::vector<Keyed> keyed;
       keyed.reserve(items.size());
       for (auto& [k, it] : items) keyed.push_back({HashKey(k), std::move(it)});
-      if (keyed.empty()) return std::make_pair(Digest{}, uint64_t{0});
       return BuildKeyed(w, keyed, depth);
     }
     std::array<std::vector<Edit>, 16> parts;
