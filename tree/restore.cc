@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "tree/file_manifest.h"
+#include "tree/walk.h"
 
 namespace hashfs {
 namespace {
@@ -67,8 +68,24 @@ class RestoreRun {
     report.errors.push_back(path + ": " + why);
   }
   Result<Inode> Resolve(const Entry& e);
-  // Restores directory `inode` whose fd is dirfd (contents, then attributes).
-  void RestoreDir(int dirfd, const std::string& path, const Inode& dir, int depth);
+  // A directory's child that is restored after the directory's listing.
+  struct Sub {
+    std::string name;
+    Inode inode;
+  };
+  // Restores the tree of directory `dir`, open as dirfd (contents, then
+  // attributes, depth first). An explicit stack, not recursion: a tree may
+  // nest kMaxTreeDepth levels, which recursion under ASan did not fit in
+  // an 8 MiB stack.
+  void RestoreTree(int dirfd, const Inode& dir);
+  // Lists `dir` (at `comps` below the destination), creates its symlinks,
+  // devices and fifos and its subdirectories, and returns the
+  // subdirectories and regular files in *dirs and *files; false if the
+  // directory is refused (too deep).
+  bool ListDir(int dirfd, const std::string& path, const std::vector<std::string>& comps, const Inode& dir,
+               int depth, std::vector<Sub>* files, std::vector<Sub>* dirs);
+  // Sets the directory's own attributes once its contents are in place.
+  void FinishDir(int dirfd, const std::string& path, const Inode& dir);
   void RestoreFile(int dirfd, const std::string& name, const std::string& path, const Inode& inode);
   void CreateOther(int dirfd, const std::string& name, const std::string& path, const Inode& inode);
   // Sets owner, mode, xattrs and times of dirfd/name (fd >= 0: use it).
@@ -88,7 +105,6 @@ class RestoreRun {
   std::map<uint64_t, std::vector<std::string>> first_link_;
   // (dir components, name, link id) for further names of restored links.
   std::vector<std::pair<std::vector<std::string>, uint64_t>> pending_links_;
-  std::vector<std::string> cur_components_;
 };
 
 Result<Inode> RestoreRun::Resolve(const Entry& e) {
@@ -202,10 +218,21 @@ void RestoreRun::CreateOther(int dirfd, const std::string& name, const std::stri
   report.others++;
 }
 
-void RestoreRun::RestoreDir(int dirfd, const std::string& path, const Inode& dir, int depth) {
-  if (depth > 4096) {
-    Error(path, "directory nesting deeper than 4096 levels");
-    return;
+std::string ChildPath(const std::string& path, const std::string& name) {
+  return path.empty() ? name : path + "/" + name;
+}
+
+std::vector<std::string> ChildComps(const std::vector<std::string>& comps, const std::string& name) {
+  std::vector<std::string> c = comps;
+  c.push_back(name);
+  return c;
+}
+
+bool RestoreRun::ListDir(int dirfd, const std::string& path, const std::vector<std::string>& comps,
+                         const Inode& dir, int depth, std::vector<Sub>* files, std::vector<Sub>* dirs) {
+  if (depth > kMaxTreeDepth) {
+    Error(path, "directory nesting deeper than " + std::to_string(kMaxTreeDepth) + " levels");
+    return false;
   }
   std::vector<Entry> entries;
   Status s = dir_tree::ForEach(get_, dir.content, [&](const Entry& e) {
@@ -216,25 +243,22 @@ void RestoreRun::RestoreDir(int dirfd, const std::string& path, const Inode& dir
     Error(path.empty() ? "." : path, "directory listing: " + s.ToString());
     // Restore whatever was listed before the damage.
   }
-  std::vector<std::pair<const Entry*, Inode>> files;
   for (const Entry& e : entries) {
-    std::string child = path.empty() ? e.name : path + "/" + e.name;
+    std::string child = ChildPath(path, e.name);
     if (!IsValidEntryName(e.name)) {
       Error(child, "invalid name refused");
       continue;
     }
     if (e.link_id) {
+      // The first name of a hardlinked file restores it; the others are
+      // linked to it at the end.
       std::lock_guard lk(mu_);
       auto it = first_link_.find(e.link_id);
       if (it != first_link_.end()) {
-        auto comps = cur_components_;
-        comps.push_back(e.name);
-        pending_links_.emplace_back(std::move(comps), e.link_id);
+        pending_links_.emplace_back(ChildComps(comps, e.name), e.link_id);
         continue;
       }
-      auto comps = cur_components_;
-      comps.push_back(e.name);
-      first_link_.emplace(e.link_id, std::move(comps));
+      first_link_.emplace(e.link_id, ChildComps(comps, e.name));
     }
     auto inode = Resolve(e);
     if (!inode.ok()) {
@@ -242,35 +266,69 @@ void RestoreRun::RestoreDir(int dirfd, const std::string& path, const Inode& dir
       continue;
     }
     switch (inode->type) {
-      case FileType::kDirectory: {
+      case FileType::kDirectory:
         if (mkdirat(dirfd, e.name.c_str(), 0700) != 0 && errno != EEXIST) {
           Error(child, std::string("mkdir: ") + std::strerror(errno));
           continue;
         }
-        Fd sub(openat(dirfd, e.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-        if (sub.fd < 0) {
-          Error(child, std::string("open directory: ") + std::strerror(errno));
-          continue;
-        }
-        cur_components_.push_back(e.name);
-        RestoreDir(sub.fd, child, *inode, depth + 1);
-        cur_components_.pop_back();
+        dirs->push_back({e.name, std::move(inode).value()});
         break;
-      }
       case FileType::kRegular:
-        files.emplace_back(&e, std::move(inode).value());
+        files->push_back({e.name, std::move(inode).value()});
         break;
       default:
         CreateOther(dirfd, e.name, child, *inode);
     }
   }
-  tbb::parallel_for_each(files.begin(), files.end(), [&](const std::pair<const Entry*, Inode>& f) {
-    std::string child = path.empty() ? f.first->name : path + "/" + f.first->name;
-    RestoreFile(dirfd, f.first->name, child, f.second);
-  });
+  return true;
+}
+
+void RestoreRun::FinishDir(int dirfd, const std::string& path, const Inode& dir) {
   ApplyAttrs(dirfd, ".", dirfd, path.empty() ? "." : path, dir);
   std::lock_guard lk(mu_);
   report.dirs++;
+}
+
+void RestoreRun::RestoreTree(int dirfd, const Inode& dir) {
+  struct Frame {
+    Fd fd;  // one per level, as the recursion this replaces held
+    std::string path;
+    std::vector<std::string> comps;
+    Inode dir;
+    int depth;
+    std::vector<Sub> dirs;
+    size_t next = 0;
+  };
+  std::vector<Frame> stack;
+  // Lists a directory and restores its regular files (in parallel); then
+  // its subdirectories are entered one by one.
+  auto enter = [&](Frame f) {
+    std::vector<Sub> files;
+    if (!ListDir(f.fd.fd, f.path, f.comps, f.dir, f.depth, &files, &f.dirs)) return;
+    tbb::parallel_for_each(files.begin(), files.end(),
+                           [&](const Sub& x) { RestoreFile(f.fd.fd, x.name, ChildPath(f.path, x.name), x.inode); });
+    stack.push_back(std::move(f));
+  };
+  Fd top(dup(dirfd));
+  if (top.fd < 0) return Error(".", std::string("dup: ") + std::strerror(errno));
+  enter(Frame{std::move(top), "", {}, dir, 0, {}, 0});
+  while (!stack.empty()) {
+    Frame& f = stack.back();
+    if (f.next == f.dirs.size()) {
+      FinishDir(f.fd.fd, f.path, f.dir);
+      stack.pop_back();
+      continue;
+    }
+    const Sub& d = f.dirs[f.next++];
+    std::string child = ChildPath(f.path, d.name);
+    // Never follows a symlink put in the new directory's place.
+    Fd sub(openat(f.fd.fd, d.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (sub.fd < 0) {
+      Error(child, std::string("open directory: ") + std::strerror(errno));
+      continue;
+    }
+    enter(Frame{std::move(sub), child, ChildComps(f.comps, d.name), d.inode, f.depth + 1, {}, 0});  // f may dangle now
+  }
 }
 
 // Opens the directory at `comps` (all but the last component) below rootfd,
@@ -317,7 +375,7 @@ Status RestoreRun::Run(const Entry& top, const std::string& dest) {
   if (root.fd < 0) return Status::FromErrno(errno, "opening " + dest);
   HASHFS_ASSIGN_OR_RETURN(Inode inode, Resolve(top));
   if (inode.type == FileType::kDirectory) {
-    RestoreDir(root.fd, "", inode, 0);
+    RestoreTree(root.fd, inode);
   } else {
     Entry single = top;
     single.link_id = 0;

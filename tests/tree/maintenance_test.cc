@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include "tree/file_manifest.h"
 #include "tree/forget.h"
 #include "tree/gc.h"
+#include "tree/restore.h"
 #include "tree/stats.h"
 #include "tree/verify.h"
 #include "tree/walk.h"
@@ -269,6 +271,19 @@ TEST_F(MaintenanceTest, WalkRefusesTreesDeeperThanTheLimit) {
     return Status::Ok();
   }));
   EXPECT_EQ(n, static_cast<size_t>(kMaxTreeDepth));
+
+  // Restore goes as deep (its deep levels recurse on whichever TBB thread
+  // reached them: this must fit a worker's stack).
+  {
+    char tmpl[] = "/tmp/hashfs-deep-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    std::string dest = std::string(tmpl) + "/out";
+    auto r = Restore(*repo_, Load(ok), "", dest, RestoreOptions{});
+    HFS_ASSERT_OK(r.status());
+    EXPECT_TRUE(r->errors.empty()) << r->errors.front();
+    EXPECT_EQ(r->dirs, static_cast<uint64_t>(kMaxTreeDepth) + 1);
+    EXPECT_EQ(std::system(("rm -rf '" + std::string(tmpl) + "'").c_str()), 0);
+  }
 
   Digest deep = chain(kMaxTreeDepth + 2);
   Status s = WalkCommit(repo_->getter(), Load(deep), [](const WalkEntry&, bool*) { return Status::Ok(); });
