@@ -18,7 +18,8 @@
 #           random sequence of create/write/truncate/rename/link/unlink/
 #           mkdir/rmdir/chmod/xattr/symlink/fsync; remount: the tree equals
 #           the state after some prefix of the sequence, no shorter than the
-#           last fsync that returned (replayed on the host); verify clean.
+#           last fsync that returned (replayed on the host; the next write
+#           may be there in part, page-aligned); verify clean.
 #   push    remote_tests RemoteE2E.KillDuringPushThenResume
 #           push to the Discord emulator killed after 1-4 creates or 0-1.5 s;
 #           verify clean; the resumed push succeeds with no object stored
@@ -44,7 +45,7 @@ set -uo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-case ${1:-} in -h|--help) sed -n '2,42p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case ${1:-} in -h|--help) sed -n '2,43p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 
 BUILD=${SOAK_BUILD:-build}
 [[ $BUILD = /* ]] || BUILD=$REPO_ROOT/$BUILD
