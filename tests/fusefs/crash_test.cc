@@ -188,27 +188,8 @@ std::map<std::string, std::string> DescribeForCrash(const std::string& top) {
   if (lstat(top.c_str(), &st) != 0) return {{"", "<absent>"}};
   DescribeOptions o;
   o.owner = false;
-  o.xattrs = false;
-  auto d = DescribeTree(top, o);
-  for (auto& [rel, desc] : d) {
-    if (rel.rfind("group:", 0) == 0) continue;
-    std::string p = top + "/" + rel;
-    char names[4096];
-    ssize_t n = llistxattr(p.c_str(), names, sizeof names);
-    std::vector<std::string> user;
-    for (ssize_t i = 0; i < n;) {
-      std::string x(names + i);
-      i += static_cast<ssize_t>(x.size()) + 1;
-      if (x.rfind("user.", 0) == 0) user.push_back(x);
-    }
-    std::sort(user.begin(), user.end());
-    for (const auto& x : user) {
-      char val[256];
-      ssize_t vl = lgetxattr(p.c_str(), x.c_str(), val, sizeof val);
-      desc += " " + x + "=" + (vl >= 0 ? std::string(val, static_cast<size_t>(vl)) : "<" + ErrName(errno) + ">");
-    }
-  }
-  return d;
+  o.xattr_prefix = "user.";
+  return DescribeTree(top, o);
 }
 
 // The kernel may split one pwrite into several FUSE write requests (at page

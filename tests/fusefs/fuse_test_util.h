@@ -330,6 +330,7 @@ struct DescribeOptions {
   bool owner = true;
   bool content = true;
   bool xattrs = true;
+  std::string xattr_prefix;  // only xattrs whose names start with this (e.g. "user.")
   bool dir_nlink = false;
   std::set<std::string> skip_names;  // names never descended into / listed (e.g. ".git")
 };
@@ -358,7 +359,7 @@ inline std::string DescribeOne(const std::string& p, const struct stat& st, cons
     for (ssize_t i = 0; i < nl;) {
       std::string xn(names.data() + i);
       i += static_cast<ssize_t>(xn.size()) + 1;
-      sorted.push_back(xn);
+      if (xn.rfind(o.xattr_prefix, 0) == 0) sorted.push_back(xn);
     }
     std::sort(sorted.begin(), sorted.end());
     for (const auto& xn : sorted) {
