@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 
@@ -78,11 +79,13 @@ class RestoreRun {
   // nest kMaxTreeDepth levels, which recursion under ASan did not fit in
   // an 8 MiB stack.
   void RestoreTree(int dirfd, const Inode& dir);
-  // Lists `dir` (at `comps` below the destination), creates its symlinks,
-  // devices and fifos and its subdirectories, and returns the
-  // subdirectories and regular files in *dirs and *files; false if the
-  // directory is refused (too deep).
-  bool ListDir(int dirfd, const std::string& path, const std::vector<std::string>& comps, const Inode& dir,
+  // Lists `dir`, creates its symlinks, devices and fifos and its
+  // subdirectories, and returns the subdirectories and regular files in
+  // *dirs and *files; false if the directory is refused (too deep).
+  // `comps_of(name)` gives the path components (below the destination) of
+  // a child, for hardlinks.
+  bool ListDir(int dirfd, const std::string& path,
+               const std::function<std::vector<std::string>(const std::string&)>& comps_of, const Inode& dir,
                int depth, std::vector<Sub>* files, std::vector<Sub>* dirs);
   // Sets the directory's own attributes once its contents are in place.
   void FinishDir(int dirfd, const std::string& path, const Inode& dir);
@@ -222,13 +225,8 @@ std::string ChildPath(const std::string& path, const std::string& name) {
   return path.empty() ? name : path + "/" + name;
 }
 
-std::vector<std::string> ChildComps(const std::vector<std::string>& comps, const std::string& name) {
-  std::vector<std::string> c = comps;
-  c.push_back(name);
-  return c;
-}
-
-bool RestoreRun::ListDir(int dirfd, const std::string& path, const std::vector<std::string>& comps,
+bool RestoreRun::ListDir(int dirfd, const std::string& path,
+                         const std::function<std::vector<std::string>(const std::string&)>& comps_of,
                          const Inode& dir, int depth, std::vector<Sub>* files, std::vector<Sub>* dirs) {
   if (depth > kMaxTreeDepth) {
     Error(path, "directory nesting deeper than " + std::to_string(kMaxTreeDepth) + " levels");
@@ -255,10 +253,10 @@ bool RestoreRun::ListDir(int dirfd, const std::string& path, const std::vector<s
       std::lock_guard lk(mu_);
       auto it = first_link_.find(e.link_id);
       if (it != first_link_.end()) {
-        pending_links_.emplace_back(ChildComps(comps, e.name), e.link_id);
+        pending_links_.emplace_back(comps_of(e.name), e.link_id);
         continue;
       }
-      first_link_.emplace(e.link_id, ChildComps(comps, e.name));
+      first_link_.emplace(e.link_id, comps_of(e.name));
     }
     auto inode = Resolve(e);
     if (!inode.ok()) {
@@ -291,9 +289,9 @@ void RestoreRun::FinishDir(int dirfd, const std::string& path, const Inode& dir)
 
 void RestoreRun::RestoreTree(int dirfd, const Inode& dir) {
   struct Frame {
-    Fd fd;  // one per level, as the recursion this replaces held
+    Fd fd;             // one per level, as the recursion this replaces held
+    std::string name;  // in its parent ("" for the top)
     std::string path;
-    std::vector<std::string> comps;
     Inode dir;
     int depth;
     std::vector<Sub> dirs;
@@ -301,17 +299,25 @@ void RestoreRun::RestoreTree(int dirfd, const Inode& dir) {
   };
   std::vector<Frame> stack;
   // Lists a directory and restores its regular files (in parallel); then
-  // its subdirectories are entered one by one.
+  // its subdirectories are entered one by one. Its path components are the
+  // names on the stack (below the top) and its own.
   auto enter = [&](Frame f) {
+    auto comps_of = [&](const std::string& child) {
+      std::vector<std::string> c;
+      for (size_t i = 1; i < stack.size(); i++) c.push_back(stack[i].name);
+      if (f.depth > 0) c.push_back(f.name);
+      c.push_back(child);
+      return c;
+    };
     std::vector<Sub> files;
-    if (!ListDir(f.fd.fd, f.path, f.comps, f.dir, f.depth, &files, &f.dirs)) return;
+    if (!ListDir(f.fd.fd, f.path, comps_of, f.dir, f.depth, &files, &f.dirs)) return;
     tbb::parallel_for_each(files.begin(), files.end(),
                            [&](const Sub& x) { RestoreFile(f.fd.fd, x.name, ChildPath(f.path, x.name), x.inode); });
     stack.push_back(std::move(f));
   };
   Fd top(dup(dirfd));
   if (top.fd < 0) return Error(".", std::string("dup: ") + std::strerror(errno));
-  enter(Frame{std::move(top), "", {}, dir, 0, {}, 0});
+  enter(Frame{std::move(top), "", "", dir, 0, {}, 0});
   while (!stack.empty()) {
     Frame& f = stack.back();
     if (f.next == f.dirs.size()) {
@@ -327,7 +333,7 @@ void RestoreRun::RestoreTree(int dirfd, const Inode& dir) {
       Error(child, std::string("open directory: ") + std::strerror(errno));
       continue;
     }
-    enter(Frame{std::move(sub), child, ChildComps(f.comps, d.name), d.inode, f.depth + 1, {}, 0});  // f may dangle now
+    enter(Frame{std::move(sub), d.name, child, d.inode, f.depth + 1, {}, 0});  // f may dangle now
   }
 }
 

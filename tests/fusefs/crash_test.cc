@@ -128,6 +128,15 @@ std::vector<RandomOp> RandomOps(uint64_t seed, const std::string& top, size_t n)
   return ops;
 }
 
+// What a kWrite operation writes: `data` at `off`.
+struct WriteArgs {
+  uint64_t off;
+  std::string data;
+};
+WriteArgs WriteOf(const RandomOp& op) {
+  return {op.x % (256 << 10), Content(op.x, op.y, 1 + op.y % (64 << 10))};
+}
+
 // Applies `op` under `root`; returns 0 or errno (ENOTCONN once the daemon is dead).
 int ApplyRandomOp(const std::string& root, const RandomOp& op) {
   std::string a = root + "/" + op.a, b = root + "/" + op.b;
@@ -143,10 +152,11 @@ int ApplyRandomOp(const std::string& root, const RandomOp& op) {
     case RandomOp::kWrite: {
       int fd = open(a.c_str(), O_WRONLY);
       if (fd < 0) return errno;
-      size_t len = 1 + op.y % (64 << 10);
-      off_t off = static_cast<off_t>(op.x % (256 << 10));
-      std::string data = Content(op.x, op.y, len);
-      int e = pwrite(fd, data.data(), len, off) == static_cast<ssize_t>(len) ? 0 : (errno ? errno : EIO);
+      const WriteArgs w = WriteOf(op);
+      int e = pwrite(fd, w.data.data(), w.data.size(), static_cast<off_t>(w.off)) ==
+                      static_cast<ssize_t>(w.data.size())
+                  ? 0
+                  : (errno ? errno : EIO);
       int c = close(fd) == 0 ? 0 : errno;
       return e ? e : c;
     }
@@ -205,12 +215,10 @@ bool PartialWriteMatches(const std::string& model, const std::string& top, const
   if (fd < 0) return false;
   std::string old;
   bool ok = ReadAll(fd, &old);
-  const size_t len = 1 + op.y % (64 << 10);
-  const uint64_t off = op.x % (256 << 10);
-  const std::string data = Content(op.x, op.y, len);
+  const WriteArgs w = WriteOf(op);
   bool matched = false;
-  for (size_t j = 4096 - off % 4096; ok && !matched && j < len; j += 4096) {
-    ok = pwrite(fd, data.data(), j, static_cast<off_t>(off)) == static_cast<ssize_t>(j);
+  for (size_t j = 4096 - w.off % 4096; ok && !matched && j < w.data.size(); j += 4096) {
+    ok = pwrite(fd, w.data.data(), j, static_cast<off_t>(w.off)) == static_cast<ssize_t>(j);
     matched = ok && DescribeForCrash(model + "/" + top) == got;
     ok = ok && ftruncate(fd, static_cast<off_t>(old.size())) == 0 &&
          pwrite(fd, old.data(), old.size(), 0) == static_cast<ssize_t>(old.size());
@@ -417,7 +425,7 @@ TEST_F(CrashTest, KillDuringRandomOperationsLeavesAPrefixOfThem) {
   const uint64_t iterations = EnvU64("HASHFS_CRASH_RANDOM_ITERATIONS", 4);
   const uint64_t base = EnvU64("HASHFS_CRASH_SEED", 777);
   constexpr size_t kMaxOps = 200000;
-  uint64_t matched_total = 0, applied_total = 0, partial_writes = 0;
+  uint64_t applied_total = 0, partial_writes = 0;
   for (uint64_t it = 0; it < iterations; it++) {
     const uint64_t seed = base * 7919 + it;
     SCOPED_TRACE("random crash round " + std::to_string(it) + ", seed " + std::to_string(seed) +
@@ -517,7 +525,6 @@ TEST_F(CrashTest, KillDuringRandomOperationsLeavesAPrefixOfThem) {
                  static_cast<unsigned long long>(it), static_cast<unsigned long long>(seed), delay_ms,
                  static_cast<long long>(last_started + 1), static_cast<long long>(last_synced),
                  static_cast<long long>(matched), partial_writes > partial_before ? " (with part of the next write)" : "");
-    matched_total += matched >= 0 ? 1 : 0;
     applied_total += hi;
     if (HashfsMode()) {
       RunResult v = Hashfs({"verify"});
@@ -525,7 +532,6 @@ TEST_F(CrashTest, KillDuringRandomOperationsLeavesAPrefixOfThem) {
     }
     if (HasFailure()) return;
   }
-  EXPECT_EQ(matched_total, iterations);
   EXPECT_GT(applied_total, iterations * 10) << "the rounds ran almost no operations";
 }
 
