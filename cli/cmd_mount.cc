@@ -28,6 +28,7 @@ struct MountArgs {
   bool read_only = false;
   bool foreground = false;
   bool allow_other = false;
+  size_t inode_cache = fusefs::MountConfig{}.max_inodes;
   std::vector<std::string> options;
 };
 
@@ -75,6 +76,7 @@ int Serve(GlobalOptions g, const MountArgs& a, bool read_only, std::optional<Dig
   cfg.store_dir = store_dir;
   cfg.read_only = read_only;
   cfg.at = at;
+  cfg.max_inodes = a.inode_cache;
   auto fs = fusefs::Filesystem::Open(*o->repo, cfg);
   if (!fs.ok()) return fail(fs.status());
   fusefs::MountRecord rec{getpid(), a.volume, read_only, a.mountpoint};
@@ -310,6 +312,9 @@ void AddMountCommands(CLI::App& app, GlobalOptions& g, int* rc) {
   m->add_option("--at", a->at, "Mount REF (a commit, snapshot or VOLUME~N) read-only");
   m->add_flag("--foreground,-f", a->foreground, "Serve in this process until unmounted (log to stderr)");
   m->add_flag("--allow-other", a->allow_other, "Let other users access the mount (default when run as root)");
+  m->add_option("--inode-cache", a->inode_cache,
+                "Inodes kept in memory; beyond this, those the kernel has forgotten are evicted (default 65536)")
+      ->check(CLI::Range(size_t{16}, size_t{1} << 32));
   m->add_option("-o", a->options, "FUSE mount option (repeatable)");
   m->callback([&g, rc, a] { *rc = RunMount(g, *a); });
 

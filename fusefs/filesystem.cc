@@ -64,28 +64,96 @@ Status CheckName(std::string_view name) {
 struct Tree {
   bool read_only = false;
   Digest links;  // link-table root (live tree: as last committed)
-  std::unordered_map<uint64_t, uint64_t> link_nodes;  // link id -> ino
+  std::unordered_map<uint64_t, uint64_t> link_nodes;  // link id -> node id
   double timeout = kFrozenTimeout;
+  uint64_t salt = 0;  // 0: the live tree; else mixes stored inode numbers (a past commit's view)
 };
+
+// ------------------------------------------------------------ st_ino
+// Inode numbers (design.md, "Inode numbers"). Every number hashfs derives
+// or assigns has bit 63 set; 1-4 are the root and the .hashfs directories.
+constexpr uint64_t kHashfsInoBit = 1ull << 63;
+
+uint64_t Mix64(uint64_t x) {  // splitmix64's finalizer: a bijection
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+// The st_ino of name `name` in the directory numbered `parent`.
+uint64_t DerivedIno(uint64_t parent, std::string_view name) {
+  uint64_t h = Mix64(parent ^ 0x9e3779b97f4a7c15ULL ^ (uint64_t{name.size()} << 48));
+  size_t i = 0;
+  for (; i + 8 <= name.size(); i += 8) {
+    uint64_t w = 0;
+    for (size_t k = 0; k < 8; k++) w |= uint64_t{static_cast<uint8_t>(name[i + k])} << (8 * k);
+    h = Mix64(h ^ w);
+  }
+  uint64_t w = 0;
+  for (size_t k = 0; i + k < name.size(); k++) w |= uint64_t{static_cast<uint8_t>(name[i + k])} << (8 * k);
+  return Mix64(h ^ w) | kHashfsInoBit;
+}
+
+// A stored or link-id number as seen in tree t (past commits get their own).
+uint64_t InTree(const Tree* t, uint64_t ino) {
+  return t->salt == 0 ? ino : Mix64(t->salt ^ Mix64(ino)) | kHashfsInoBit;
+}
+
+// An entry's st_ino: the number stored in source_ino by a mount (bit 63
+// set), else derived from the parent's st_ino and the name.
+uint64_t EntryIno(const Tree* t, uint64_t parent, std::string_view name, const Inode& a) {
+  if (a.source_ino & kHashfsInoBit) return InTree(t, a.source_ino);
+  return DerivedIno(parent, name);
+}
+
+// A hardlink group's st_ino: the stored number, else one from the link id.
+uint64_t LinkIno(const Tree* t, uint64_t link_id, const Inode& rec) {
+  if (rec.source_ino & kHashfsInoBit) return InTree(t, rec.source_ino);
+  return InTree(t, Mix64(link_id ^ 0x6c696e6b5f69645fULL) | kHashfsInoBit);
+}
+
+uint64_t DigestWord(const Digest& d, size_t word) {
+  uint64_t w = 0;  // little-endian
+  for (size_t k = 0; k < 8; k++) w |= uint64_t{d.bytes[8 * word + k]} << (8 * k);
+  return w;
+}
+// A past commit's root directory, and the salt of its view.
+uint64_t FrozenRootIno(const Digest& commit) { return Mix64(DigestWord(commit, 0)) | kHashfsInoBit; }
+uint64_t FrozenSalt(const Digest& commit) { return Mix64(DigestWord(commit, 1)) | 1; }
 
 enum class Kind { kNormal, kMeta, kHistory, kSnapshots };
 
+// A name in a loaded listing. `node` is 0 when the entry has no node (never
+// made, or evicted): it is then read again from the directory's committed
+// entry tree when needed.
+struct ChildRef {
+  uint64_t node = 0;
+  uint64_t st_ino = 0;
+  FileType type = FileType::kRegular;
+};
+
 struct Node {
-  uint64_t ino = 0;
+  uint64_t ino = 0;     // node id: the kernel's handle, never reused in a mount
+  uint64_t st_ino = 0;  // inode number reported by stat and readdir
   Tree* tree = nullptr;
   Kind kind = Kind::kNormal;
   Inode attr;  // type, mode, owner, times, size, xattrs; file chunks as last flushed
   uint64_t link_id = 0;
   uint32_t nlink = 1;  // non-directories: names in the tree
   int64_t atime_ns = 0;
+  bool atime_set = false;  // atime set explicitly: not stored, so the node is kept
   uint64_t lookups = 0;
   uint32_t opens = 0;
   bool removed = false;  // directory removed (non-directories: nlink == 0)
   std::vector<std::pair<uint64_t, std::string>> names;  // (parent ino, name)
   // Directories.
-  bool loaded = false;
-  std::map<std::string, uint64_t, std::less<>> children;
+  bool loaded = false;  // `children` holds the listing
+  std::map<std::string, ChildRef, std::less<>> children;
   uint32_t subdirs = 0;
+  bool subdirs_known = false;  // `subdirs` is right even when the listing is not loaded
   std::set<std::string> dirty_names;  // children whose entries differ from `base`
   Digest base;                        // entry-tree root as last committed
   // Regular files: present while open or changed.
@@ -107,7 +175,7 @@ constexpr uint64_t kReadAheadBytes = 4u << 20;
 
 struct DirHandle {
   uint64_t ino = 0;
-  std::vector<DirEntryOut> entries;
+  std::shared_ptr<const DirListing> listing;
 };
 
 }  // namespace
@@ -127,6 +195,13 @@ struct Filesystem::Impl {
   std::map<Digest, uint64_t> frozen_roots;              // commit -> root ino
   std::unordered_map<uint64_t, std::unique_ptr<Node>> nodes;
   uint64_t next_ino = kFirstIno;
+  // Eviction (Sweep): listing entries held (approximate between sweeps), and
+  // how many nodes may have become evictable since the last sweep (made,
+  // forgotten, closed, committed).
+  size_t listed_entries = 0;
+  size_t sweep_credit = 0;
+  std::chrono::steady_clock::time_point last_sweep{};
+  bool commit_in_flight = false;  // a built commit has not landed: bases are stale
   uint64_t next_fh = 1;
   std::unordered_map<uint64_t, Handle> handles;
   std::unordered_map<uint64_t, DirHandle> dir_handles;
@@ -188,9 +263,11 @@ struct Filesystem::Impl {
     if (!n) return Status::NotFound(fmt::format("no inode {}", ino));
     return n;
   }
-  Node* NewNode(Tree* t, Inode attr) {
+  Node* NewNode(Tree* t, Inode attr, uint64_t st_ino) {
     auto n = std::make_unique<Node>();
     n->ino = next_ino++;
+    n->st_ino = st_ino;
+    sweep_credit++;
     n->tree = t;
     n->atime_ns = attr.mtime_ns;
     n->attr = std::move(attr);
@@ -202,6 +279,7 @@ struct Filesystem::Impl {
   Node* NewVirtual(uint64_t ino, Kind k) {
     auto n = std::make_unique<Node>();
     n->ino = ino;
+    n->st_ino = ino;
     n->kind = k;
     n->tree = &live;
     n->attr.type = FileType::kDirectory;
@@ -281,31 +359,98 @@ struct Filesystem::Impl {
 
   // ------------------------------------------------------- directories
 
+  // Makes (or, for a hardlink, finds) the node of entry e of directory d
+  // and records the name on it.
+  Result<Node*> NodeForEntry(Node* d, ::hashfs::Entry& e) {
+    Node* c = nullptr;
+    if (e.link_id) {
+      auto it = d->tree->link_nodes.find(e.link_id);
+      if (it != d->tree->link_nodes.end()) c = Find(it->second);
+      if (!c) {
+        HASHFS_ASSIGN_OR_RETURN(auto rec, link_table::Lookup(get, d->tree->links, e.link_id));
+        if (!rec) return Status::Corruption(fmt::format("entry {} names missing link record {}", e.name, e.link_id));
+        uint64_t st = LinkIno(d->tree, e.link_id, rec->inode);
+        c = NewNode(d->tree, std::move(rec->inode), st);
+        c->link_id = e.link_id;
+        c->nlink = rec->nlink;
+        d->tree->link_nodes[e.link_id] = c->ino;
+      }
+    } else {
+      uint64_t st = EntryIno(d->tree, d->st_ino, e.name, e.inode);
+      c = NewNode(d->tree, std::move(e.inode), st);
+    }
+    c->names.emplace_back(d->ino, e.name);
+    return c;
+  }
+
+  // Loads d's listing. Entries get nodes while the table is under its
+  // budget; the rest only a ChildRef (their node is made when named).
   Status LoadDir(Node* d) {
     if (d->loaded) return Status::Ok();
     if (!d->is_dir()) return Err(Status::Code::kNotDirectory, "not a directory");
+    if (d->removed) {  // a removed directory lists nothing
+      d->loaded = d->subdirs_known = true;
+      d->subdirs = 0;
+      return Status::Ok();
+    }
     HASHFS_ASSIGN_OR_RETURN(std::vector<::hashfs::Entry> entries, dir_tree::ListSorted(get, d->base));
+    std::map<std::string, ChildRef, std::less<>> children;
+    uint32_t subdirs = 0;
+    std::vector<Node*> made;  // undone if a later entry fails
+    Status s;
     for (auto& e : entries) {
+      ChildRef ref;
+      ref.type = e.inode.type;
       Node* c = nullptr;
       if (e.link_id) {
         auto it = d->tree->link_nodes.find(e.link_id);
         if (it != d->tree->link_nodes.end()) c = Find(it->second);
-        if (!c) {
-          HASHFS_ASSIGN_OR_RETURN(auto rec, link_table::Lookup(get, d->tree->links, e.link_id));
-          if (!rec) return Status::Corruption(fmt::format("entry {} names missing link record {}", e.name, e.link_id));
-          c = NewNode(d->tree, rec->inode);
-          c->link_id = e.link_id;
-          c->nlink = rec->nlink;
-          d->tree->link_nodes[e.link_id] = c->ino;
-        }
-      } else {
-        c = NewNode(d->tree, std::move(e.inode));
       }
-      c->names.emplace_back(d->ino, e.name);
-      if (c->is_dir()) d->subdirs++;
-      d->children.emplace(e.name, c->ino);
+      if (c || nodes.size() < cfg.max_inodes) {
+        bool existed = c != nullptr;
+        auto r = NodeForEntry(d, e);
+        if (!r.ok()) {
+          s = r.status();
+          break;
+        }
+        c = *r;
+        if (!existed) made.push_back(c);
+        ref.node = c->ino;
+        ref.st_ino = c->st_ino;
+      } else if (e.link_id) {
+        auto rec = link_table::Lookup(get, d->tree->links, e.link_id);
+        if (!rec.ok() || !*rec) {
+          s = rec.ok() ? Status::Corruption(fmt::format("entry {} names missing link record {}", e.name, e.link_id))
+                       : rec.status();
+          break;
+        }
+        ref.st_ino = LinkIno(d->tree, e.link_id, (*rec)->inode);
+      } else {
+        ref.st_ino = EntryIno(d->tree, d->st_ino, e.name, e.inode);
+      }
+      if (ref.type == FileType::kDirectory) subdirs++;
+      children.emplace(std::move(e.name), ref);
     }
-    d->loaded = true;
+    if (!s.ok()) {
+      // Leave no node pointing at a listing that is not loaded.
+      for (auto& [name, ref] : children) {
+        if (!ref.node) continue;
+        Node* c = Find(ref.node);
+        if (!c) continue;
+        auto it = std::find(c->names.begin(), c->names.end(), std::make_pair(d->ino, name));
+        if (it != c->names.end()) c->names.erase(it);
+      }
+      for (Node* c : made) {
+        if (c->link_id) d->tree->link_nodes.erase(c->link_id);
+        nodes.erase(c->ino);
+      }
+      return s;
+    }
+    listed_entries += children.size();
+    sweep_credit += children.size() / 8;
+    d->children = std::move(children);
+    d->subdirs = subdirs;
+    d->loaded = d->subdirs_known = true;
     return Status::Ok();
   }
 
@@ -316,19 +461,139 @@ struct Filesystem::Impl {
     return d;
   }
 
-  Node* Child(Node* d, std::string_view name) {
+  // The node of d's entry `name` (d loaded), made from the committed entry
+  // tree when it has none; nullptr when there is no such name.
+  Result<Node*> Child(Node* d, std::string_view name) {
     auto it = d->children.find(name);
-    return it == d->children.end() ? nullptr : Find(it->second);
+    if (it == d->children.end()) return nullptr;
+    if (it->second.node) {
+      if (Node* c = Find(it->second.node)) return c;
+    }
+    // Only entries equal to the committed tree lose their node (Evictable),
+    // so `base` holds this one.
+    HASHFS_ASSIGN_OR_RETURN(std::optional<::hashfs::Entry> e, dir_tree::Lookup(get, d->base, name));
+    if (!e) return Status::Corruption(fmt::format("entry {} is missing from its directory's tree", name));
+    HASHFS_ASSIGN_OR_RETURN(Node * c, NodeForEntry(d, *e));
+    it->second.node = c->ino;
+    return c;
+  }
+
+  // ------------------------------------------------------- eviction
+
+  // A node that may go: nothing refers to it by node id (kernel, handles),
+  // and it equals what the committed tree holds for every name it has.
+  bool Evictable(const Node* c) const {
+    if (c->kind != Kind::kNormal || c->ino < kFirstIno || c->removed || c->names.empty()) return false;
+    if (c->lookups > 0 || c->opens > 0 || c->atime_set) return false;
+    if ((c->content && c->content->dirty()) || content_dirty.count(c->ino)) return false;
+    if (c->is_dir() && (c->loaded || !c->dirty_names.empty())) return false;
+    if (c->link_id && dirty_links.count(c->link_id)) return false;
+    for (const auto& [p, name] : c->names) {
+      auto it = nodes.find(p);
+      if (it == nodes.end() || it->second->dirty_names.count(name)) return false;
+    }
+    return true;
+  }
+
+  void Evict(Node* c) {
+    for (const auto& [p, name] : c->names) {
+      Node* pn = Find(p);
+      if (!pn) continue;
+      auto it = pn->children.find(name);
+      if (it != pn->children.end() && it->second.node == c->ino) it->second.node = 0;
+    }
+    if (c->link_id) {
+      auto it = c->tree->link_nodes.find(c->link_id);
+      if (it != c->tree->link_nodes.end() && it->second == c->ino) c->tree->link_nodes.erase(it);
+    }
+    nodes.erase(c->ino);
+  }
+
+  // Evicts d's evictable children, then drops d's listing when no child
+  // has a node and no name is dirty. Returns the entries d still lists.
+  size_t SweepListing(Node* d) {
+    bool any_node = false;
+    for (auto& [name, ref] : d->children) {
+      if (!ref.node) continue;
+      Node* c = Find(ref.node);
+      if (!c) {
+        ref.node = 0;
+        continue;
+      }
+      if (Evictable(c)) Evict(c);
+      else any_node = true;
+    }
+    if (any_node || !d->dirty_names.empty() || d->kind != Kind::kNormal) return d->children.size();
+    d->children.clear();
+    d->loaded = false;  // subdirs stays known
+    return 0;
+  }
+
+  // Under mu, with no commit in flight: one pass over every loaded listing,
+  // children before their directory.
+  void Sweep() {
+    size_t listed = 0;
+    std::vector<Node*> roots;
+    roots.push_back(Find(kRootIno));
+    for (const auto& [commit, ino] : frozen_roots)
+      if (Node* r = Find(ino)) roots.push_back(r);
+    for (Node* root : roots) {
+      std::vector<std::pair<Node*, bool>> stack{{root, false}};
+      while (!stack.empty()) {
+        auto [d, expanded] = stack.back();
+        if (expanded) {
+          stack.pop_back();
+          if (d->loaded) listed += SweepListing(d);
+          continue;
+        }
+        stack.back().second = true;
+        for (const auto& [name, ref] : d->children) {
+          if (!ref.node || ref.type != FileType::kDirectory) continue;
+          Node* c = Find(ref.node);
+          if (c && c->loaded && !c->names.empty() && c->names[0].first == d->ino) stack.emplace_back(c, false);
+        }
+      }
+    }
+    // Past commits' roots nothing refers to (numbers are derived, so a new
+    // root node for the commit gets the same st_ino).
+    for (auto it = frozen_roots.begin(); it != frozen_roots.end();) {
+      Node* r = Find(it->second);
+      if (r && (r->lookups > 0 || r->opens > 0 || r->loaded)) {
+        ++it;
+        continue;
+      }
+      if (r) nodes.erase(r->ino);
+      it = frozen_roots.erase(it);
+    }
+    listed_entries = listed;
+  }
+
+  // A listing entry without a node costs about an eighth of a node.
+  size_t Weight() const { return nodes.size() + listed_entries / 8; }
+
+  // At a point where no operation holds a Node*: sweeps when the table is
+  // over its budget and either min(half the table, the budget) nodes may
+  // have become evictable since the last sweep (so a sweep's O(table) cost
+  // is paid for by the changes before it), or any has and a second passed.
+  void MaybeSweep() {
+    if (commit_in_flight || sweep_credit == 0) return;
+    size_t w = Weight();
+    if (w <= cfg.max_inodes) return;
+    auto now = std::chrono::steady_clock::now();
+    if (sweep_credit < std::min(w / 2, cfg.max_inodes) && now - last_sweep < std::chrono::seconds(1)) return;
+    Sweep();
+    sweep_credit = 0;
+    last_sweep = now;
   }
 
   // ------------------------------------------------------- attributes
 
   struct stat Stat(Node* n) {
     struct stat st {};
-    st.st_ino = n->ino;
+    st.st_ino = n->st_ino;
     st.st_mode = TypeBits(n->attr.type) | (n->attr.mode & 07777);
     if (n->is_dir()) {
-      if (n->kind == Kind::kNormal) (void)LoadDir(n);
+      if (n->kind == Kind::kNormal && !n->subdirs_known) (void)LoadDir(n);
       st.st_nlink = 2 + n->subdirs;
       st.st_size = 4096;
     } else {
@@ -400,7 +665,7 @@ struct Filesystem::Impl {
     HASHFS_RETURN_IF_ERROR(Writable(d));
     HASHFS_RETURN_IF_ERROR(CheckName(name));
     if (d->ino == kRootIno && name == kMetaName) return Status::Exists("reserved name");
-    if (Child(d, name)) return Status::Exists("file exists");
+    if (d->children.count(name)) return Status::Exists("file exists");
     Inode a;
     a.type = type;
     a.mode = mode & 07777;
@@ -412,13 +677,18 @@ struct Filesystem::Impl {
     }
     a.mtime_ns = a.ctime_ns = NowNs();
     if (type == FileType::kDirectory) a.content = empty_dir;
-    Node* n = NewNode(d->tree, std::move(a));
+    // A new number, stored with the entry so it survives eviction, rename
+    // and remount (a derived one could equal a renamed file's).
+    a.source_ino = rng() | kHashfsInoBit;
+    uint64_t st = a.source_ino;
+    Node* n = NewNode(d->tree, std::move(a), st);
     if (n->is_dir()) {
-      n->loaded = true;
+      n->loaded = n->subdirs_known = true;
       d->subdirs++;
     }
     n->names.emplace_back(d->ino, std::string(name));
-    d->children.emplace(std::string(name), n->ino);
+    d->children.emplace(std::string(name), ChildRef{n->ino, n->st_ino, type});
+    listed_entries++;
     counts.created++;
     MarkName(d->ino, std::string(name));
     TouchDir(d);
@@ -428,6 +698,7 @@ struct Filesystem::Impl {
   // Removes the name (parent, name) of node n.
   void DropName(Node* d, const std::string& name, Node* n) {
     d->children.erase(name);
+    if (listed_entries) listed_entries--;
     auto it = std::find(n->names.begin(), n->names.end(), std::make_pair(d->ino, name));
     if (it != n->names.end()) n->names.erase(it);
     if (n->is_dir()) {
@@ -452,6 +723,12 @@ struct Filesystem::Impl {
     return false;
   }
 
+  // A renamed entry keeps its st_ino: a derived number (from the old name)
+  // is stored with the entry from now on. Hardlinks keep theirs in the record.
+  static void KeepNumber(Node* n) {
+    if (!n->link_id) n->attr.source_ino = n->st_ino;
+  }
+
   // ------------------------------------------------------- virtual dirs
 
   Result<Node*> FrozenRoot(const Digest& commit_id, uint64_t parent, const std::string& name) {
@@ -467,7 +744,8 @@ struct Filesystem::Impl {
       t->links = c.links;
       t->timeout = kFrozenTimeout;
     }
-    Node* n = NewNode(t.get(), c.root);
+    t->salt = FrozenSalt(commit_id);
+    Node* n = NewNode(t.get(), c.root, FrozenRootIno(commit_id));
     n->names.emplace_back(parent, name);
     frozen_roots[commit_id] = n->ino;
     return n;
@@ -503,16 +781,10 @@ struct Filesystem::Impl {
       out.push_back({"snapshots", kSnapshotsIno, S_IFDIR});
     } else if (d->kind == Kind::kHistory) {
       HASHFS_ASSIGN_OR_RETURN(auto hist, repo.History(cfg.volume));
-      for (const auto& h : hist) {
-        auto it = frozen_roots.find(h.commit);
-        out.push_back({h.commit.Hex(), it != frozen_roots.end() ? it->second : 0, S_IFDIR});
-      }
+      for (const auto& h : hist) out.push_back({h.commit.Hex(), FrozenRootIno(h.commit), S_IFDIR});
     } else {
       HASHFS_ASSIGN_OR_RETURN(auto snaps, repo.Snapshots());
-      for (const auto& [name, commit] : snaps) {
-        auto it = frozen_roots.find(commit);
-        out.push_back({name, it != frozen_roots.end() ? it->second : 0, S_IFDIR});
-      }
+      for (const auto& [name, commit] : snaps) out.push_back({name, FrozenRootIno(commit), S_IFDIR});
     }
     return out;
   }
@@ -560,7 +832,7 @@ struct Filesystem::Impl {
     std::vector<DirEdit> edits;
     edits.reserve(names.size());
     for (const auto& name : names) {
-      Node* c = Child(d, name);
+      HASHFS_ASSIGN_OR_RETURN(Node * c, Child(d, name));
       if (!c) {
         edits.push_back({name, std::nullopt});
         continue;
@@ -750,6 +1022,7 @@ struct Filesystem::Impl {
         b.links = c.links;
         HASHFS_ASSIGN_OR_RETURN(b.commit, writer.Put(EncodeCommit(c), ObjectKind::kMeta));
       }
+      commit_in_flight = true;  // no eviction until the bases below are current
     }
     Status s;
     if (b.pin_changed) {
@@ -782,6 +1055,7 @@ struct Filesystem::Impl {
       }
     }
     std::lock_guard lk(mu);
+    commit_in_flight = false;
     attempted_gen = std::max(attempted_gen, b.gen);
     attempts++;
     last_commit_status = s;
@@ -789,6 +1063,7 @@ struct Filesystem::Impl {
       if (b.pin_changed) pinned_sig = b.pin_sig;
       for (auto& [ino, d] : b.new_bases)
         if (Node* n = Find(ino)) n->base = d;
+      for (const auto& [ino, names] : b.taken_names) sweep_credit += names.size();  // now clean
       if (!b.noop) {
         head = b.commit;
         live.links = b.links;
@@ -896,6 +1171,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(Repository& repo, MountConf
   {
     auto root = std::make_unique<Node>();
     root->ino = kRootIno;
+    root->st_ino = kRootIno;
     root->tree = &m.live;
     root->attr = c.root;
     root->atime_ns = c.root.mtime_ns;
@@ -940,6 +1216,7 @@ Digest Filesystem::head() const {
 Result<EntryOut> Filesystem::Lookup(uint64_t parent, std::string_view name) {
   Impl& m = *impl_;
   std::lock_guard lk(m.mu);
+  m.MaybeSweep();
   if (name.size() > kMaxNameLength) return Err(Status::Code::kNameTooLong, "name too long");
   HASHFS_ASSIGN_OR_RETURN(Node * d, m.Dir(parent));
   if (d->kind != Kind::kNormal) {
@@ -947,7 +1224,7 @@ Result<EntryOut> Filesystem::Lookup(uint64_t parent, std::string_view name) {
     return m.MakeEntry(n);
   }
   if (d->ino == kRootIno && name == kMetaName) return m.MakeEntry(m.Find(kMetaIno));
-  Node* c = m.Child(d, name);
+  HASHFS_ASSIGN_OR_RETURN(Node * c, m.Child(d, name));
   if (!c) return Status::NotFound("no such entry");
   return m.MakeEntry(c);
 }
@@ -958,10 +1235,9 @@ void Filesystem::Forget(uint64_t ino, uint64_t nlookup) {
   Node* n = m.Find(ino);
   if (!n) return;
   n->lookups = n->lookups > nlookup ? n->lookups - nlookup : 0;
-  // Listings are not evicted: a reloaded listing would give the
-  // files new inode numbers, and programs such as tar compare st_ino across
-  // the kernel forgetting an inode (observed: tar's delayed symlinks).
+  if (n->lookups == 0) m.sweep_credit++;
   m.MaybeDelete(n);
+  m.MaybeSweep();
 }
 
 Result<struct stat> Filesystem::GetAttr(uint64_t ino) {
@@ -996,7 +1272,10 @@ Result<struct stat> Filesystem::SetAttr(uint64_t ino, const SetAttrRequest& r) {
   if (r.uid) a.uid = *r.uid;
   if (r.gid) a.gid = *r.gid;
   if (r.mtime_ns) a.mtime_ns = *r.mtime_ns;
-  if (r.atime_ns) n->atime_ns = *r.atime_ns;
+  if (r.atime_ns) {
+    n->atime_ns = *r.atime_ns;
+    n->atime_set = true;
+  }
   a.ctime_ns = r.ctime_ns ? *r.ctime_ns : now;
   if (r.mode || r.uid || r.gid || r.mtime_ns) m.counts.changed++;
   m.MarkDirty(n);
@@ -1015,6 +1294,7 @@ Result<EntryOut> Filesystem::MakeNode(uint64_t parent, std::string_view name, ui
                                       const Caller& c) {
   Impl& m = *impl_;
   std::lock_guard lk(m.mu);
+  m.MaybeSweep();
   HASHFS_ASSIGN_OR_RETURN(Node * d, m.Dir(parent));
   FileType t;
   switch (mode & S_IFMT) {
@@ -1035,6 +1315,7 @@ Result<EntryOut> Filesystem::MakeNode(uint64_t parent, std::string_view name, ui
 Result<EntryOut> Filesystem::MakeDir(uint64_t parent, std::string_view name, uint32_t mode, const Caller& c) {
   Impl& m = *impl_;
   std::lock_guard lk(m.mu);
+  m.MaybeSweep();
   HASHFS_ASSIGN_OR_RETURN(Node * d, m.Dir(parent));
   HASHFS_ASSIGN_OR_RETURN(Node * n, m.CreateChild(d, name, FileType::kDirectory, mode, c));
   return m.MakeEntry(n);
@@ -1044,6 +1325,7 @@ Result<EntryOut> Filesystem::Symlink(uint64_t parent, std::string_view name, std
                                      const Caller& c) {
   Impl& m = *impl_;
   std::lock_guard lk(m.mu);
+  m.MaybeSweep();
   if (target.empty() || target.size() > kMaxSymlinkLength || target.find('\0') != std::string_view::npos)
     return Err(Status::Code::kNameTooLong, "symlink target too long");
   HASHFS_ASSIGN_OR_RETURN(Node * d, m.Dir(parent));
@@ -1064,7 +1346,7 @@ Result<EntryOut> Filesystem::Link(uint64_t ino, uint64_t new_parent, std::string
   if (n->is_dir()) return Err(Status::Code::kNotPermitted, "hard link to a directory");
   HASHFS_RETURN_IF_ERROR(CheckName(new_name));
   if (d->ino == kRootIno && new_name == kMetaName) return Status::Exists("reserved name");
-  if (m.Child(d, new_name)) return Status::Exists("file exists");
+  if (d->children.count(new_name)) return Status::Exists("file exists");
   if (n->nlink == 0) return Status::NotFound("file was removed");
   if (n->nlink >= 65000) return Err(Status::Code::kTooBig, "too many links");
   if (!n->link_id) {
@@ -1076,13 +1358,17 @@ Result<EntryOut> Filesystem::Link(uint64_t ino, uint64_t new_parent, std::string
       HASHFS_ASSIGN_OR_RETURN(auto rec, link_table::Lookup(m.get, m.live.links, id));
       if (!rec) break;
     }
+    // The record keeps the file's number: st_ino does not change when a
+    // second name appears.
+    n->attr.source_ino = n->st_ino;
     n->link_id = id;
     m.live.link_nodes[id] = n->ino;
     for (const auto& [p, name] : n->names) m.MarkName(p, name);
   }
   n->nlink++;
   n->names.emplace_back(d->ino, std::string(new_name));
-  d->children.emplace(std::string(new_name), n->ino);
+  d->children.emplace(std::string(new_name), ChildRef{n->ino, n->st_ino, n->attr.type});
+  m.listed_entries++;
   n->attr.ctime_ns = NowNs();
   m.dirty_links.insert(n->link_id);
   m.MarkName(d->ino, std::string(new_name));
@@ -1097,7 +1383,7 @@ Status Filesystem::Unlink(uint64_t parent, std::string_view name) {
   HASHFS_ASSIGN_OR_RETURN(Node * d, m.Dir(parent));
   HASHFS_RETURN_IF_ERROR(m.Writable(d));
   if (d->ino == kRootIno && name == kMetaName) return Err(Status::Code::kReadOnly, "read-only");
-  Node* n = m.Child(d, name);
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.Child(d, name));
   if (!n) return Status::NotFound("no such entry");
   if (n->is_dir()) return Err(Status::Code::kIsDirectory, "is a directory");
   m.DropName(d, std::string(name), n);
@@ -1112,7 +1398,7 @@ Status Filesystem::Rmdir(uint64_t parent, std::string_view name) {
   HASHFS_ASSIGN_OR_RETURN(Node * d, m.Dir(parent));
   HASHFS_RETURN_IF_ERROR(m.Writable(d));
   if (d->ino == kRootIno && name == kMetaName) return Err(Status::Code::kReadOnly, "read-only");
-  Node* n = m.Child(d, name);
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.Child(d, name));
   if (!n) return Status::NotFound("no such entry");
   if (!n->is_dir()) return Err(Status::Code::kNotDirectory, "not a directory");
   HASHFS_RETURN_IF_ERROR(m.LoadDir(n));
@@ -1137,9 +1423,9 @@ Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_p
   if ((d1->ino == kRootIno && name == kMetaName) || (d2->ino == kRootIno && new_name == kMetaName))
     return Err(Status::Code::kReadOnly, "read-only");
   HASHFS_RETURN_IF_ERROR(CheckName(new_name));
-  Node* src = m.Child(d1, name);
+  HASHFS_ASSIGN_OR_RETURN(Node * src, m.Child(d1, name));
   if (!src) return Status::NotFound("no such entry");
-  Node* dst = m.Child(d2, new_name);
+  HASHFS_ASSIGN_OR_RETURN(Node * dst, m.Child(d2, new_name));
   std::string n1(name), n2(new_name);
   int64_t now = NowNs();
   if (flags & RENAME_EXCHANGE) {
@@ -1147,8 +1433,9 @@ Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_p
     if (src == dst) return Status::Ok();
     if ((src->is_dir() && m.IsAncestor(src, d2)) || (dst->is_dir() && m.IsAncestor(dst, d1)))
       return Status::InvalidArgument("rename into own subdirectory");
-    d1->children[n1] = dst->ino;
-    d2->children[n2] = src->ino;
+    std::swap(d1->children.find(n1)->second, d2->children.find(n2)->second);
+    m.KeepNumber(src);
+    m.KeepNumber(dst);
     for (auto& nm : src->names)
       if (nm.first == d1->ino && nm.second == n1) nm = {d2->ino, n2};
     for (auto& nm : dst->names)
@@ -1185,8 +1472,10 @@ Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_p
     m.DropName(d2, n2, dst);
     m.counts.removed--;
   }
+  ChildRef ref = d1->children.find(n1)->second;
   d1->children.erase(n1);
-  d2->children[n2] = src->ino;
+  d2->children[n2] = ref;
+  m.KeepNumber(src);
   for (auto& nm : src->names)
     if (nm.first == d1->ino && nm.second == n1) nm = {d2->ino, n2};
   if (src->is_dir() && d1 != d2) d1->subdirs--, d2->subdirs++;
@@ -1231,6 +1520,7 @@ Result<std::pair<EntryOut, uint64_t>> Filesystem::Create(uint64_t parent, std::s
                                                          int flags, const Caller& c) {
   Impl& m = *impl_;
   std::lock_guard lk(m.mu);
+  m.MaybeSweep();
   HASHFS_ASSIGN_OR_RETURN(Node * d, m.Dir(parent));
   HASHFS_ASSIGN_OR_RETURN(Node * n, m.CreateChild(d, name, FileType::kRegular, mode, c));
   n->content = std::make_unique<FileContent>(std::vector<ChunkRef>{});
@@ -1316,6 +1606,7 @@ Status Filesystem::Release(uint64_t ino, uint64_t fh) {
   Node* n = m.Find(ino);
   if (!n) return Status::Ok();
   if (n->opens) n->opens--;
+  if (n->opens == 0) m.sweep_credit++;
   if (n->opens == 0 && n->content && !n->content->dirty() && !m.content_dirty.count(ino)) n->content.reset();
   m.MaybeDelete(n);
   return Status::Ok();
@@ -1363,29 +1654,30 @@ Status Filesystem::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len)
 Result<uint64_t> Filesystem::OpenDir(uint64_t ino) {
   Impl& m = *impl_;
   std::lock_guard lk(m.mu);
+  m.MaybeSweep();
   HASHFS_ASSIGN_OR_RETURN(Node * d, m.Dir(ino));
+  auto listing = std::make_shared<DirListing>();
+  listing->self_ino = d->st_ino;
+  if (d->kind != Kind::kNormal) {
+    HASHFS_ASSIGN_OR_RETURN(listing->entries, m.ListVirtual(d));
+  } else {
+    listing->entries.reserve(d->children.size());
+    for (const auto& [name, ref] : d->children) listing->entries.push_back({name, ref.st_ino, TypeBits(ref.type)});
+  }
   DirHandle dh;
   dh.ino = ino;
-  if (d->kind != Kind::kNormal) {
-    HASHFS_ASSIGN_OR_RETURN(dh.entries, m.ListVirtual(d));
-  } else {
-    dh.entries.reserve(d->children.size());
-    for (const auto& [name, cino] : d->children) {
-      Node* c = m.Find(cino);
-      if (c) dh.entries.push_back({name, cino, TypeBits(c->attr.type)});
-    }
-  }
+  dh.listing = std::move(listing);
   uint64_t fh = m.next_fh++;
   m.dir_handles.emplace(fh, std::move(dh));
   return fh;
 }
 
-Result<std::vector<DirEntryOut>> Filesystem::ReadDir(uint64_t ino, uint64_t fh) {
+Result<std::shared_ptr<const DirListing>> Filesystem::ReadDir(uint64_t ino, uint64_t fh) {
   Impl& m = *impl_;
   std::lock_guard lk(m.mu);
   auto it = m.dir_handles.find(fh);
   if (it == m.dir_handles.end() || it->second.ino != ino) return Status::InvalidArgument("bad directory handle");
-  return it->second.entries;
+  return it->second.listing;
 }
 
 Result<EntryOut> Filesystem::LookupForReaddirPlus(uint64_t ino, const DirEntryOut& e) { return Lookup(ino, e.name); }
@@ -1399,8 +1691,13 @@ Result<std::string> Filesystem::GetXattr(uint64_t ino, std::string_view name) {
   Impl& m = *impl_;
   std::lock_guard lk(m.mu);
   HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
-  // Diagnostics: the size of the inode table, on /.hashfs.
+  // Diagnostics on /.hashfs: the inode table's nodes and listed entries.
   if (ino == kMetaIno && name == "user.hashfs.inodes") return std::to_string(m.nodes.size());
+  if (ino == kMetaIno && name == "user.hashfs.listed") {
+    size_t listed = 0;
+    for (const auto& [i, node] : m.nodes) listed += node->children.size();
+    return std::to_string(listed);
+  }
   for (const auto& [k, v] : n->attr.xattrs)
     if (k == name) return v;
   return Err(Status::Code::kNoAttribute, "no such attribute");
@@ -1512,6 +1809,9 @@ Status Filesystem::Revert(const Digest& commit, const std::string& description) 
       n->removed = true;
       n->dirty_names.clear();
       n->link_id = 0;
+      n->children.clear();  // a removed directory lists nothing
+      n->subdirs = 0;
+      n->loaded = n->subdirs_known = n->is_dir();
     }
     m.live.link_nodes.clear();
     m.content_dirty.clear();
@@ -1520,14 +1820,14 @@ Status Filesystem::Revert(const Digest& commit, const std::string& description) 
     root->base = target.root.content;
     root->children.clear();
     root->subdirs = 0;
-    root->loaded = false;
+    root->loaded = root->subdirs_known = false;
     root->dirty_names.clear();
     m.root_dirty = false;
     for (uint64_t ino : inodes)
       if (Node* n = m.Find(ino)) m.MaybeDelete(n);
     // Names of the new root may sit in the kernel as negative entries.
     if (m.LoadDir(root).ok())
-      for (const auto& [name, ino] : root->children) entries.emplace_back(kRootIno, name);
+      for (const auto& [name, ref] : root->children) entries.emplace_back(kRootIno, name);
   }
   if (m.inval.entry)
     for (auto& [p, name] : entries) m.inval.entry(p, name);

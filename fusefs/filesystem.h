@@ -2,9 +2,12 @@
 // a mutable POSIX namespace over immutable trees and turns changes into
 // commits.
 //
-// State: an inode table (ino -> Node) holding every entry the kernel has
-// looked up or that a loaded directory lists, created lazily from the
-// volume's head commit; directories load their entry tree on first use.
+// State: an inode table (node id -> Node) holding the entries the kernel
+// holds, has open or that changed, created lazily from the volume's head
+// commit; directories load their listing (name -> node id, st_ino, type) on
+// first use. Nodes and listings nothing needs are evicted once the table
+// passes `max_inodes` (a sweep at the next safe point) and re-read from the
+// committed tree when named again.
 // Changes edit nodes in memory and mark the names on the path to the root
 // dirty. A committer thread turns dirty state into new tree objects (only the
 // changed HAMT paths and file regions), a commit and one atomic head swap
@@ -17,9 +20,11 @@
 // of history: `.hashfs/history/<commit id>/` and `.hashfs/snapshots/<name>/`.
 //
 // Thread-safe: one mutex guards the namespace and file contents; reads of
-// unchanged file regions and chunk decoding run outside it. Inode numbers are
-// stable for the life of the mount (nodes are kept once created; memory grows
-// with the number of entries visited). Permission checks are the kernel's
+// unchanged file regions and chunk decoding run outside it. The kernel's node
+// ids are never reused within a mount; st_ino is derived from the entry (an
+// assigned number stored in Inode::source_ino, else its parent's st_ino and
+// its name), so it survives eviction, rename and remount (design.md, "Inode
+// numbers"). Permission checks are the kernel's
 // (the mount uses default_permissions); this class enforces POSIX namespace
 // rules and errors.
 #pragma once
@@ -52,6 +57,7 @@ struct MountConfig {
   size_t chunk_cache_bytes = 256u << 20;
   size_t max_dirty_bytes = 64u << 20;  // per file: flush dirty pages beyond this
   double entry_timeout = 10.0;    // kernel cache timeouts for the live tree
+  size_t max_inodes = 65536;      // inode-table size beyond which unneeded nodes are evicted
 };
 
 struct Caller {
@@ -60,7 +66,7 @@ struct Caller {
 };
 
 struct EntryOut {
-  uint64_t ino = 0;
+  uint64_t ino = 0;  // node id (the kernel's handle); attr.st_ino is the inode number
   struct stat attr {};
   double timeout = 0;  // entry and attribute cache timeout, seconds
 };
@@ -76,8 +82,14 @@ struct SetAttrRequest {
 
 struct DirEntryOut {
   std::string name;
-  uint64_t ino;
+  uint64_t ino;        // st_ino (d_ino)
   uint32_t type_bits;  // S_IFDIR, S_IFREG, ...
+};
+
+// What one open of a directory lists: a snapshot taken at opendir.
+struct DirListing {
+  uint64_t self_ino = 0;  // st_ino of the directory (".")
+  std::vector<DirEntryOut> entries;
 };
 
 // Callbacks into the kernel, set by the FUSE layer: drop cached attributes
@@ -129,9 +141,9 @@ class Filesystem {
   // Directories: a listing snapshot per open, so offsets stay stable while
   // the directory changes.
   Result<uint64_t> OpenDir(uint64_t ino);
-  // Entries from index `off` on (not counting "." and ".."); *names_lookup
-  // entries are counted as kernel lookups by LookupForReaddirPlus.
-  Result<std::vector<DirEntryOut>> ReadDir(uint64_t ino, uint64_t fh);
+  // The open's snapshot (shared, immutable: readdir calls slice it without
+  // copying). Entries are counted as kernel lookups by LookupForReaddirPlus.
+  Result<std::shared_ptr<const DirListing>> ReadDir(uint64_t ino, uint64_t fh);
   Result<EntryOut> LookupForReaddirPlus(uint64_t ino, const DirEntryOut& e);
   void ReleaseDir(uint64_t fh);
 

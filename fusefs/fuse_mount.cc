@@ -353,7 +353,8 @@ void DoReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file
   Guard(req, op, [&] {
     auto r = FS(req).ReadDir(ino, fi->fh);
     if (!r.ok()) return ReplyErr(req, op, r.status());
-    const auto& entries = *r;
+    const DirListing& listing = **r;
+    const auto& entries = listing.entries;
     std::unique_ptr<char[]> buf(new char[size]);
     size_t pos = 0;
     // Offsets: 0 ".", 1 "..", 2 + i the i-th entry of the snapshot.
@@ -367,7 +368,7 @@ void DoReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file
         // Directories do not know their parent (it is the kernel's dentry
         // cache that resolves ".."); d_ino 0 would hide the entry, so ".."
         // reports the root's number.
-        st.st_ino = i == 0 ? ino : kRootIno;
+        st.st_ino = i == 0 ? listing.self_ino : kRootIno;
         st.st_mode = S_IFDIR;
         e.attr = st;
       } else {

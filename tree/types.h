@@ -49,7 +49,7 @@ struct Inode {
   int64_t ctime_ns = 0;
   uint64_t size = 0;  // bytes for files, target length for symlinks, 0 otherwise
   uint64_t rdev = 0;  // device number for character and block devices
-  uint64_t source_ino = 0;  // inode number on the backed-up filesystem (0 if none)
+  uint64_t source_ino = 0;  // inode number where last seen: backed-up filesystem, or a mount (bit 63); 0 if none
   std::string symlink_target;
   ContentLayout layout = ContentLayout::kInline;
   Digest content;               // manifest root (kManifest) or directory root
