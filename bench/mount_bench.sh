@@ -84,6 +84,7 @@ need_pkg gcc gcc
 need_pkg pkg-config pkg-config
 need_pkg fusermount3 fuse3
 need_pkg python3 python3
+need_pkg getfattr attr
 [[ -e /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c || -e /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c.gz ]] ||
     apt-get install -y libfuse3-dev >/dev/null 2>&1 || die "libfuse3-dev is missing and could not be installed"
 pkg-config --exists fuse3 || die "pkg-config does not know fuse3 (libfuse3-dev)"
@@ -520,6 +521,14 @@ R[ls_many.hashfs]=$(elapsed "$t0" "$(now)")
 [[ $n == "$NFILES" ]] || { fail "hashfs: ls of the many-files dir lists $n entries, want $NFILES"; log "ERROR: ls lists $n files"; }
 kill "$RSS_SAMPLER_PID" 2>/dev/null; wait "$RSS_SAMPLER_PID" 2>/dev/null; RSS_SAMPLER_PID=""
 log "    hashfs RSS: ${R[rss_before_create.hashfs]} MiB before, ${R[rss_after_create.hashfs]} after, peak ${R[hwm_create.hashfs]} MiB; commit after: ${R[create_commit.hashfs]} s"
+# The inode table once the kernel forgets the entries (the mount sweeps at
+# its next safe point, at most a second after the forgets).
+inodes() { getfattr --only-values -n "user.hashfs.$1" "$H_MNT/.hashfs" 2>/dev/null; }
+R[inodes_after_create.hashfs]="$(inodes inodes) nodes, $(inodes listed) listed"
+drop_caches; sleep 1.2; stat "$H_MNT/no-such-name" >/dev/null 2>&1
+R[inodes_after_forget.hashfs]="$(inodes inodes) nodes, $(inodes listed) listed"
+R[rss_after_forget.hashfs]=$(rss_parts "$H_PID")
+log "    inode table: ${R[inodes_after_create.hashfs]} after the creates; ${R[inodes_after_forget.hashfs]} once the kernel forgot them (RSS then ${R[rss_after_forget.hashfs]})"
 
 # --------------------------------------------------- 6: history vs head read --
 log "[6] cold read of seq.dat via .hashfs/history/$H_COMMIT/ vs the head"
@@ -599,7 +608,7 @@ CREATE_RATIO_N=$(ratio "${R[create_last.native]}" "${R[create_first.native]}")
     echo
     echo "- after the write: RSS ${R[rss_after_write.hashfs]} (peak since mount ${R[hwm_write.hashfs]} MiB); daemon CPU during the write ${R[write_cpu.hashfs]} s; \`hashfs umount\` right after took ${R[umount_after_write.hashfs]} s; daemon CPU during the cold read ${R[read_cpu.hashfs]} s"
     echo "- tar -x full tree: daemon CPU ${R[tarfull.cpu.hashfs]} s, RSS after ${R[tarfull.rss.hashfs]}"
-    echo "- $NFILES files (fresh daemon): RSS ${R[rss_before_create.hashfs]} MiB before, ${R[rss_after_create.hashfs]} after, peak (VmHWM) ${R[hwm_create.hashfs]} MiB; daemon CPU ${R[create_cpu.hashfs]} s; commit of what was pending after the last create ${R[create_commit.hashfs]} s; \`ls -f\` of the dir ${R[ls_many.hashfs]} s; \`hashfs umount\` after ${R[umount_after_create.hashfs]} s"
+    echo "- $NFILES files (fresh daemon): RSS ${R[rss_before_create.hashfs]} MiB before, ${R[rss_after_create.hashfs]} after, peak (VmHWM) ${R[hwm_create.hashfs]} MiB; daemon CPU ${R[create_cpu.hashfs]} s; commit of what was pending after the last create ${R[create_commit.hashfs]} s; \`ls -f\` of the dir ${R[ls_many.hashfs]} s; \`hashfs umount\` after ${R[umount_after_create.hashfs]} s; inode table ${R[inodes_after_create.hashfs]} after the creates, ${R[inodes_after_forget.hashfs]} once the kernel forgot them (RSS then ${R[rss_after_forget.hashfs]})"
     echo "- after the cold head read of workload 6 (fresh daemon): RSS ${R[rss_after_read.hashfs]}"
     echo "- history commit read: $H_COMMIT (the head right after workload 1; later workloads added commits)"
     echo "- store size at the end: $(awk -v b="${R[store_bytes]}" 'BEGIN{printf "%.1f MiB", b/1048576}') (du -sb)"
