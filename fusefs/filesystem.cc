@@ -162,6 +162,12 @@ struct Node {
   bool is_dir() const { return attr.type == FileType::kDirectory; }
 };
 
+// A renamed entry keeps its st_ino: a derived number (from the old name)
+// is stored with the entry from now on. Hardlinks keep theirs in the record.
+void KeepNumber(Node* n) {
+  if (!n->link_id) n->attr.source_ino = n->st_ino;
+}
+
 struct Handle {
   uint64_t ino = 0;
   bool writable = false;
@@ -721,12 +727,6 @@ struct Filesystem::Impl {
       cur = Find(cur->names[0].first);
     }
     return false;
-  }
-
-  // A renamed entry keeps its st_ino: a derived number (from the old name)
-  // is stored with the entry from now on. Hardlinks keep theirs in the record.
-  static void KeepNumber(Node* n) {
-    if (!n->link_id) n->attr.source_ino = n->st_ino;
   }
 
   // ------------------------------------------------------- virtual dirs
@@ -1434,8 +1434,8 @@ Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_p
     if ((src->is_dir() && m.IsAncestor(src, d2)) || (dst->is_dir() && m.IsAncestor(dst, d1)))
       return Status::InvalidArgument("rename into own subdirectory");
     std::swap(d1->children.find(n1)->second, d2->children.find(n2)->second);
-    m.KeepNumber(src);
-    m.KeepNumber(dst);
+    KeepNumber(src);
+    KeepNumber(dst);
     for (auto& nm : src->names)
       if (nm.first == d1->ino && nm.second == n1) nm = {d2->ino, n2};
     for (auto& nm : dst->names)
@@ -1475,7 +1475,7 @@ Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_p
   ChildRef ref = d1->children.find(n1)->second;
   d1->children.erase(n1);
   d2->children[n2] = ref;
-  m.KeepNumber(src);
+  KeepNumber(src);
   for (auto& nm : src->names)
     if (nm.first == d1->ino && nm.second == n1) nm = {d2->ino, n2};
   if (src->is_dir() && d1 != d2) d1->subdirs--, d2->subdirs++;
