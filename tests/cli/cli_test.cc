@@ -21,45 +21,16 @@
 #include <string>
 #include <thread>
 
+#include "tests/test_util.h"
+
 namespace {
 
-struct RunResult {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string ReadFile(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteFile(const std::string& p, const std::string& data) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << data;
-}
-
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) {
-    if (c == '\'')
-      q += "'\\''";
-    else
-      q += c;
-  }
-  return q + "'";
-}
-
-std::string RandomBytes(size_t n, uint32_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; i += 8) {
-    uint64_t v = rng();
-    std::memcpy(s.data() + i, &v, std::min<size_t>(8, n - i));
-  }
-  return s;
-}
+using hashfs_test::EnvU64;
+using hashfs_test::Quote;
+using hashfs_test::RandomBytes;
+using hashfs_test::ReadFile;
+using hashfs_test::RunResult;
+using hashfs_test::WriteFile;
 
 class CliTest : public ::testing::Test {
  protected:
@@ -77,15 +48,7 @@ class CliTest : public ::testing::Test {
     for (const auto& a : args) cmd += " " + Quote(a);
     return Shell(cmd);
   }
-  RunResult Shell(const std::string& cmd) {
-    std::string o = root_ + "/.out", e = root_ + "/.err";
-    int st = std::system((cmd + " >" + Quote(o) + " 2>" + Quote(e)).c_str());
-    RunResult r;
-    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    r.out = ReadFile(o);
-    r.err = ReadFile(e);
-    return r;
-  }
+  static RunResult Shell(const std::string& cmd) { return hashfs_test::Shell(cmd); }
   nlohmann::json Json(const std::vector<std::string>& args) {
     RunResult r = Hashfs(args);
     EXPECT_EQ(r.code, 0) << r.err;
@@ -403,11 +366,6 @@ TEST_F(CliTest, ProcessesHoldingSecretsAreNotDumpable) {
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
   }
-}
-
-uint64_t EnvU64(const char* name, uint64_t def) {
-  const char* v = std::getenv(name);
-  return v == nullptr || *v == '\0' ? def : std::strtoull(v, nullptr, 0);
 }
 
 // kill -9 of a backup at a random point, repeatedly. Round 0 kills the first

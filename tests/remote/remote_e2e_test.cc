@@ -21,6 +21,7 @@
 
 #include "cas/lmdb_store.h"
 #include "remote/discord_remote.h"
+#include "tests/test_util.h"
 #include "tree/repository.h"
 
 namespace {
@@ -28,46 +29,14 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
+using hashfs_test::RandomBytes;
+using hashfs_test::ReadFile;
+using hashfs_test::RunResult;
+using hashfs_test::Shell;
+using hashfs_test::WriteFile;
+
 const char* kChannel = "100000000000000001";
 const char* kChannel2 = "100000000000000002";
-
-struct RunResult {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string ReadFile(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteFile(const std::string& p, const std::string& data) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << data;
-}
-
-std::string RandomBytes(size_t n, uint32_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; i += 8) {
-    uint64_t v = rng();
-    std::memcpy(s.data() + i, &v, std::min<size_t>(8, n - i));
-  }
-  return s;
-}
-
-// Runs a shell command line; stdout and stderr captured to files.
-RunResult Sh(const std::string& cmd, const std::string& dir) {
-  std::string out = dir + "/.out", err = dir + "/.err";
-  int st = std::system((cmd + " >" + out + " 2>" + err).c_str());
-  RunResult r;
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.out = ReadFile(out);
-  r.err = ReadFile(err);
-  return r;
-}
 
 // Compares two trees: same names, types and file bytes.
 void ExpectSameTree(const std::string& a, const std::string& b) {
@@ -172,7 +141,7 @@ class RemoteE2E : public ::testing::Test {
     std::string cmd = "HASHFS_STORE=" + dir_ + "/" + store +
                       " HASHFS_DISCORD_TOKEN=test-token HASHFS_PASSWORD=hunter2 " + env + " " + HASHFS_BINARY +
                       " " + args;
-    return Sh(cmd, dir_);
+    return Shell(cmd);
   }
   // A store with volume v1 backed up from src (chunks of 16..64 KiB so the
   // remote gets many objects and packs).
@@ -501,31 +470,29 @@ TEST_F(RemoteE2E, LazyCloneFetchesOnDemand) {
   EXPECT_GT(cdn1, cdn0);
   EXPECT_LT(cdn1 - cdn0, 1'500'000u);
   // Without credentials, what is local still reads; what is not fails clearly.
-  auto nocreds = Sh("HASHFS_STORE=" + dir_ + "/b HASHFS_PASSWORD= HASHFS_DISCORD_TOKEN= " + HASHFS_BINARY +
-                        " cat v1:big.bin </dev/null",
-                    dir_);
+  auto nocreds = Shell("HASHFS_STORE=" + dir_ + "/b HASHFS_PASSWORD= HASHFS_DISCORD_TOKEN= " + HASHFS_BINARY +
+                        " cat v1:big.bin </dev/null");
   EXPECT_NE(nocreds.code, 0);
   EXPECT_NE(nocreds.err.find("HASHFS_DISCORD_TOKEN"), std::string::npos) << nocreds.err;
-  EXPECT_EQ(Sh("HASHFS_STORE=" + dir_ + "/b HASHFS_PASSWORD= HASHFS_DISCORD_TOKEN= " + HASHFS_BINARY +
-                   " cat v1:sub/deeper/small3 </dev/null",
-               dir_)
+  EXPECT_EQ(Shell("HASHFS_STORE=" + dir_ + "/b HASHFS_PASSWORD= HASHFS_DISCORD_TOKEN= " + HASHFS_BINARY +
+                   " cat v1:sub/deeper/small3 </dev/null")
                 .code,
             0);
   // verify and gc of the partial clone: what is not fetched is not damage
   // (and needs no network), what is local is checked and kept.
   std::string offline = "HASHFS_STORE=" + dir_ + "/b HASHFS_PASSWORD= HASHFS_DISCORD_TOKEN= " + HASHFS_BINARY;
-  auto ver = Sh(offline + " verify --json </dev/null", dir_);
+  auto ver = Shell(offline + " verify --json </dev/null");
   EXPECT_EQ(ver.code, 0) << ver.out << ver.err;
   json vj = json::parse(ver.out);
   EXPECT_TRUE(vj["ok"].get<bool>());
   EXPECT_GT(vj["objects_not_fetched"].get<uint64_t>(), 0u);
-  auto gc = Sh(offline + " gc </dev/null", dir_);
+  auto gc = Shell(offline + " gc </dev/null");
   EXPECT_EQ(gc.code, 0) << gc.out << gc.err;
   EXPECT_NE(gc.out.find("not fetched"), std::string::npos) << gc.out;
-  EXPECT_EQ(Sh(offline + " cat v1:sub/deeper/small3 </dev/null", dir_).out, ReadFile(dir_ + "/src/sub/deeper/small3"));
+  EXPECT_EQ(Shell(offline + " cat v1:sub/deeper/small3 </dev/null").out, ReadFile(dir_ + "/src/sub/deeper/small3"));
   // A full restore fetches the rest, verified, and a second one needs no network.
   ExpectRestores("b", "v1", dir_ + "/src");
-  auto ver2 = Sh(offline + " verify --json </dev/null", dir_);
+  auto ver2 = Shell(offline + " verify --json </dev/null");
   EXPECT_EQ(ver2.code, 0) << ver2.out << ver2.err;
   EXPECT_EQ(json::parse(ver2.out)["objects_not_fetched"].get<uint64_t>(), 0u) << ver2.out;
   uint64_t cdn2 = emu.Get("/_emulator/stats")["bytes_downloaded"].get<uint64_t>();
