@@ -192,6 +192,7 @@ struct Filesystem::Impl {
   ChunkParams chunking;
   ObjectGetter get;
   ChunkCache cache;
+  DirNodeCache dir_cache{64u << 20};  // decoded HAMT nodes: commits and lookups of evicted names
   std::unique_ptr<WriterSession> session;
 
   mutable std::mutex mu;
@@ -477,7 +478,7 @@ struct Filesystem::Impl {
     }
     // Only entries equal to the committed tree lose their node (Evictable),
     // so `base` holds this one.
-    HASHFS_ASSIGN_OR_RETURN(std::optional<::hashfs::Entry> e, dir_tree::Lookup(get, d->base, name));
+    HASHFS_ASSIGN_OR_RETURN(std::optional<::hashfs::Entry> e, dir_tree::Lookup(get, d->base, name, &dir_cache));
     if (!e) return Status::Corruption(fmt::format("entry {} is missing from its directory's tree", name));
     HASHFS_ASSIGN_OR_RETURN(Node * c, NodeForEntry(d, *e));
     it->second.node = c->ino;
@@ -840,7 +841,7 @@ struct Filesystem::Impl {
       HASHFS_ASSIGN_OR_RETURN(auto e, EntryFor(c, name, b));
       edits.push_back({name, std::move(e)});
     }
-    HASHFS_ASSIGN_OR_RETURN(Digest nd, dir_tree::Apply(writer, d->base, std::move(edits)));
+    HASHFS_ASSIGN_OR_RETURN(Digest nd, dir_tree::Apply(writer, d->base, std::move(edits), &dir_cache));
     b.new_bases.emplace_back(d->ino, nd);
     return nd;
   }

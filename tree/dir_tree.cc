@@ -1,7 +1,10 @@
 #include "tree/dir_tree.h"
 
 #include <algorithm>
+#include <list>
 #include <map>
+#include <mutex>
+#include <unordered_map>
 
 namespace hashfs {
 
@@ -10,6 +13,60 @@ ObjectGetter GetterFor(ObjectStore& s) {
 }
 ObjectGetter GetterFor(ObjectWriter& w) {
   return [&w](const Digest& d) { return w.Get(d); };
+}
+
+struct DirNodeCache::Impl {
+  struct Slot {
+    std::shared_ptr<const DirNode> node;
+    size_t bytes = 0;
+    std::list<Digest>::iterator lru;
+  };
+  size_t max_bytes;
+  std::mutex mu;
+  std::unordered_map<Digest, Slot, DigestHash> map;
+  std::list<Digest> lru;  // most recently used first
+  size_t bytes = 0;
+  uint64_t hits = 0, misses = 0;
+};
+
+DirNodeCache::DirNodeCache(size_t max_bytes) : impl_(std::make_unique<Impl>()) { impl_->max_bytes = max_bytes; }
+DirNodeCache::~DirNodeCache() = default;
+
+std::shared_ptr<const DirNode> DirNodeCache::Find(const Digest& d) {
+  std::lock_guard lk(impl_->mu);
+  auto it = impl_->map.find(d);
+  if (it == impl_->map.end()) {
+    impl_->misses++;
+    return nullptr;
+  }
+  impl_->hits++;
+  impl_->lru.splice(impl_->lru.begin(), impl_->lru, it->second.lru);
+  return it->second.node;
+}
+
+void DirNodeCache::Insert(const Digest& d, DirNode node, size_t encoded_size) {
+  size_t bytes = 4 * encoded_size + 64;
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  if (bytes > m.max_bytes / 4 || m.map.count(d)) return;
+  m.lru.push_front(d);
+  m.map.emplace(d, Impl::Slot{std::make_shared<const DirNode>(std::move(node)), bytes, m.lru.begin()});
+  m.bytes += bytes;
+  while (m.bytes > m.max_bytes && !m.lru.empty()) {
+    auto it = m.map.find(m.lru.back());
+    m.bytes -= it->second.bytes;
+    m.map.erase(it);
+    m.lru.pop_back();
+  }
+}
+
+uint64_t DirNodeCache::hits() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->hits;
+}
+uint64_t DirNodeCache::misses() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->misses;
 }
 
 namespace {
@@ -28,15 +85,22 @@ int Nibble(uint64_t h, int depth) { return static_cast<int>((h >> (60 - 4 * dept
 struct DirTraits {
   using Item = Entry;
   using Node = DirNode;
+  using Cache = DirNodeCache;
   static std::string Key(const Entry& e) { return e.name; }
   static std::vector<Entry>& Items(DirNode& n) { return n.entries; }
   static std::string Encode(const DirNode& n) { return EncodeDirNode(n); }
   static Result<DirNode> Decode(std::string_view b) { return DecodeDirNode(b); }
   static bool Less(const Entry& a, const Entry& b) { return a.name < b.name; }
 };
+// Link tables are small and read rarely: not cached.
+struct NoCache {
+  std::shared_ptr<const LinkNode> Find(const Digest&) { return nullptr; }
+  void Insert(const Digest&, const LinkNode&, size_t) {}
+};
 struct LinkTraits {
   using Item = LinkRecord;
   using Node = LinkNode;
+  using Cache = NoCache;
   static std::string Key(const LinkRecord& r) { return LinkKey(r.id); }
   static std::vector<LinkRecord>& Items(LinkNode& n) { return n.records; }
   static std::string Encode(const LinkNode& n) { return EncodeLinkNode(n); }
@@ -56,11 +120,25 @@ struct Hamt {
 
   static uint64_t HashKey(const std::string& key) { return Sha256Of(key).Prefix64(); }
 
-  static Result<Node> Load(const ObjectGetter& get, const Digest& d) {
+  using Cache = typename T::Cache;
+
+  static Result<Node> Load(const ObjectGetter& get, const Digest& d, Cache* cache = nullptr) {
+    if (cache) {
+      if (auto hit = cache->Find(d)) return Node(*hit);
+    }
     HASHFS_ASSIGN_OR_RETURN(std::string bytes, get(d));
     Result<Node> n = T::Decode(bytes);
     if (!n.ok()) return n.status().WithContext("node " + d.Hex());
+    if (cache) cache->Insert(d, *n, bytes.size());
     return n;
+  }
+
+  // Stores node n; with a cache, keeps its decoded form there.
+  static Result<Digest> Store(ObjectWriter& w, Node&& n, Cache* cache) {
+    std::string bytes = T::Encode(n);
+    HASHFS_ASSIGN_OR_RETURN(Digest d, w.Put(bytes, ObjectKind::kMeta));
+    if (cache) cache->Insert(d, std::move(n), bytes.size());
+    return d;
   }
 
   // Writes the canonical subtree for items (all sharing the hash prefix of
@@ -117,8 +195,8 @@ struct Hamt {
   // Applies edits (all under this node's prefix) to node d; returns the new
   // (digest, count); count 0 means the subtree became empty.
   static Result<std::pair<Digest, uint64_t>> ApplyAt(ObjectWriter& w, const ObjectGetter& get, const Digest& d,
-                                                     std::vector<Edit>& edits, int depth) {
-    HASHFS_ASSIGN_OR_RETURN(Node n, Load(get, d));
+                                                     std::vector<Edit>& edits, int depth, Cache* cache) {
+    HASHFS_ASSIGN_OR_RETURN(Node n, Load(get, d, cache));
     if (n.leaf) {
       std::map<std::string, Item> items;
       for (auto& it : T::Items(n)) {
@@ -142,7 +220,7 @@ struct Hamt {
         out.reserve(items.size());
         for (auto& [k, it] : items) out.push_back(std::move(it));
         uint64_t count = out.size();
-        HASHFS_ASSIGN_OR_RETURN(Digest nd, w.Put(T::Encode(leaf), ObjectKind::kMeta));
+        HASHFS_ASSIGN_OR_RETURN(Digest nd, Store(w, std::move(leaf), cache));
         return std::make_pair(nd, count);
       }
       std::vector<Keyed> keyed;
@@ -175,7 +253,7 @@ struct Hamt {
             HASHFS_ASSIGN_OR_RETURN(kids[i], BuildKeyed(w, keyed, depth + 1));
           }
         } else {
-          HASHFS_ASSIGN_OR_RETURN(kids[i], ApplyAt(w, get, kids[i].first, parts[i], depth + 1));
+          HASHFS_ASSIGN_OR_RETURN(kids[i], ApplyAt(w, get, kids[i].first, parts[i], depth + 1, cache));
         }
       }
       total += kids[i].second;
@@ -195,14 +273,14 @@ struct Hamt {
       out.bitmap |= static_cast<uint16_t>(1u << i);
       out.children.push_back(kids[i]);
     }
-    HASHFS_ASSIGN_OR_RETURN(Digest nd, w.Put(T::Encode(out), ObjectKind::kMeta));
+    HASHFS_ASSIGN_OR_RETURN(Digest nd, Store(w, std::move(out), cache));
     return std::make_pair(nd, total);
   }
 
-  static Result<Digest> Apply(ObjectWriter& w, const Digest& root, std::vector<Edit> edits) {
+  static Result<Digest> Apply(ObjectWriter& w, const Digest& root, std::vector<Edit> edits, Cache* cache = nullptr) {
     if (edits.empty()) return root;
     ObjectGetter get = GetterFor(w);
-    HASHFS_ASSIGN_OR_RETURN(auto r, ApplyAt(w, get, root, edits, 0));
+    HASHFS_ASSIGN_OR_RETURN(auto r, ApplyAt(w, get, root, edits, 0, cache));
     if (r.second == 0) {
       Node empty;
       return w.Put(T::Encode(empty), ObjectKind::kMeta);
@@ -210,11 +288,12 @@ struct Hamt {
     return r.first;
   }
 
-  static Result<std::optional<Item>> Lookup(const ObjectGetter& get, const Digest& root, const std::string& key) {
+  static Result<std::optional<Item>> Lookup(const ObjectGetter& get, const Digest& root, const std::string& key,
+                                            Cache* cache = nullptr) {
     uint64_t h = HashKey(key);
     Digest d = root;
     for (int depth = 0;; depth++) {
-      HASHFS_ASSIGN_OR_RETURN(Node n, Load(get, d));
+      HASHFS_ASSIGN_OR_RETURN(Node n, Load(get, d, cache));
       if (n.leaf) {
         for (auto& it : T::Items(n))
           if (T::Key(it) == key) return std::optional<Item>(std::move(it));
@@ -266,7 +345,7 @@ Result<Digest> Build(ObjectWriter& w, std::vector<Entry> entries) {
 
 Result<Digest> Empty(ObjectWriter& w) { return DirHamt::Build(w, {}); }
 
-Result<Digest> Apply(ObjectWriter& w, const Digest& root, std::vector<DirEdit> edits) {
+Result<Digest> Apply(ObjectWriter& w, const Digest& root, std::vector<DirEdit> edits, DirNodeCache* cache) {
   std::vector<DirHamt::Edit> es;
   es.reserve(edits.size());
   for (auto& e : edits) {
@@ -274,11 +353,12 @@ Result<Digest> Apply(ObjectWriter& w, const Digest& root, std::vector<DirEdit> e
     if (e.entry && e.entry->name != e.name) return Status::InvalidArgument("edit name mismatch");
     es.push_back({DirHamt::HashKey(e.name), e.name, std::move(e.entry)});
   }
-  return DirHamt::Apply(w, root, std::move(es));
+  return DirHamt::Apply(w, root, std::move(es), cache);
 }
 
-Result<std::optional<Entry>> Lookup(const ObjectGetter& get, const Digest& root, std::string_view name) {
-  return DirHamt::Lookup(get, root, std::string(name));
+Result<std::optional<Entry>> Lookup(const ObjectGetter& get, const Digest& root, std::string_view name,
+                                    DirNodeCache* cache) {
+  return DirHamt::Lookup(get, root, std::string(name), cache);
 }
 
 Status ForEach(const ObjectGetter& get, const Digest& root, const std::function<Status(const Entry&)>& fn) {

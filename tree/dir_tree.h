@@ -10,6 +10,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,14 +36,39 @@ struct LinkEdit {
   std::optional<LinkRecord> record;
 };
 
+// Decoded directory-tree nodes by digest, least recently used out first,
+// bounded by an estimate of their memory (4x the encoded size). Objects are
+// immutable, so an entry is never stale. A mount keeps one so that commits
+// editing the same leaves, and lookups of names, skip reading, verifying
+// and decoding them again. Thread-safe.
+class DirNodeCache {
+ public:
+  explicit DirNodeCache(size_t max_bytes);
+  ~DirNodeCache();
+  DirNodeCache(const DirNodeCache&) = delete;
+  DirNodeCache& operator=(const DirNodeCache&) = delete;
+
+  std::shared_ptr<const DirNode> Find(const Digest& d);
+  void Insert(const Digest& d, DirNode node, size_t encoded_size);
+  uint64_t hits() const;
+  uint64_t misses() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 namespace dir_tree {
 // Writes the tree for `entries` (unique valid names, any order); returns its root.
 Result<Digest> Build(ObjectWriter& w, std::vector<Entry> entries);
 // Root of the empty directory (written through w).
 Result<Digest> Empty(ObjectWriter& w);
-// Applies edits to the tree at `root`, writing only changed nodes.
-Result<Digest> Apply(ObjectWriter& w, const Digest& root, std::vector<DirEdit> edits);
-Result<std::optional<Entry>> Lookup(const ObjectGetter& get, const Digest& root, std::string_view name);
+// Applies edits to the tree at `root`, writing only changed nodes. With a
+// cache, nodes are read through it and the nodes written are added to it.
+Result<Digest> Apply(ObjectWriter& w, const Digest& root, std::vector<DirEdit> edits,
+                     DirNodeCache* cache = nullptr);
+Result<std::optional<Entry>> Lookup(const ObjectGetter& get, const Digest& root, std::string_view name,
+                                    DirNodeCache* cache = nullptr);
 // Visits every entry in tree order (hash order across leaves, names within one).
 Status ForEach(const ObjectGetter& get, const Digest& root, const std::function<Status(const Entry&)>& fn);
 // Every entry, sorted by name.

@@ -312,6 +312,63 @@ TEST(DirTreeTest, GrowPastLeafMaxAndShrinkBack) {
   EXPECT_EQ(none, empty);
 }
 
+// A cache of decoded nodes changes no byte: random batches of edits applied
+// with and without one give the same roots, lookups agree, and the cache is
+// used (later batches find the leaves the earlier ones wrote).
+TEST(DirNodeCacheTest, SameRootsWithAndWithoutCacheAndItIsUsed) {
+  Env env;
+  DirNodeCache cache(64u << 20);
+  auto names = RandomNames(3000, 77);
+  std::mt19937_64 rng(78);
+  Digest plain, cached;
+  HFS_ASSERT_OK_AND_ASSIGN(plain, dir_tree::Empty(*env.w));
+  cached = plain;
+  for (int round = 0; round < 60; round++) {
+    std::vector<DirEdit> edits;
+    size_t n = 1 + rng() % 120;
+    for (size_t i = 0; i < n; i++) {
+      const std::string& x = names[rng() % names.size()];
+      if (rng() % 4 == 0) edits.push_back({x, std::nullopt});
+      else edits.push_back({x, SmallEntry(x, static_cast<int>(rng() % 5))});
+    }
+    HFS_ASSERT_OK_AND_ASSIGN(plain, dir_tree::Apply(*env.w, plain, edits));
+    HFS_ASSERT_OK_AND_ASSIGN(cached, dir_tree::Apply(*env.w, cached, edits, &cache));
+    ASSERT_EQ(plain, cached) << "round " << round;
+    for (int k = 0; k < 5; k++) {
+      const std::string& x = names[rng() % names.size()];
+      HFS_ASSERT_OK_AND_ASSIGN(auto a, dir_tree::Lookup(env.get(), plain, x));
+      HFS_ASSERT_OK_AND_ASSIGN(auto b, dir_tree::Lookup(env.get(), cached, x, &cache));
+      EXPECT_EQ(a, b) << x;
+    }
+  }
+  EXPECT_GT(cache.hits(), 100u);
+}
+
+// The cache holds about max_bytes: nodes past it are dropped, least recently
+// used first, and a node too large for it is not kept.
+TEST(DirNodeCacheTest, BoundedLeastRecentlyUsedFirst) {
+  DirNodeCache cache(40000);  // room for about 9 nodes of 1,000 encoded bytes
+  auto digest = [](int i) { return Sha256Of("node " + std::to_string(i)); };
+  for (int i = 0; i < 20; i++) {
+    DirNode n;
+    n.entries.push_back(SmallEntry("n" + std::to_string(i)));
+    cache.Insert(digest(i), n, 1000);
+    ASSERT_NE(cache.Find(digest(0)), nullptr) << "the most recently used node was dropped at " << i;
+  }
+  EXPECT_NE(cache.Find(digest(19)), nullptr);
+  EXPECT_EQ(cache.Find(digest(1)), nullptr);
+  EXPECT_EQ(cache.Find(digest(10)), nullptr);
+  DirNode big;
+  cache.Insert(digest(100), big, 20000);
+  EXPECT_EQ(cache.Find(digest(100)), nullptr);
+  HFS_ASSERT_OK_AND_ASSIGN(auto found, [&]() -> Result<std::string> {
+    auto n = cache.Find(digest(19));
+    if (!n) return Status::NotFound("19");
+    return n->entries.at(0).name;
+  }());
+  EXPECT_EQ(found, "n19");
+}
+
 TEST(DirTreeTest, ShrinkDeepTreeCollapses) {
   Env env;
   auto names = RandomNames(20000, 41);
