@@ -87,6 +87,7 @@ struct DirTraits {
   using Node = DirNode;
   using Cache = DirNodeCache;
   static std::string Key(const Entry& e) { return e.name; }
+  static const std::string& KeyRef(const Entry& e) { return e.name; }
   static std::vector<Entry>& Items(DirNode& n) { return n.entries; }
   static std::string Encode(const DirNode& n) { return EncodeDirNode(n); }
   static Result<DirNode> Decode(std::string_view b) { return DecodeDirNode(b); }
@@ -102,6 +103,7 @@ struct LinkTraits {
   using Node = LinkNode;
   using Cache = NoCache;
   static std::string Key(const LinkRecord& r) { return LinkKey(r.id); }
+  static std::string KeyRef(const LinkRecord& r) { return LinkKey(r.id); }
   static std::vector<LinkRecord>& Items(LinkNode& n) { return n.records; }
   static std::string Encode(const LinkNode& n) { return EncodeLinkNode(n); }
   static Result<LinkNode> Decode(std::string_view b) { return DecodeLinkNode(b); }
@@ -198,34 +200,38 @@ struct Hamt {
                                                      std::vector<Edit>& edits, int depth, Cache* cache) {
     HASHFS_ASSIGN_OR_RETURN(Node n, Load(get, d, cache));
     if (n.leaf) {
-      std::map<std::string, Item> items;
-      for (auto& it : T::Items(n)) {
-        std::string k = T::Key(it);
-        items.emplace(std::move(k), std::move(it));
+      // Merge the sorted items (the decoder checks the order) with the edits
+      // sorted by key (the last edit of a key wins): keys compare as bytes,
+      // which is T::Less, so the result is in leaf order.
+      std::stable_sort(edits.begin(), edits.end(), [](const Edit& a, const Edit& b) { return a.key < b.key; });
+      auto& in = T::Items(n);
+      std::vector<Item> out;
+      out.reserve(in.size() + edits.size());
+      size_t i = 0;
+      for (size_t j = 0; j < edits.size(); j++) {
+        if (j + 1 < edits.size() && edits[j + 1].key == edits[j].key) continue;  // a later edit of this key
+        const std::string& key = edits[j].key;
+        while (i < in.size() && T::KeyRef(in[i]) < key) out.push_back(std::move(in[i++]));
+        if (i < in.size() && T::KeyRef(in[i]) == key) i++;  // replaced or removed
+        if (edits[j].item) out.push_back(std::move(*edits[j].item));
       }
-      for (auto& e : edits) {
-        if (e.item)
-          items.insert_or_assign(e.key, std::move(*e.item));
-        else
-          items.erase(e.key);
-      }
-      if (items.empty()) return std::make_pair(Digest{}, uint64_t{0});
-      if (items.size() <= kHamtLeafMax || depth >= kMaxDepth) {
-        // Still a leaf: the map already holds the items in leaf order (keys
-        // compare as bytes, which is T::Less), and no key needs hashing.
-        // Same bytes as BuildKeyed, without a SHA-256 per item.
+      while (i < in.size()) out.push_back(std::move(in[i++]));
+      if (out.empty()) return std::make_pair(Digest{}, uint64_t{0});
+      if (out.size() <= kHamtLeafMax || depth >= kMaxDepth) {
+        // Still a leaf: same bytes as BuildKeyed, without a SHA-256 per item.
         Node leaf;
         leaf.leaf = true;
-        auto& out = T::Items(leaf);
-        out.reserve(items.size());
-        for (auto& [k, it] : items) out.push_back(std::move(it));
-        uint64_t count = out.size();
+        T::Items(leaf) = std::move(out);
+        uint64_t count = T::Items(leaf).size();
         HASHFS_ASSIGN_OR_RETURN(Digest nd, Store(w, std::move(leaf), cache));
         return std::make_pair(nd, count);
       }
       std::vector<Keyed> keyed;
-      keyed.reserve(items.size());
-      for (auto& [k, it] : items) keyed.push_back({HashKey(k), std::move(it)});
+      keyed.reserve(out.size());
+      for (auto& it : out) {
+        uint64_t h = HashKey(T::Key(it));
+        keyed.push_back({h, std::move(it)});
+      }
       return BuildKeyed(w, keyed, depth);
     }
     std::array<std::vector<Edit>, 16> parts;
