@@ -203,17 +203,24 @@ struct Hamt {
       // Merge the sorted items (the decoder checks the order) with the edits
       // sorted by key (the last edit of a key wins): keys compare as bytes,
       // which is T::Less, so the result is in leaf order.
-      std::stable_sort(edits.begin(), edits.end(), [](const Edit& a, const Edit& b) { return a.key < b.key; });
+      // (Indices with std::sort, not std::stable_sort: its temporary buffer
+      // pairs operator new(nothrow) with operator delete.)
+      std::vector<size_t> order(edits.size());
+      for (size_t k = 0; k < order.size(); k++) order[k] = k;
+      std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        int c = edits[a].key.compare(edits[b].key);
+        return c < 0 || (c == 0 && a < b);
+      });
       auto& in = T::Items(n);
       std::vector<Item> out;
       out.reserve(in.size() + edits.size());
       size_t i = 0;
-      for (size_t j = 0; j < edits.size(); j++) {
-        if (j + 1 < edits.size() && edits[j + 1].key == edits[j].key) continue;  // a later edit of this key
-        const std::string& key = edits[j].key;
-        while (i < in.size() && T::KeyRef(in[i]) < key) out.push_back(std::move(in[i++]));
-        if (i < in.size() && T::KeyRef(in[i]) == key) i++;  // replaced or removed
-        if (edits[j].item) out.push_back(std::move(*edits[j].item));
+      for (size_t k = 0; k < order.size(); k++) {
+        Edit& e = edits[order[k]];
+        if (k + 1 < order.size() && edits[order[k + 1]].key == e.key) continue;  // a later edit of this key
+        while (i < in.size() && T::KeyRef(in[i]) < e.key) out.push_back(std::move(in[i++]));
+        if (i < in.size() && T::KeyRef(in[i]) == e.key) i++;  // replaced or removed
+        if (e.item) out.push_back(std::move(*e.item));
       }
       while (i < in.size()) out.push_back(std::move(in[i++]));
       if (out.empty()) return std::make_pair(Digest{}, uint64_t{0});
