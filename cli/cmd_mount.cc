@@ -313,7 +313,8 @@ void AddMountCommands(CLI::App& app, GlobalOptions& g, int* rc) {
   m->add_flag("--foreground,-f", a->foreground, "Serve in this process until unmounted (log to stderr)");
   m->add_flag("--allow-other", a->allow_other, "Let other users access the mount (default when run as root)");
   m->add_option("--inode-cache", a->inode_cache,
-                "Inodes kept in memory; beyond this, those the kernel has forgotten are evicted (default 65536)")
+                "Inodes kept in memory; beyond this, those the kernel has forgotten are evicted")
+      ->capture_default_str()
       ->check(CLI::Range(size_t{16}, size_t{1} << 32));
   m->add_option("-o", a->options, "FUSE mount option (repeatable)");
   m->callback([&g, rc, a] { *rc = RunMount(g, *a); });

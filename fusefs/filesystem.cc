@@ -366,6 +366,13 @@ struct Filesystem::Impl {
 
   // ------------------------------------------------------- directories
 
+  // The link record hardlinked entry e of tree t names.
+  Result<LinkRecord> LinkRecordOf(const Tree* t, const ::hashfs::Entry& e) {
+    HASHFS_ASSIGN_OR_RETURN(auto rec, link_table::Lookup(get, t->links, e.link_id));
+    if (!rec) return Status::Corruption(fmt::format("entry {} names missing link record {}", e.name, e.link_id));
+    return std::move(*rec);
+  }
+
   // Makes (or, for a hardlink, finds) the node of entry e of directory d
   // and records the name on it.
   Result<Node*> NodeForEntry(Node* d, ::hashfs::Entry& e) {
@@ -374,12 +381,11 @@ struct Filesystem::Impl {
       auto it = d->tree->link_nodes.find(e.link_id);
       if (it != d->tree->link_nodes.end()) c = Find(it->second);
       if (!c) {
-        HASHFS_ASSIGN_OR_RETURN(auto rec, link_table::Lookup(get, d->tree->links, e.link_id));
-        if (!rec) return Status::Corruption(fmt::format("entry {} names missing link record {}", e.name, e.link_id));
-        uint64_t st = LinkIno(d->tree, e.link_id, rec->inode);
-        c = NewNode(d->tree, std::move(rec->inode), st);
+        HASHFS_ASSIGN_OR_RETURN(LinkRecord rec, LinkRecordOf(d->tree, e));
+        uint64_t st = LinkIno(d->tree, e.link_id, rec.inode);
+        c = NewNode(d->tree, std::move(rec.inode), st);
         c->link_id = e.link_id;
-        c->nlink = rec->nlink;
+        c->nlink = rec.nlink;
         d->tree->link_nodes[e.link_id] = c->ino;
       }
     } else {
@@ -425,13 +431,12 @@ struct Filesystem::Impl {
         ref.node = c->ino;
         ref.st_ino = c->st_ino;
       } else if (e.link_id) {
-        auto rec = link_table::Lookup(get, d->tree->links, e.link_id);
-        if (!rec.ok() || !*rec) {
-          s = rec.ok() ? Status::Corruption(fmt::format("entry {} names missing link record {}", e.name, e.link_id))
-                       : rec.status();
+        auto rec = LinkRecordOf(d->tree, e);
+        if (!rec.ok()) {
+          s = rec.status();
           break;
         }
-        ref.st_ino = LinkIno(d->tree, e.link_id, (*rec)->inode);
+        ref.st_ino = LinkIno(d->tree, e.link_id, rec->inode);
       } else {
         ref.st_ino = EntryIno(d->tree, d->st_ino, e.name, e.inode);
       }
@@ -530,7 +535,7 @@ struct Filesystem::Impl {
       if (Evictable(c)) Evict(c);
       else any_node = true;
     }
-    if (any_node || !d->dirty_names.empty() || d->kind != Kind::kNormal) return d->children.size();
+    if (any_node || !d->dirty_names.empty()) return d->children.size();
     d->children.clear();
     d->loaded = false;  // subdirs stays known
     return 0;
@@ -744,8 +749,8 @@ struct Filesystem::Impl {
       t->read_only = true;
       t->links = c.links;
       t->timeout = kFrozenTimeout;
+      t->salt = FrozenSalt(commit_id);
     }
-    t->salt = FrozenSalt(commit_id);
     Node* n = NewNode(t.get(), c.root, FrozenRootIno(commit_id));
     n->names.emplace_back(parent, name);
     frozen_roots[commit_id] = n->ino;

@@ -26,7 +26,7 @@ struct DirNodeCache::Impl {
   std::unordered_map<Digest, Slot, DigestHash> map;
   std::list<Digest> lru;  // most recently used first
   size_t bytes = 0;
-  uint64_t hits = 0, misses = 0;
+  uint64_t hits = 0;
 };
 
 DirNodeCache::DirNodeCache(size_t max_bytes) : impl_(std::make_unique<Impl>()) { impl_->max_bytes = max_bytes; }
@@ -35,22 +35,19 @@ DirNodeCache::~DirNodeCache() = default;
 std::shared_ptr<const DirNode> DirNodeCache::Find(const Digest& d) {
   std::lock_guard lk(impl_->mu);
   auto it = impl_->map.find(d);
-  if (it == impl_->map.end()) {
-    impl_->misses++;
-    return nullptr;
-  }
+  if (it == impl_->map.end()) return nullptr;
   impl_->hits++;
   impl_->lru.splice(impl_->lru.begin(), impl_->lru, it->second.lru);
   return it->second.node;
 }
 
-void DirNodeCache::Insert(const Digest& d, DirNode node, size_t encoded_size) {
+void DirNodeCache::Insert(const Digest& d, std::shared_ptr<const DirNode> node, size_t encoded_size) {
   size_t bytes = 4 * encoded_size + 64;
   Impl& m = *impl_;
   std::lock_guard lk(m.mu);
   if (bytes > m.max_bytes / 4 || m.map.count(d)) return;
   m.lru.push_front(d);
-  m.map.emplace(d, Impl::Slot{std::make_shared<const DirNode>(std::move(node)), bytes, m.lru.begin()});
+  m.map.emplace(d, Impl::Slot{std::move(node), bytes, m.lru.begin()});
   m.bytes += bytes;
   while (m.bytes > m.max_bytes && !m.lru.empty()) {
     auto it = m.map.find(m.lru.back());
@@ -63,10 +60,6 @@ void DirNodeCache::Insert(const Digest& d, DirNode node, size_t encoded_size) {
 uint64_t DirNodeCache::hits() const {
   std::lock_guard lk(impl_->mu);
   return impl_->hits;
-}
-uint64_t DirNodeCache::misses() const {
-  std::lock_guard lk(impl_->mu);
-  return impl_->misses;
 }
 
 namespace {
@@ -86,9 +79,9 @@ struct DirTraits {
   using Item = Entry;
   using Node = DirNode;
   using Cache = DirNodeCache;
-  static std::string Key(const Entry& e) { return e.name; }
-  static const std::string& KeyRef(const Entry& e) { return e.name; }
+  static const std::string& Key(const Entry& e) { return e.name; }
   static std::vector<Entry>& Items(DirNode& n) { return n.entries; }
+  static const std::vector<Entry>& Items(const DirNode& n) { return n.entries; }
   static std::string Encode(const DirNode& n) { return EncodeDirNode(n); }
   static Result<DirNode> Decode(std::string_view b) { return DecodeDirNode(b); }
   static bool Less(const Entry& a, const Entry& b) { return a.name < b.name; }
@@ -96,15 +89,15 @@ struct DirTraits {
 // Link tables are small and read rarely: not cached.
 struct NoCache {
   std::shared_ptr<const LinkNode> Find(const Digest&) { return nullptr; }
-  void Insert(const Digest&, const LinkNode&, size_t) {}
+  void Insert(const Digest&, const std::shared_ptr<const LinkNode>&, size_t) {}
 };
 struct LinkTraits {
   using Item = LinkRecord;
   using Node = LinkNode;
   using Cache = NoCache;
   static std::string Key(const LinkRecord& r) { return LinkKey(r.id); }
-  static std::string KeyRef(const LinkRecord& r) { return LinkKey(r.id); }
   static std::vector<LinkRecord>& Items(LinkNode& n) { return n.records; }
+  static const std::vector<LinkRecord>& Items(const LinkNode& n) { return n.records; }
   static std::string Encode(const LinkNode& n) { return EncodeLinkNode(n); }
   static Result<LinkNode> Decode(std::string_view b) { return DecodeLinkNode(b); }
   static bool Less(const LinkRecord& a, const LinkRecord& b) { return a.id < b.id; }
@@ -124,22 +117,36 @@ struct Hamt {
 
   using Cache = typename T::Cache;
 
-  static Result<Node> Load(const ObjectGetter& get, const Digest& d, Cache* cache = nullptr) {
+  static Result<Node> Load(const ObjectGetter& get, const Digest& d) {
+    HASHFS_ASSIGN_OR_RETURN(std::string bytes, get(d));
+    Result<Node> n = T::Decode(bytes);
+    if (!n.ok()) return n.status().WithContext("node " + d.Hex());
+    return n;
+  }
+  // Read-only: through the cache when there is one (no copy of the node).
+  static Result<std::shared_ptr<const Node>> LoadShared(const ObjectGetter& get, const Digest& d, Cache* cache) {
     if (cache) {
-      if (auto hit = cache->Find(d)) return Node(*hit);
+      if (auto hit = cache->Find(d)) return hit;
     }
     HASHFS_ASSIGN_OR_RETURN(std::string bytes, get(d));
     Result<Node> n = T::Decode(bytes);
     if (!n.ok()) return n.status().WithContext("node " + d.Hex());
-    if (cache) cache->Insert(d, *n, bytes.size());
-    return n;
+    auto p = std::make_shared<const Node>(std::move(*n));
+    if (cache) cache->Insert(d, p, bytes.size());
+    return p;
+  }
+  // A copy to edit.
+  static Result<Node> Load(const ObjectGetter& get, const Digest& d, Cache* cache) {
+    if (!cache) return Load(get, d);
+    HASHFS_ASSIGN_OR_RETURN(std::shared_ptr<const Node> p, LoadShared(get, d, cache));
+    return Node(*p);
   }
 
   // Stores node n; with a cache, keeps its decoded form there.
   static Result<Digest> Store(ObjectWriter& w, Node&& n, Cache* cache) {
     std::string bytes = T::Encode(n);
     HASHFS_ASSIGN_OR_RETURN(Digest d, w.Put(bytes, ObjectKind::kMeta));
-    if (cache) cache->Insert(d, std::move(n), bytes.size());
+    if (cache) cache->Insert(d, std::make_shared<const Node>(std::move(n)), bytes.size());
     return d;
   }
 
@@ -218,8 +225,8 @@ struct Hamt {
       for (size_t k = 0; k < order.size(); k++) {
         Edit& e = edits[order[k]];
         if (k + 1 < order.size() && edits[order[k + 1]].key == e.key) continue;  // a later edit of this key
-        while (i < in.size() && T::KeyRef(in[i]) < e.key) out.push_back(std::move(in[i++]));
-        if (i < in.size() && T::KeyRef(in[i]) == e.key) i++;  // replaced or removed
+        while (i < in.size() && T::Key(in[i]) < e.key) out.push_back(std::move(in[i++]));
+        if (i < in.size() && T::Key(in[i]) == e.key) i++;  // replaced or removed
         if (e.item) out.push_back(std::move(*e.item));
       }
       while (i < in.size()) out.push_back(std::move(in[i++]));
@@ -306,10 +313,11 @@ struct Hamt {
     uint64_t h = HashKey(key);
     Digest d = root;
     for (int depth = 0;; depth++) {
-      HASHFS_ASSIGN_OR_RETURN(Node n, Load(get, d, cache));
+      HASHFS_ASSIGN_OR_RETURN(std::shared_ptr<const Node> node, LoadShared(get, d, cache));
+      const Node& n = *node;
       if (n.leaf) {
-        for (auto& it : T::Items(n))
-          if (T::Key(it) == key) return std::optional<Item>(std::move(it));
+        for (const auto& it : T::Items(n))
+          if (T::Key(it) == key) return std::optional<Item>(it);
         return std::optional<Item>();
       }
       if (depth >= kMaxDepth) return Status::Corruption("trie deeper than its hash");

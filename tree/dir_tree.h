@@ -49,9 +49,8 @@ class DirNodeCache {
   DirNodeCache& operator=(const DirNodeCache&) = delete;
 
   std::shared_ptr<const DirNode> Find(const Digest& d);
-  void Insert(const Digest& d, DirNode node, size_t encoded_size);
-  uint64_t hits() const;
-  uint64_t misses() const;
+  void Insert(const Digest& d, std::shared_ptr<const DirNode> node, size_t encoded_size);
+  uint64_t hits() const;  // Finds that found the node
 
  private:
   struct Impl;
