@@ -2,8 +2,8 @@
 
 namespace hashfs {
 
-ObjectWriter::ObjectWriter(ObjectStore& store, int zstd_level, size_t batch_bytes)
-    : store_(store), zstd_level_(zstd_level), batch_bytes_(batch_bytes) {}
+ObjectWriter::ObjectWriter(ObjectStore& store, int zstd_level, size_t batch_bytes, size_t batch_objects)
+    : store_(store), zstd_level_(zstd_level), batch_bytes_(batch_bytes), batch_objects_(batch_objects) {}
 
 Result<Digest> ObjectWriter::Put(std::string_view plain, ObjectKind kind) {
   Digest d = Sha256Of(plain);
@@ -41,7 +41,7 @@ Status ObjectWriter::PutWithDigest(const Digest& d, std::string_view plain, Obje
     stats_.plain_bytes_added += plain.size();
     stats_.stored_bytes_added += obj.stored.size();
     pending_.push_back(std::move(obj));
-    if (pending_bytes_ >= batch_bytes_) {
+    if (pending_bytes_ >= batch_bytes_ || pending_.size() >= batch_objects_) {
       full.swap(pending_);
       pending_bytes_ = 0;
       writing_++;

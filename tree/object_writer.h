@@ -2,8 +2,10 @@
 // ObjectStore, with read-your-writes.
 //
 // Put() hashes, skips objects already stored or pending, compresses the rest
-// and queues them; whenever `batch_bytes` are queued they are stored in one
-// PutBatch (one LMDB transaction). Nothing is durable before Flush() returns
+// and queues them; whenever `batch_bytes` or `batch_objects` are queued they
+// are stored in one PutBatch (one LMDB transaction). The object count bounds
+// the transaction's dirty B-tree pages (one leaf per small object at worst),
+// the byte count its value pages. Nothing is durable before Flush() returns
 // OK. Thread-safe: many threads may Put concurrently; compression runs in the
 // calling thread, one batch is written at a time.
 //
@@ -35,7 +37,7 @@ struct WriterStats {
 
 class ObjectWriter {
  public:
-  ObjectWriter(ObjectStore& store, int zstd_level, size_t batch_bytes = 8u << 20);
+  ObjectWriter(ObjectStore& store, int zstd_level, size_t batch_bytes = 4u << 20, size_t batch_objects = 512);
   ObjectWriter(const ObjectWriter&) = delete;
   ObjectWriter& operator=(const ObjectWriter&) = delete;
 
@@ -63,6 +65,7 @@ class ObjectWriter {
   ObjectStore& store_;
   const int zstd_level_;
   const size_t batch_bytes_;
+  const size_t batch_objects_;
 
   mutable std::mutex mu_;
   // Digests queued or being written, with the plain bytes of metadata objects
