@@ -4,14 +4,20 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
-#include <tbb/parallel_for_each.h>
+#include <tbb/global_control.h>
+#include <tbb/task_arena.h>
+#include <tbb/task_group.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <thread>
 
 #include "tree/file_manifest.h"
 #include "tree/walk.h"
@@ -73,6 +79,16 @@ class RestoreRun {
   struct Sub {
     std::string name;
     Inode inode;
+  };
+  // A directory being restored. Its fd stays open until the last of its
+  // files is written; whoever drops the last reference (the walker leaving
+  // it, or a file task) sets its attributes.
+  struct DirState {
+    DirState(Fd f, std::string p, Inode d) : fd(std::move(f)), path(std::move(p)), dir(std::move(d)) {}
+    Fd fd;
+    std::string path;
+    Inode dir;
+    std::atomic<size_t> refs{1};  // the walker's, plus one per queued file
   };
   // Restores the tree of directory `dir`, open as dirfd (contents, then
   // attributes, depth first). An explicit stack, not recursion: a tree may
@@ -287,20 +303,59 @@ void RestoreRun::FinishDir(int dirfd, const std::string& path, const Inode& dir)
   report.dirs++;
 }
 
+// How many threads restore files: more than the cores, because a restore
+// mostly waits (page faults on the store, writes into the page cache), and
+// overlapping those waits is what makes it fast (14-17 s instead of 19 s for
+// 5 GiB on 2 cores).
+int RestoreThreads() {
+  int hc = static_cast<int>(std::thread::hardware_concurrency());
+  return std::clamp(3 * std::max(hc, 1), 4, 32);
+}
+
 void RestoreRun::RestoreTree(int dirfd, const Inode& dir) {
+  const int threads = RestoreThreads();
+  tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(threads));
+  tbb::task_arena arena(threads);
+  tbb::task_group tasks;
+  // Files in flight, bounded so that queued files (each holding its
+  // directory's fd open) stay few whatever the tree.
+  const size_t max_in_flight = 4 * static_cast<size_t>(threads);
+  std::mutex flight_mu;
+  std::condition_variable flight_cv;
+  size_t in_flight = 0;
+
+  // Drops one reference to a directory; the last one sets its attributes.
+  auto release = [this](const std::shared_ptr<DirState>& d) {
+    if (d->refs.fetch_sub(1) == 1) FinishDir(d->fd.fd, d->path, d->dir);
+  };
+  auto spawn_file = [&](const std::shared_ptr<DirState>& d, Sub file) {
+    {
+      std::unique_lock lk(flight_mu);
+      flight_cv.wait(lk, [&] { return in_flight < max_in_flight; });
+      in_flight++;
+    }
+    d->refs++;
+    tasks.run([this, d, file = std::move(file), &release, &flight_mu, &flight_cv, &in_flight] {
+      RestoreFile(d->fd.fd, file.name, ChildPath(d->path, file.name), file.inode);
+      release(d);
+      std::lock_guard lk(flight_mu);
+      in_flight--;
+      flight_cv.notify_one();
+    });
+  };
+
   struct Frame {
-    Fd fd;             // one per level, as the recursion this replaces held
+    std::shared_ptr<DirState> dir;
     std::string name;  // in its parent ("" for the top)
-    std::string path;
-    Inode dir;
     int depth;
     std::vector<Sub> dirs;
     size_t next = 0;
   };
   std::vector<Frame> stack;
-  // Lists a directory and restores its regular files (in parallel); then
-  // its subdirectories are entered one by one. Its path components are the
-  // names on the stack (below the top) and its own.
+  // Lists a directory and queues its regular files; then its subdirectories
+  // are entered one by one. Its path components are the names on the stack
+  // (below the top) and its own. Its attributes are set once it has been
+  // left and its last file is written.
   auto enter = [&](Frame f) {
     auto comps_of = [&](const std::string& child) {
       std::vector<std::string> c;
@@ -310,31 +365,45 @@ void RestoreRun::RestoreTree(int dirfd, const Inode& dir) {
       return c;
     };
     std::vector<Sub> files;
-    if (!ListDir(f.fd.fd, f.path, comps_of, f.dir, f.depth, &files, &f.dirs)) return;
-    tbb::parallel_for_each(files.begin(), files.end(),
-                           [&](const Sub& x) { RestoreFile(f.fd.fd, x.name, ChildPath(f.path, x.name), x.inode); });
+    if (!ListDir(f.dir->fd.fd, f.dir->path, comps_of, f.dir->dir, f.depth, &files, &f.dirs)) return;
+    for (Sub& x : files) spawn_file(f.dir, std::move(x));
     stack.push_back(std::move(f));
   };
-  Fd top(dup(dirfd));
-  if (top.fd < 0) return Error(".", std::string("dup: ") + std::strerror(errno));
-  enter(Frame{std::move(top), "", "", dir, 0, {}, 0});
-  while (!stack.empty()) {
-    Frame& f = stack.back();
-    if (f.next == f.dirs.size()) {
-      FinishDir(f.fd.fd, f.path, f.dir);
-      stack.pop_back();
-      continue;
+  auto walk = [&] {
+    Fd top(dup(dirfd));
+    if (top.fd < 0) return Error(".", std::string("dup: ") + std::strerror(errno));
+    enter(Frame{std::make_shared<DirState>(std::move(top), "", dir), "", 0, {}, 0});
+    while (!stack.empty()) {
+      Frame& f = stack.back();
+      if (f.next == f.dirs.size()) {
+        release(f.dir);
+        stack.pop_back();
+        continue;
+      }
+      const Sub& d = f.dirs[f.next++];
+      std::string child = ChildPath(f.dir->path, d.name);
+      // Never follows a symlink put in the new directory's place.
+      Fd sub(openat(f.dir->fd.fd, d.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      if (sub.fd < 0) {
+        Error(child, std::string("open directory: ") + std::strerror(errno));
+        continue;
+      }
+      enter(Frame{std::make_shared<DirState>(std::move(sub), child, d.inode), d.name, f.depth + 1, {}, 0});
+      // f may dangle now
     }
-    const Sub& d = f.dirs[f.next++];
-    std::string child = ChildPath(f.path, d.name);
-    // Never follows a symlink put in the new directory's place.
-    Fd sub(openat(f.fd.fd, d.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (sub.fd < 0) {
-      Error(child, std::string("open directory: ") + std::strerror(errno));
-      continue;
+  };
+  arena.execute([&] {
+    try {
+      walk();
+    } catch (const std::exception& e) {
+      Error(".", std::string("restore stopped: ") + e.what());
     }
-    enter(Frame{std::move(sub), d.name, child, d.inode, f.depth + 1, {}, 0});  // f may dangle now
-  }
+    try {
+      tasks.wait();
+    } catch (const std::exception& e) {
+      Error(".", std::string("restore stopped: ") + e.what());
+    }
+  });
 }
 
 // Opens the directory at `comps` (all but the last component) below rootfd,
