@@ -197,6 +197,7 @@ class LmdbStore::Impl {
   ResizeLock resize_mu;
   std::atomic<uint64_t> mapped_read{0};  // bytes read through the map (NoteMappedRead)
   int statm_fd = -1;                     // /proc/self/statm, to measure what is mapped
+  uint64_t map_budget = 16ull << 20;     // LmdbOptions::resident_map_budget
   // Resident file-backed bytes after the last drop (or at the first check).
   uint64_t file_rss_floor = ~uint64_t{0};
   std::string map_path;                  // absolute path of data.mdb as /proc/self/maps shows it
@@ -414,6 +415,7 @@ class LmdbStore::Impl {
       std::free(real);
     }
     statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    map_budget = opts.resident_map_budget;
 
     bool created = false;
     Status s = Write([&](MDB_txn* txn, int* brc) -> Status {
@@ -500,7 +502,8 @@ std::optional<uint64_t> ResidentFileBytes(int statm_fd) {
 // measured, not estimated. After every kCheckEvery bytes of estimated mapping
 // (value bytes read, plus kLookupMapped per lookup), the process's resident
 // file-backed bytes are read from /proc/self/statm; once they exceed what
-// they were after the last drop by kMapBudget, the process's mapping of the
+// they were after the last drop by the budget (LmdbOptions::
+// resident_map_budget), the process's mapping of the
 // whole map is dropped (MADV_DONTNEED on a shared read-only file mapping only
 // removes page table entries; the page cache keeps the data and later reads
 // fault it back in). Without statm every check drops.
@@ -513,14 +516,13 @@ std::optional<uint64_t> ResidentFileBytes(int statm_fd) {
 // `bytes`: value bytes read; every call also counts one lookup (kLookupMapped).
 void LmdbStore::Impl::NoteMappedRead(size_t bytes, MDB_txn* txn) {
   constexpr uint64_t kCheckEvery = 4ull << 20;
-  constexpr uint64_t kMapBudget = 16ull << 20;
   uint64_t before = mapped_read.fetch_add(bytes + kLookupMapped, std::memory_order_relaxed);
   if (before / kCheckEvery == (before + bytes + kLookupMapped) / kCheckEvery) return;
   std::lock_guard lk(map_range_mu);
   std::optional<uint64_t> resident = ResidentFileBytes(statm_fd);
   if (resident) {
     if (file_rss_floor == ~uint64_t{0} || *resident < file_rss_floor) file_rss_floor = *resident;
-    if (*resident < file_rss_floor + kMapBudget) return;
+    if (*resident < file_rss_floor + map_budget) return;
   }
   const uint64_t gen = map_gen.load();
   if (range_gen != gen) {

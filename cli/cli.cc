@@ -25,7 +25,9 @@ std::string StorePath(const GlobalOptions& g) {
 Result<Opened> OpenRepo(const GlobalOptions& g) {
   SyncMountedVolumes(g);
   Opened o;
-  HASHFS_ASSIGN_OR_RETURN(o.store, LmdbStore::Open(StorePath(g), LmdbOptions{}));
+  LmdbOptions lo;
+  lo.resident_map_budget = g.resident_map_budget;
+  HASHFS_ASSIGN_OR_RETURN(o.store, LmdbStore::Open(StorePath(g), lo));
   HASHFS_ASSIGN_OR_RETURN(o.repo, Repository::Open(*o.store));
   return o;
 }

@@ -26,6 +26,7 @@ enum Exit : int {
 struct GlobalOptions {
   std::string store;         // --store, else $HASHFS_STORE, else $XDG_DATA_HOME/hashfs
   bool sync_mounts = true;   // OpenRepo* first asks read-write mounts to commit what is pending
+  uint64_t resident_map_budget = LmdbOptions{}.resident_map_budget;  // for the store OpenRepo* opens
 };
 
 // An open store and repository.
