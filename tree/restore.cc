@@ -336,7 +336,13 @@ void RestoreRun::RestoreTree(int dirfd, const Inode& dir) {
     }
     d->refs++;
     tasks.run([this, d, file = std::move(file), &release, &flight_mu, &flight_cv, &in_flight] {
-      RestoreFile(d->fd.fd, file.name, ChildPath(d->path, file.name), file.inode);
+      // Whatever happens to this file, its directory is released and its
+      // slot freed, or the walker would wait for the slot forever.
+      try {
+        RestoreFile(d->fd.fd, file.name, ChildPath(d->path, file.name), file.inode);
+      } catch (const std::exception& e) {
+        Error(ChildPath(d->path, file.name), std::string("restore stopped: ") + e.what());
+      }
       release(d);
       std::lock_guard lk(flight_mu);
       in_flight--;
