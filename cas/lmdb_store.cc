@@ -502,11 +502,11 @@ std::optional<uint64_t> ResidentFileBytes(int statm_fd) {
 // measured, not estimated. After every kCheckEvery bytes of estimated mapping
 // (value bytes read, plus kLookupMapped per lookup), the process's resident
 // file-backed bytes are read from /proc/self/statm; once they exceed what
-// they were after the last drop by the budget (LmdbOptions::
-// resident_map_budget), the process's mapping of the
-// whole map is dropped (MADV_DONTNEED on a shared read-only file mapping only
-// removes page table entries; the page cache keeps the data and later reads
-// fault it back in). Without statm every check drops.
+// they were after the last drop by LmdbOptions::resident_map_budget, the
+// process's mapping of the whole map is dropped (MADV_DONTNEED on a shared
+// read-only file mapping only removes page table entries; the page cache
+// keeps the data and later reads fault it back in). Without statm every
+// check drops.
 // Callers hold resize_mu shared (a transaction is open), so the map cannot
 // move meanwhile; its address range is looked up once per map generation in
 // /proc/self/maps (LMDB reports it only with MDB_FIXEDMAP), as the mapping of
