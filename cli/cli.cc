@@ -22,12 +22,16 @@ std::string StorePath(const GlobalOptions& g) {
   return std::string(home && *home ? home : ".") + "/.local/share/hashfs";
 }
 
+Result<std::unique_ptr<LmdbStore>> OpenStore(const GlobalOptions& g) {
+  LmdbOptions lo;
+  lo.resident_map_budget = g.resident_map_budget;
+  return LmdbStore::Open(StorePath(g), lo);
+}
+
 Result<Opened> OpenRepo(const GlobalOptions& g) {
   SyncMountedVolumes(g);
   Opened o;
-  LmdbOptions lo;
-  lo.resident_map_budget = g.resident_map_budget;
-  HASHFS_ASSIGN_OR_RETURN(o.store, LmdbStore::Open(StorePath(g), lo));
+  HASHFS_ASSIGN_OR_RETURN(o.store, OpenStore(g));
   HASHFS_ASSIGN_OR_RETURN(o.repo, Repository::Open(*o.store));
   return o;
 }

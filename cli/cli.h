@@ -37,6 +37,8 @@ struct Opened {
 };
 
 std::string StorePath(const GlobalOptions& g);
+// The existing store at StorePath(g), with g's options.
+Result<std::unique_ptr<LmdbStore>> OpenStore(const GlobalOptions& g);
 Result<Opened> OpenRepo(const GlobalOptions& g);
 // As OpenRepo; when the store was cloned lazily from a remote, the repository
 // reads through a fetching store (missing objects come from the remote; cli/remote_open.cc).

@@ -96,9 +96,7 @@ Result<std::string> LazyRemoteName(ObjectStore& store) {
 Result<Opened> OpenRepoForReading(const GlobalOptions& g) {
   SyncMountedVolumes(g);
   Opened o;
-  LmdbOptions lo;
-  lo.resident_map_budget = g.resident_map_budget;
-  HASHFS_ASSIGN_OR_RETURN(o.store, LmdbStore::Open(StorePath(g), lo));
+  HASHFS_ASSIGN_OR_RETURN(o.store, OpenStore(g));
   HASHFS_ASSIGN_OR_RETURN(std::string lazy, LazyRemoteName(*o.store));
   if (lazy.empty()) {
     HASHFS_ASSIGN_OR_RETURN(o.repo, Repository::Open(*o.store));

@@ -12,11 +12,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <semaphore>
 #include <thread>
 
 #include "tree/file_manifest.h"
@@ -319,23 +319,16 @@ void RestoreRun::RestoreTree(int dirfd, const Inode& dir) {
   tbb::task_group tasks;
   // Files in flight, bounded so that queued files (each holding its
   // directory's fd open) stay few whatever the tree.
-  const size_t max_in_flight = 4 * static_cast<size_t>(threads);
-  std::mutex flight_mu;
-  std::condition_variable flight_cv;
-  size_t in_flight = 0;
+  std::counting_semaphore<> slots(4 * threads);
 
   // Drops one reference to a directory; the last one sets its attributes.
   auto release = [this](const std::shared_ptr<DirState>& d) {
     if (d->refs.fetch_sub(1) == 1) FinishDir(d->fd.fd, d->path, d->dir);
   };
   auto spawn_file = [&](const std::shared_ptr<DirState>& d, Sub file) {
-    {
-      std::unique_lock lk(flight_mu);
-      flight_cv.wait(lk, [&] { return in_flight < max_in_flight; });
-      in_flight++;
-    }
+    slots.acquire();
     d->refs++;
-    tasks.run([this, d, file = std::move(file), &release, &flight_mu, &flight_cv, &in_flight] {
+    tasks.run([this, d, file = std::move(file), &release, &slots] {
       // Whatever happens to this file, its directory is released and its
       // slot freed, or the walker would wait for the slot forever.
       try {
@@ -344,9 +337,7 @@ void RestoreRun::RestoreTree(int dirfd, const Inode& dir) {
         Error(ChildPath(d->path, file.name), std::string("restore stopped: ") + e.what());
       }
       release(d);
-      std::lock_guard lk(flight_mu);
-      in_flight--;
-      flight_cv.notify_one();
+      slots.release();
     });
   };
 

@@ -175,6 +175,18 @@ TEST(ObjectWriterTest, ZstdLevelZeroNeverCompresses) {
   EXPECT_FALSE(i.compressed);
 }
 
+// The object count alone closes a batch: tiny objects never reach the byte
+// limit, and each one dirties a B-tree leaf of its own.
+TEST(ObjectWriterTest, BatchObjectCountForcesIntermediateBatches) {
+  CountingStore store;
+  ObjectWriter w(store, 0, /*batch_bytes=*/1u << 30, /*batch_objects=*/10);
+  for (int i = 0; i < 35; i++) HFS_ASSERT_OK(w.Put(RandomBytes(100, 500 + i), ObjectKind::kData).status());
+  EXPECT_EQ(store.batches(), 3) << "one batch per 10 objects before any Flush";
+  EXPECT_EQ(store.ObjectCount(), 30u);
+  HFS_ASSERT_OK(w.Flush());
+  EXPECT_EQ(store.ObjectCount(), 35u);
+}
+
 TEST(ObjectWriterTest, SmallBatchBytesForcesIntermediateBatches) {
   CountingStore store;
   ObjectWriter w(store, 0, /*batch_bytes=*/4096);
