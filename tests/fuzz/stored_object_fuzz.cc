@@ -37,9 +37,37 @@ uint64_t LE64(std::string_view s, size_t off) {
   return v;
 }
 
+// True if the one frame in `frame` (already accepted by the streaming decoder)
+// has a Compressed_Block of Block_Size 0. RFC 8878 section 3.1.1.3: a
+// compressed block holds at least a Literals_Section_Header, so such a block
+// is malformed. zstd 1.5.4's streaming decoder skips it as an empty block;
+// its one-shot decoder, which DecodeStoredObject uses, refuses it.
+bool HasEmptyCompressedBlock(std::string_view frame) {
+  // Frame header (RFC 8878 section 3.1.1.1): magic, descriptor, optional
+  // window descriptor, dictionary id and content size.
+  if (frame.size() < 5) return false;
+  uint8_t fhd = static_cast<uint8_t>(frame[4]);
+  bool single_segment = (fhd & 0x20) != 0;
+  static constexpr size_t kDictIdBytes[4] = {0, 1, 2, 4};
+  static constexpr size_t kContentSizeBytes[4] = {0, 2, 4, 8};
+  size_t fcs = (fhd >> 6) == 0 ? (single_segment ? 1 : 0) : kContentSizeBytes[fhd >> 6];
+  size_t pos = 5 + (single_segment ? 0 : 1) + kDictIdBytes[fhd & 3] + fcs;
+  while (pos + 3 <= frame.size()) {
+    uint32_t h = static_cast<uint8_t>(frame[pos]) | static_cast<uint32_t>(static_cast<uint8_t>(frame[pos + 1])) << 8 |
+                 static_cast<uint32_t>(static_cast<uint8_t>(frame[pos + 2])) << 16;
+    bool last = (h & 1) != 0;
+    uint32_t type = (h >> 1) & 3, block_size = h >> 3;
+    if (type == 2 && block_size == 0) return true;
+    pos += 3 + (type == 1 ? 1 : block_size);
+    if (last) break;
+  }
+  return false;
+}
+
 // The plain bytes a stored object holds, decoded independently of
 // object_codec.cc: a raw payload as is; a zstd payload must be exactly one
-// complete frame that streams out exactly `plain_size` bytes.
+// complete frame that streams out exactly `plain_size` bytes and has no
+// empty compressed block.
 std::optional<std::string> ReferenceDecode(std::string_view stored) {
   if (stored.size() < kStoredHeaderSize) return std::nullopt;
   uint8_t codec = static_cast<uint8_t>(stored[0]), kind = static_cast<uint8_t>(stored[1]);
@@ -72,7 +100,7 @@ std::optional<std::string> ReferenceDecode(std::string_view stored) {
     if (in.pos == before_in && ob.pos == 0) break;  // truncated frame
   }
   ZSTD_freeDStream(ds);
-  if (!ok) return std::nullopt;
+  if (!ok || HasEmptyCompressedBlock(payload)) return std::nullopt;
   return out;
 }
 
