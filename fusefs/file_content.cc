@@ -171,6 +171,10 @@ void FileContent::Truncate(uint64_t size) {
   size_ = size;
 }
 
+// Chunks below this size are hashed and compressed by the flushing thread
+// itself, not handed to a TBB worker.
+constexpr size_t kInlineChunk = 128 * 1024;
+
 Status FileContent::Flush(ObjectWriter& w, const ChunkParams& p, ChunkCache& cache) {
   if (!dirty()) return Status::Ok();
   constexpr uint64_t kEof = std::numeric_limits<uint64_t>::max();
@@ -225,6 +229,17 @@ Status FileContent::Flush(ObjectWriter& w, const ChunkParams& p, ChunkCache& cac
     {
       std::lock_guard lk(err_mu);
       bytes = std::make_shared<const std::string>(chunk);
+    }
+    if (chunk.size() < kInlineChunk) {
+      // A small chunk (most files are one) costs less than handing it to a
+      // worker thread: waking one is a context switch each way.
+      Digest dg = Sha256Of(*bytes);
+      Status s = w.PutWithDigest(dg, *bytes, ObjectKind::kData);
+      if (s.ok()) cache.Insert(dg, bytes);
+      std::lock_guard lk(err_mu);
+      if (!s.ok() && err.ok()) err = s;
+      slot->digest = dg;
+      return s;
     }
     tg.run([&w, &cache, &err_mu, &err, slot, bytes] {
       { std::lock_guard lk(err_mu); }

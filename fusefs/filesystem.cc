@@ -67,6 +67,7 @@ struct Tree {
   std::unordered_map<uint64_t, uint64_t> link_nodes;  // link id -> node id
   double timeout = kFrozenTimeout;
   uint64_t salt = 0;  // 0: the live tree; else mixes stored inode numbers (a past commit's view)
+  size_t nodes = 0;   // nodes whose `tree` is this one: a past commit's Tree is freed at 0
 };
 
 // ------------------------------------------------------------ st_ino
@@ -136,6 +137,13 @@ struct ChildRef {
 };
 
 struct Node {
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  // Impl destroys `nodes` before the trees they point to.
+  ~Node() {
+    if (tree) tree->nodes--;
+  }
   uint64_t ino = 0;     // node id: the kernel's handle, never reused in a mount
   uint64_t st_ino = 0;  // inode number reported by stat and readdir
   Tree* tree = nullptr;
@@ -276,6 +284,7 @@ struct Filesystem::Impl {
     n->st_ino = st_ino;
     sweep_credit++;
     n->tree = t;
+    t->nodes++;
     n->atime_ns = attr.mtime_ns;
     n->attr = std::move(attr);
     if (n->is_dir()) n->base = n->attr.content;
@@ -289,6 +298,7 @@ struct Filesystem::Impl {
     n->st_ino = ino;
     n->kind = k;
     n->tree = &live;
+    live.nodes++;
     n->attr.type = FileType::kDirectory;
     n->attr.mode = 0555;
     n->attr.mtime_ns = n->attr.ctime_ns = n->atime_ns = NowNs();
@@ -577,6 +587,9 @@ struct Filesystem::Impl {
       if (r) nodes.erase(r->ino);
       it = frozen_roots.erase(it);
     }
+    // A past commit's Tree once no node of it is left (its root gone above,
+    // and with it, at the latest by this sweep, everything below it).
+    std::erase_if(frozen, [](const auto& kv) { return kv.second->nodes == 0; });
     listed_entries = listed;
   }
 
@@ -1179,6 +1192,7 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(Repository& repo, MountConf
     root->ino = kRootIno;
     root->st_ino = kRootIno;
     root->tree = &m.live;
+    m.live.nodes++;
     root->attr = c.root;
     root->atime_ns = c.root.mtime_ns;
     root->base = c.root.content;
@@ -1697,8 +1711,10 @@ Result<std::string> Filesystem::GetXattr(uint64_t ino, std::string_view name) {
   Impl& m = *impl_;
   std::lock_guard lk(m.mu);
   HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
-  // Diagnostics on /.hashfs: the inode table's nodes and listed entries.
+  // Diagnostics on /.hashfs: the inode table's nodes and listed entries, and
+  // how many past commits' views it holds.
   if (ino == kMetaIno && name == "user.hashfs.inodes") return std::to_string(m.nodes.size());
+  if (ino == kMetaIno && name == "user.hashfs.past_trees") return std::to_string(m.frozen.size());
   if (ino == kMetaIno && name == "user.hashfs.listed") {
     size_t listed = 0;
     for (const auto& [i, node] : m.nodes) listed += node->children.size();

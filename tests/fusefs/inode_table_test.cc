@@ -7,6 +7,7 @@
 // - open files, files unlinked while open and uncommitted changes lose nothing;
 // - a past commit's view numbers its files apart from the live tree.
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "fuse_test_util.h"
@@ -221,6 +222,48 @@ TEST_F(InodeTableTest, OpenFilesAndPendingChangesSurviveEviction) {
   EXPECT_EQ(names.size(), 2u + 500u);  // . .. f0..f499 without f3, plus growing
   RunResult v2 = Hashfs({"verify"});
   EXPECT_EQ(v2.code, 0) << v2.out << v2.err;
+}
+
+// Browsing many past commits must not grow the mount for good: once the
+// kernel forgets a commit's view, its nodes and its per-commit record go,
+// except for a view that still has an open file.
+TEST_F(InodeTableTest, PastCommitViewsAreFreedOnceForgotten) {
+  std::vector<std::string> commits;
+  for (int i = 0; i < 12; i++) {
+    ASSERT_TRUE(WriteFile(P("f"), "version " + std::to_string(i)));
+    Commit();
+    RunResult log = Hashfs({"log", kVolume, "--json"});
+    ASSERT_EQ(log.code, 0) << log.err;
+    auto j = nlohmann::json::parse(log.out);
+    ASSERT_FALSE(j.empty());
+    commits.push_back(j[0]["id"].get<std::string>());
+  }
+  for (size_t i = 0; i < commits.size(); i++)
+    EXPECT_EQ(ReadFile(P(".hashfs/history/" + commits[i] + "/f")), "version " + std::to_string(i));
+  EXPECT_GE(Diag("user.hashfs.past_trees"), commits.size());
+  // The mount sweeps only over its budget: fill the table past it.
+  ASSERT_EQ(mkdir(P("pad").c_str(), 0755), 0);
+  for (int f = 0; f < 100; f++) ASSERT_TRUE(WriteFile(P("pad/f" + std::to_string(f)), "x"));
+  auto Pad = [&] {
+    struct stat st;
+    for (int f = 0; f < 100; f++) ASSERT_EQ(lstat(P("pad/f" + std::to_string(f)).c_str(), &st), 0);
+  };
+  int held = open(P(".hashfs/history/" + commits[3] + "/f").c_str(), O_RDONLY);
+  ASSERT_GE(held, 0);
+  Forget();
+  EXPECT_EQ(Diag("user.hashfs.past_trees"), 1u);  // the view with the open file
+  char buf[16] = {};
+  EXPECT_EQ(pread(held, buf, sizeof buf - 1, 0), 9);
+  EXPECT_EQ(std::string(buf), "version 3");
+  close(held);
+  Pad();
+  Forget();
+  EXPECT_EQ(Diag("user.hashfs.past_trees"), 0u);
+  // A freed view comes back on the next lookup, with the same numbers.
+  EXPECT_EQ(ReadFile(P(".hashfs/history/" + commits[5] + "/f")), "version 5");
+  EXPECT_EQ(Diag("user.hashfs.past_trees"), 1u);
+  RunResult v = Hashfs({"verify"});
+  EXPECT_EQ(v.code, 0) << v.out << v.err;
 }
 
 }  // namespace
