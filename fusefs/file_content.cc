@@ -4,6 +4,7 @@
 #include <tbb/task_group.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <deque>
 #include <limits>
@@ -14,7 +15,15 @@
 
 namespace hashfs::fusefs {
 
-FileContent::FileContent(std::vector<ChunkRef> base) { SetBase(std::move(base)); }
+FileContent::FileContent(std::vector<ChunkRef> base) {
+  SetBase(std::move(base));
+  generation_ = 0;
+}
+
+void FileContent::Changed() {
+  static std::atomic<uint64_t> next{1};
+  generation_ = next.fetch_add(1, std::memory_order_relaxed);
+}
 
 void FileContent::SetBase(std::vector<ChunkRef> base) {
   base_ = std::move(base);
@@ -28,6 +37,7 @@ void FileContent::SetBase(std::vector<ChunkRef> base) {
   offsets_.push_back(off);
   base_size_ = base_valid_ = size_ = off;
   pages_.clear();
+  Changed();
 }
 
 bool FileContent::RangeIsClean(uint64_t off, size_t len) const {
@@ -127,6 +137,7 @@ Status FileContent::Read(uint64_t off, size_t len, char* out, ChunkCache& cache)
 Status FileContent::Write(uint64_t off, const char* data, size_t len, ChunkCache& cache) {
   if (len == 0) return Status::Ok();
   if (off > std::numeric_limits<uint64_t>::max() - len) return Status::Make(Status::Code::kTooBig, "offset too large");
+  Changed();  // also when a page read below fails part way
   while (len > 0) {
     uint64_t page = off / kPageSize;
     size_t in_page = off % kPageSize;
@@ -156,6 +167,7 @@ Status FileContent::Write(uint64_t off, const char* data, size_t len, ChunkCache
 }
 
 void FileContent::Truncate(uint64_t size) {
+  Changed();
   if (size < size_) {
     base_valid_ = std::min(base_valid_, size);
     uint64_t first_gone = (size + kPageSize - 1) / kPageSize;

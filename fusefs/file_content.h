@@ -35,6 +35,9 @@ class FileContent {
   size_t dirty_bytes() const { return pages_.size() * kPageSize; }
   // The chunk list; describes the content only when !dirty().
   const std::vector<ChunkRef>& base() const { return base_; }
+  // Changes with every Write, Truncate and Flush; never repeats across the
+  // FileContent objects of a process, and is 0 only for content never changed.
+  uint64_t generation() const { return generation_; }
   // True when [off, off + len) reads only base chunks or zeros (no dirty page).
   bool RangeIsClean(uint64_t off, size_t len) const;
 
@@ -79,6 +82,8 @@ class FileContent {
   uint64_t size_ = 0;
   // page index -> kPageSize bytes; bytes past size_ are always zero.
   std::map<uint64_t, std::string> pages_;
+  uint64_t generation_ = 0;
+  void Changed();
 };
 
 }  // namespace hashfs::fusefs

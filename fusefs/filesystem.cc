@@ -675,6 +675,47 @@ struct Filesystem::Impl {
     return Status::Ok();
   }
 
+  // Chunks, hashes and compresses the changed content of files with at most
+  // kPreflushMaxDirty dirty bytes without holding mu, so that a commit does
+  // not stall every other operation for that work (untarring many small
+  // files, the lock was held 40% of the time, two thirds of it for this).
+  // Each file is copied under mu, the copy flushed outside it, and adopted
+  // (content and manifest) under mu only if the file did not change in
+  // between; anything not adopted is flushed by Build as before. Objects of
+  // a copy that is not adopted are unreferenced, and gc frees them.
+  // Committer only (holds commit_mu).
+  static constexpr size_t kPreflushMaxDirty = 4u << 20;
+  void PreflushContent() {
+    struct Copy {
+      uint64_t ino;
+      const FileContent* original;  // compared, never dereferenced
+      uint64_t generation;
+      std::unique_ptr<FileContent> content;
+    };
+    std::vector<Copy> copies;
+    {
+      std::lock_guard lk(mu);
+      if (live.read_only || writer.failed()) return;
+      for (uint64_t ino : content_dirty) {
+        Node* n = Find(ino);
+        if (!n || !n->content || !n->content->dirty() || n->content->dirty_bytes() > kPreflushMaxDirty) continue;
+        copies.push_back({ino, n->content.get(), n->content->generation(), std::make_unique<FileContent>(*n->content)});
+      }
+    }
+    for (Copy& c : copies)
+      if (!c.content->Flush(writer, chunking, cache).ok()) c.content.reset();
+    std::lock_guard lk(mu);
+    for (Copy& c : copies) {
+      if (!c.content) continue;
+      Node* n = Find(c.ino);
+      if (!n || n->content.get() != c.original || n->content->generation() != c.generation) continue;
+      Inode a = n->attr;
+      if (!file_manifest::SetContent(writer, c.content->base(), &a).ok()) continue;
+      n->content = std::move(c.content);
+      n->attr = std::move(a);
+    }
+  }
+
   // Turns a file's changed content into chunks and updates its attributes.
   Status FlushContent(Node* n) {
     if (!n->content || !n->content->dirty()) return Status::Ok();
@@ -1023,6 +1064,7 @@ struct Filesystem::Impl {
         return FailedAttempt(fs);
       }
     }
+    if (!replace) PreflushContent();
     Built b;
     {
       std::lock_guard lk(mu);
