@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -325,19 +326,31 @@ void RestoreRun::RestoreTree(int dirfd, const Inode& dir) {
   auto release = [this](const std::shared_ptr<DirState>& d) {
     if (d->refs.fetch_sub(1) == 1) FinishDir(d->fd.fd, d->path, d->dir);
   };
+  // Whatever happens to a file, its directory is released, or the
+  // directory's attributes would never be set.
+  auto run_file = [this, &release](const std::shared_ptr<DirState>& d, const Sub& file) {
+    try {
+      RestoreFile(d->fd.fd, file.name, ChildPath(d->path, file.name), file.inode);
+    } catch (const std::exception& e) {
+      Error(ChildPath(d->path, file.name), std::string("restore stopped: ") + e.what());
+    }
+    release(d);
+  };
+  // No slot freed for a second: maybe no TBB worker runs the tasks (a
+  // program may limit TBB to one thread, and the smallest limit wins). From
+  // then on the walker restores a file itself whenever no slot is free.
+  bool stalled = false;
   auto spawn_file = [&](const std::shared_ptr<DirState>& d, Sub file) {
-    slots.acquire();
     d->refs++;
-    tasks.run([this, d, file = std::move(file), &release, &slots] {
-      // Whatever happens to this file, its directory is released and its
-      // slot freed, or the walker would wait for the slot forever.
-      try {
-        RestoreFile(d->fd.fd, file.name, ChildPath(d->path, file.name), file.inode);
-      } catch (const std::exception& e) {
-        Error(ChildPath(d->path, file.name), std::string("restore stopped: ") + e.what());
-      }
-      release(d);
-      slots.release();
+    bool slot = stalled ? slots.try_acquire() : slots.try_acquire_for(std::chrono::seconds(1));
+    if (!slot) {
+      stalled = true;
+      run_file(d, file);
+      return;
+    }
+    tasks.run([d, file = std::move(file), &run_file, &slots] {
+      run_file(d, file);
+      slots.release();  // after the file, or the walker could wait forever
     });
   };
 

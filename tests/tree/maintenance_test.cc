@@ -1,10 +1,13 @@
 // Tests of the maintenance operations: tree walks, diff, garbage collection,
-// CheckComplete, verify, stats and forget (tree/walk.h, diff.h, gc.h,
-// verify.h, stats.h, forget.h), on a MemoryStore with real objects.
+// CheckComplete, verify, stats, forget and restore (tree/walk.h, diff.h,
+// gc.h, verify.h, stats.h, forget.h, restore.h), on a MemoryStore with real
+// objects.
 #include <gtest/gtest.h>
+#include <tbb/global_control.h>
 
 #include <algorithm>
 #include <ctime>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <set>
@@ -306,6 +309,33 @@ TEST_F(MaintenanceTest, WalkRefusesTreesDeeperThanTheLimit) {
 }
 
 // ---------------------------------------------------------------- diff
+
+// Restore hands files to TBB workers and bounds how many are in flight. An
+// embedding program may limit TBB to one thread (the smallest
+// max_allowed_parallelism wins), so no worker ever runs them: restore must
+// still finish, running them itself, not wait for a free slot forever.
+TEST_F(MaintenanceTest, RestoreFinishesWhenTbbHasNoWorkerThreads) {
+  std::vector<Entry> files;
+  const int n = 200;  // more than the in-flight bound (at most 4 x 32 threads)
+  for (int i = 0; i < n; i++) files.push_back(F("f" + std::to_string(i), "content " + std::to_string(i)));
+  Digest c = MakeCommit({D("d", std::move(files))});
+  char tmpl[] = "/tmp/hashfs-oneth-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string dest = std::string(tmpl) + "/out";
+  {
+    tbb::global_control one(tbb::global_control::max_allowed_parallelism, 1);
+    auto r = Restore(*repo_, Load(c), "", dest, RestoreOptions{});
+    HFS_ASSERT_OK(r.status());
+    EXPECT_TRUE(r->errors.empty()) << r->errors.front();
+    EXPECT_EQ(r->files, static_cast<uint64_t>(n));
+  }
+  for (int i = 0; i < n; i += 37) {
+    std::ifstream in(dest + "/d/f" + std::to_string(i));
+    std::string got((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_EQ(got, "content " + std::to_string(i));
+  }
+  EXPECT_EQ(std::system(("rm -rf '" + std::string(tmpl) + "'").c_str()), 0);
+}
 
 TEST_F(MaintenanceTest, DiffAddRemoveModifyMetadata) {
   Digest a = MakeCommit({F("keep.txt", "same"), F("mod.txt", "old content"), F("meta.txt", "m"),
