@@ -683,8 +683,10 @@ struct Filesystem::Impl {
   // (content and manifest) under mu only if the file did not change in
   // between; anything not adopted is flushed by Build as before. Objects of
   // a copy that is not adopted are unreferenced, and gc frees them.
+  // The copies hold at most kPreflushMaxTotal dirty bytes together.
   // Committer only (holds commit_mu).
   static constexpr size_t kPreflushMaxDirty = 4u << 20;
+  static constexpr size_t kPreflushMaxTotal = 64u << 20;
   void PreflushContent() {
     struct Copy {
       uint64_t ino;
@@ -696,9 +698,11 @@ struct Filesystem::Impl {
     {
       std::lock_guard lk(mu);
       if (live.read_only || writer.failed()) return;
+      size_t total = 0;
       for (uint64_t ino : content_dirty) {
         Node* n = Find(ino);
         if (!n || !n->content || !n->content->dirty() || n->content->dirty_bytes() > kPreflushMaxDirty) continue;
+        if ((total += n->content->dirty_bytes()) > kPreflushMaxTotal) break;
         copies.push_back({ino, n->content.get(), n->content->generation(), std::make_unique<FileContent>(*n->content)});
       }
     }
