@@ -95,7 +95,8 @@ struct Token {
   struct stat st{};
   std::optional<Inode> prev;  // same path in the previous head, inode resolved
   uint64_t link_id = 0;
-  Digest prev_dir;  // kEnter: previous tree of this directory (zero if none)
+  Digest prev_dir;          // kEnter: Frame::same_as of this directory
+  size_t prev_entries = 0;  // kEnter: how many entries that tree holds
   // Filled by the parallel stage.
   Inode inode;
   std::string error;
@@ -108,6 +109,11 @@ struct Frame {
   std::vector<std::string> names;
   size_t next = 0;
   std::unordered_map<std::string, Inode> prev;  // previous entries, links resolved
+  // The previous tree and its entry count, when it was read whole and holds
+  // no hardlink (else zero): a directory whose entries all equal these is
+  // that tree again (the encoding is canonical).
+  Digest same_as;
+  size_t prev_entries = 0;
 };
 
 class Excluder {
@@ -174,6 +180,12 @@ class BackupRun {
     std::string name;
     Inode inode;
     std::vector<Entry> entries;
+    // The previous backup's inode of this directory, its tree (Frame::same_as)
+    // and entry count, and whether every entry so far equals its previous one.
+    std::optional<Inode> prev;
+    Digest prev_dir;
+    size_t prev_entries = 0;
+    bool same = true;
   };
   std::vector<DirBuild> building_;
   std::map<uint64_t, LinkRecord> links_;
@@ -209,7 +221,10 @@ Status BackupRun::PushDir(const std::string& path, const std::string& rel, const
   if (err) return Status::FromErrno(err, "reading directory");
   std::sort(f.names.begin(), f.names.end());
   if (!prev_dir.IsZero()) {
+    bool links = false;
     Status s = dir_tree::ForEach(repo_.getter(), prev_dir, [&](const Entry& e) {
+      f.prev_entries++;
+      links |= e.link_id != 0;
       if (e.link_id == 0) {
         f.prev.emplace(e.name, e.inode);
       } else if (auto it = prev_links_.find(e.link_id); it != prev_links_.end()) {
@@ -219,6 +234,7 @@ Status BackupRun::PushDir(const std::string& path, const std::string& rel, const
     });
     // A damaged previous tree only costs re-reading: carry on without it.
     if (!s.ok()) f.prev.clear();
+    if (s.ok() && !links) f.same_as = prev_dir;
   }
   frames_.push_back(std::move(f));
   return Status::Ok();
@@ -243,6 +259,8 @@ std::optional<Token> BackupRun::NextToken() {
       walk_error_ = s.WithContext(source_);
       return std::nullopt;
     }
+    t.prev_dir = frames_.back().same_as;
+    t.prev_entries = frames_.back().prev_entries;
     return t;
   }
   while (!frames_.empty()) {
@@ -279,6 +297,8 @@ std::optional<Token> BackupRun::NextToken() {
         return t;
       }
       t.kind = Token::kEnter;
+      t.prev_dir = frames_.back().same_as;
+      t.prev_entries = frames_.back().prev_entries;
       return t;
     }
     if (t.st.st_nlink > 1) {
@@ -365,21 +385,30 @@ Status BackupRun::Consume(Token& t) {
         t.inode.type = FileType::kDirectory;
         t.inode.mode = 0700;
       }
-      building_.push_back({t.name, std::move(t.inode), {}});
+      building_.push_back({t.name, std::move(t.inode), {}, std::move(t.prev), t.prev_dir, t.prev_entries});
       return Status::Ok();
     case Token::kLeave: {
       DirBuild b = std::move(building_.back());
       building_.pop_back();
-      HASHFS_ASSIGN_OR_RETURN(b.inode.content, dir_tree::Build(writer_, std::move(b.entries)));
+      // Unchanged since the previous backup (same names, every entry equal):
+      // its tree is the previous one, without encoding and hashing it again.
+      if (!b.prev_dir.IsZero() && b.same && b.entries.size() == b.prev_entries) {
+        b.inode.content = b.prev_dir;
+      } else {
+        HASHFS_ASSIGN_OR_RETURN(b.inode.content, dir_tree::Build(writer_, std::move(b.entries)));
+      }
       report_.dirs++;
       if (building_.empty()) {
         root_ = std::move(b.inode);
       } else {
-        building_.back().entries.push_back(Entry{b.name, 0, std::move(b.inode)});
+        DirBuild& parent = building_.back();
+        parent.same = parent.same && b.prev && *b.prev == b.inode;
+        parent.entries.push_back(Entry{b.name, 0, std::move(b.inode)});
       }
       return Status::Ok();
     }
     case Token::kLinkRef: {
+      building_.back().same = false;
       auto it = links_.find(t.link_id);
       if (it == links_.end()) return Status::Ok();  // the first name failed and was reported
       it->second.nlink++;
@@ -406,6 +435,8 @@ Status BackupRun::Consume(Token& t) {
     report_.others++;
   }
   progress_->files_done++;
+  DirBuild& dir = building_.back();
+  dir.same = dir.same && t.link_id == 0 && t.prev && *t.prev == t.inode;
   Entry e;
   e.name = t.name;
   if (t.link_id) {

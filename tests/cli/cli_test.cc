@@ -199,6 +199,63 @@ TEST_F(CliTest, SecondIdenticalBackupAddsAlmostNothingAndInsertionAddsAboutOneCh
   EXPECT_LT(fourth["bytes_added"].get<uint64_t>(), 64u << 10);
 }
 
+// An incremental backup reuses the previous tree of a directory whose entries
+// all equal the previous ones. Every kind of change must still be seen, also
+// those that keep a directory's entry count: a rename, a delete plus an
+// add, a chmod, a change three levels down, a directory with hardlinks.
+// After each backup, a restore must equal the source (content, type, mode,
+// size, link count, mtime, symlink target).
+TEST_F(CliTest, IncrementalBackupSeesEveryChangeBesideUnchangedDirectories) {
+  std::string src = root_ + "/src";
+  for (const char* d : {"", "/a", "/a/sub", "/a/sub/deep", "/b", "/c", "/quiet"})
+    ASSERT_EQ(mkdir((src + d).c_str(), 0755), 0);
+  for (int i = 0; i < 20; i++) {
+    WriteFile(src + "/a/sub/deep/f" + std::to_string(i), "deep " + std::to_string(i));
+    WriteFile(src + "/b/g" + std::to_string(i), "bee " + std::to_string(i));
+    WriteFile(src + "/quiet/q" + std::to_string(i), "quiet " + std::to_string(i));
+  }
+  WriteFile(src + "/c/one", "linked");
+  ASSERT_EQ(link((src + "/c/one").c_str(), (src + "/c/two").c_str()), 0);
+  ASSERT_EQ(symlink("b/g1", (src + "/ln").c_str()), 0);
+  auto listing = [&](const std::string& dir) {
+    RunResult r = Shell("cd " + Quote(dir) + " && find . -printf '%p %y %m %s %n %T@ %l\\n' | LC_ALL=C sort");
+    EXPECT_EQ(r.code, 0) << r.err;
+    return r.out;
+  };
+  int round = 0;
+  auto backup_and_check = [&](const std::string& what) {
+    SCOPED_TRACE(what);
+    auto j = Json({"backup", src, "--volume", "v", "--json"});
+    std::string dest = root_ + "/restore" + std::to_string(round++);
+    RunResult r = Hashfs({"restore", "v", dest});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(Shell("diff -r --no-dereference " + Quote(src) + " " + Quote(dest)).code, 0);
+    EXPECT_EQ(listing(dest), listing(src));
+  };
+  backup_and_check("first");
+  backup_and_check("unchanged");
+  ASSERT_EQ(rename((src + "/b/g3").c_str(), (src + "/b/renamed").c_str()), 0);
+  backup_and_check("rename keeps the entry count");
+  ASSERT_EQ(unlink((src + "/b/g4").c_str()), 0);
+  WriteFile(src + "/b/added", "new");
+  backup_and_check("delete plus add");
+  ASSERT_EQ(unlink((src + "/b/g5").c_str()), 0);
+  backup_and_check("delete only");
+  ASSERT_EQ(chmod((src + "/a/sub/deep/f7").c_str(), 0600), 0);
+  backup_and_check("chmod three levels down");
+  WriteFile(src + "/a/sub/deep/f8", "deep 8 changed");
+  struct timespec ts[2] = {{0, UTIME_OMIT}, {1'000'000, 0}};
+  ASSERT_EQ(utimensat(AT_FDCWD, (src + "/a/sub").c_str(), ts, 0), 0);
+  backup_and_check("content and a directory's mtime");
+  WriteFile(src + "/c/two", "linked, changed");
+  backup_and_check("hardlinked file changed");
+  auto diff = Json({"diff", "v~1", "v", "--json"});
+  std::set<std::string> paths;
+  for (auto& e : diff) paths.insert(e["path"].get<std::string>());
+  EXPECT_TRUE(paths.count("c/one") || paths.count("c/two")) << diff.dump();
+  EXPECT_FALSE(paths.count("quiet")) << diff.dump();
+}
+
 TEST_F(CliTest, HistoryBrowseDiffSnapshotRevertForgetGc) {
   std::string src = root_ + "/src";
   ASSERT_EQ(mkdir(src.c_str(), 0755), 0);
