@@ -242,9 +242,10 @@ Status FileContent::Flush(ObjectWriter& w, const ChunkParams& p, ChunkCache& cac
       std::lock_guard lk(err_mu);
       bytes = std::make_shared<const std::string>(chunk);
     }
-    if (chunk.size() < kInlineChunk) {
-      // A small chunk (most files are one) costs less than handing it to a
-      // worker thread: waking one is a context switch each way.
+    // Hashes, stores and caches one chunk; its result comes back under
+    // err_mu, which a task also takes before it reads `bytes`.
+    auto store = [&w, &cache, &err_mu, &err, slot, bytes]() -> Status {
+      { std::lock_guard lk(err_mu); }
       Digest dg = Sha256Of(*bytes);
       Status s = w.PutWithDigest(dg, *bytes, ObjectKind::kData);
       if (s.ok()) cache.Insert(dg, bytes);
@@ -252,16 +253,11 @@ Status FileContent::Flush(ObjectWriter& w, const ChunkParams& p, ChunkCache& cac
       if (!s.ok() && err.ok()) err = s;
       slot->digest = dg;
       return s;
-    }
-    tg.run([&w, &cache, &err_mu, &err, slot, bytes] {
-      { std::lock_guard lk(err_mu); }
-      Digest dg = Sha256Of(*bytes);
-      Status s = w.PutWithDigest(dg, *bytes, ObjectKind::kData);
-      if (s.ok()) cache.Insert(dg, bytes);
-      std::lock_guard lk(err_mu);  // results come back under err_mu too
-      if (!s.ok() && err.ok()) err = s;
-      slot->digest = dg;
-    });
+    };
+    // A small chunk (most files are one) costs less than handing it to a
+    // worker thread: waking one is a context switch each way.
+    if (chunk.size() < kInlineChunk) return store();
+    tg.run([store] { (void)store(); });
     in_flight += chunk.size();
     if (in_flight < max_in_flight) return Status::Ok();
     tg.wait();

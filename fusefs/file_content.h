@@ -35,8 +35,9 @@ class FileContent {
   size_t dirty_bytes() const { return pages_.size() * kPageSize; }
   // The chunk list; describes the content only when !dirty().
   const std::vector<ChunkRef>& base() const { return base_; }
-  // Changes with every Write, Truncate and Flush; never repeats across the
-  // FileContent objects of a process, and is 0 only for content never changed.
+  // Changes with every Write, Truncate and Flush to a value no content of
+  // the process had before (a copy keeps its original's until it changes);
+  // 0 for content never changed.
   uint64_t generation() const { return generation_; }
   // True when [off, off + len) reads only base chunks or zeros (no dirty page).
   bool RangeIsClean(uint64_t off, size_t len) const;

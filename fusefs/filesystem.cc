@@ -137,16 +137,15 @@ struct ChildRef {
 };
 
 struct Node {
-  Node() = default;
+  // Counted in its tree's `nodes` for its whole life. Impl destroys `nodes`
+  // before the trees they point to.
+  explicit Node(Tree* t) : tree(t) { tree->nodes++; }
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
-  // Impl destroys `nodes` before the trees they point to.
-  ~Node() {
-    if (tree) tree->nodes--;
-  }
+  ~Node() { tree->nodes--; }
   uint64_t ino = 0;     // node id: the kernel's handle, never reused in a mount
   uint64_t st_ino = 0;  // inode number reported by stat and readdir
-  Tree* tree = nullptr;
+  Tree* const tree;
   Kind kind = Kind::kNormal;
   Inode attr;  // type, mode, owner, times, size, xattrs; file chunks as last flushed
   uint64_t link_id = 0;
@@ -279,12 +278,10 @@ struct Filesystem::Impl {
     return n;
   }
   Node* NewNode(Tree* t, Inode attr, uint64_t st_ino) {
-    auto n = std::make_unique<Node>();
+    auto n = std::make_unique<Node>(t);
     n->ino = next_ino++;
     n->st_ino = st_ino;
     sweep_credit++;
-    n->tree = t;
-    t->nodes++;
     n->atime_ns = attr.mtime_ns;
     n->attr = std::move(attr);
     if (n->is_dir()) n->base = n->attr.content;
@@ -293,12 +290,10 @@ struct Filesystem::Impl {
     return raw;
   }
   Node* NewVirtual(uint64_t ino, Kind k) {
-    auto n = std::make_unique<Node>();
+    auto n = std::make_unique<Node>(&live);
     n->ino = ino;
     n->st_ino = ino;
     n->kind = k;
-    n->tree = &live;
-    live.nodes++;
     n->attr.type = FileType::kDirectory;
     n->attr.mode = 0555;
     n->attr.mtime_ns = n->attr.ctime_ns = n->atime_ns = NowNs();
@@ -690,8 +685,7 @@ struct Filesystem::Impl {
   void PreflushContent() {
     struct Copy {
       uint64_t ino;
-      const FileContent* original;  // compared, never dereferenced
-      uint64_t generation;
+      uint64_t generation;  // the original's; a replaced content has another
       std::unique_ptr<FileContent> content;
     };
     std::vector<Copy> copies;
@@ -703,7 +697,7 @@ struct Filesystem::Impl {
         Node* n = Find(ino);
         if (!n || !n->content || !n->content->dirty() || n->content->dirty_bytes() > kPreflushMaxDirty) continue;
         if ((total += n->content->dirty_bytes()) > kPreflushMaxTotal) break;
-        copies.push_back({ino, n->content.get(), n->content->generation(), std::make_unique<FileContent>(*n->content)});
+        copies.push_back({ino, n->content->generation(), std::make_unique<FileContent>(*n->content)});
       }
     }
     for (Copy& c : copies)
@@ -712,7 +706,7 @@ struct Filesystem::Impl {
     for (Copy& c : copies) {
       if (!c.content) continue;
       Node* n = Find(c.ino);
-      if (!n || n->content.get() != c.original || n->content->generation() != c.generation) continue;
+      if (!n || !n->content || n->content->generation() != c.generation) continue;
       Inode a = n->attr;
       if (!file_manifest::SetContent(writer, c.content->base(), &a).ok()) continue;
       n->content = std::move(c.content);
@@ -1234,11 +1228,9 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(Repository& repo, MountConf
   m.head = commit_id;
   m.live.links = c.links;
   {
-    auto root = std::make_unique<Node>();
+    auto root = std::make_unique<Node>(&m.live);
     root->ino = kRootIno;
     root->st_ino = kRootIno;
-    root->tree = &m.live;
-    m.live.nodes++;
     root->attr = c.root;
     root->atime_ns = c.root.mtime_ns;
     root->base = c.root.content;

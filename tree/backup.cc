@@ -95,8 +95,8 @@ struct Token {
   struct stat st{};
   std::optional<Inode> prev;  // same path in the previous head, inode resolved
   uint64_t link_id = 0;
-  Digest prev_dir;          // kEnter: Frame::same_as of this directory
-  size_t prev_entries = 0;  // kEnter: how many entries that tree holds
+  Digest same_as;           // kEnter: Frame::same_as of this directory
+  size_t prev_entries = 0;  // kEnter: Frame::prev_entries
   // Filled by the parallel stage.
   Inode inode;
   std::string error;
@@ -180,12 +180,13 @@ class BackupRun {
     std::string name;
     Inode inode;
     std::vector<Entry> entries;
-    // The previous backup's inode of this directory, its tree (Frame::same_as)
-    // and entry count, and whether every entry so far equals its previous one.
+    // The previous backup's inode of this directory, its tree
+    // (Frame::same_as) and entry count; `same` while there is such a tree
+    // and every entry so far equals its previous one.
     std::optional<Inode> prev;
-    Digest prev_dir;
+    Digest same_as;
     size_t prev_entries = 0;
-    bool same = true;
+    bool same = false;
   };
   std::vector<DirBuild> building_;
   std::map<uint64_t, LinkRecord> links_;
@@ -259,7 +260,7 @@ std::optional<Token> BackupRun::NextToken() {
       walk_error_ = s.WithContext(source_);
       return std::nullopt;
     }
-    t.prev_dir = frames_.back().same_as;
+    t.same_as = frames_.back().same_as;
     t.prev_entries = frames_.back().prev_entries;
     return t;
   }
@@ -297,7 +298,7 @@ std::optional<Token> BackupRun::NextToken() {
         return t;
       }
       t.kind = Token::kEnter;
-      t.prev_dir = frames_.back().same_as;
+      t.same_as = frames_.back().same_as;
       t.prev_entries = frames_.back().prev_entries;
       return t;
     }
@@ -385,15 +386,16 @@ Status BackupRun::Consume(Token& t) {
         t.inode.type = FileType::kDirectory;
         t.inode.mode = 0700;
       }
-      building_.push_back({t.name, std::move(t.inode), {}, std::move(t.prev), t.prev_dir, t.prev_entries});
+      building_.push_back(
+          {t.name, std::move(t.inode), {}, std::move(t.prev), t.same_as, t.prev_entries, !t.same_as.IsZero()});
       return Status::Ok();
     case Token::kLeave: {
       DirBuild b = std::move(building_.back());
       building_.pop_back();
       // Unchanged since the previous backup (same names, every entry equal):
       // its tree is the previous one, without encoding and hashing it again.
-      if (!b.prev_dir.IsZero() && b.same && b.entries.size() == b.prev_entries) {
-        b.inode.content = b.prev_dir;
+      if (b.same && b.entries.size() == b.prev_entries) {
+        b.inode.content = b.same_as;
       } else {
         HASHFS_ASSIGN_OR_RETURN(b.inode.content, dir_tree::Build(writer_, std::move(b.entries)));
       }

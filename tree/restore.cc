@@ -350,7 +350,7 @@ void RestoreRun::RestoreTree(int dirfd, const Inode& dir) {
     }
     tasks.run([d, file = std::move(file), &run_file, &slots] {
       run_file(d, file);
-      slots.release();  // after the file, or the walker could wait forever
+      slots.release();
     });
   };
 
