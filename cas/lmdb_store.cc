@@ -20,6 +20,7 @@
 
 #include "cas/lmdb_raii.h"
 #include "cas/object_codec.h"
+#include "cas/pack_pointer.h"
 
 namespace hashfs {
 
@@ -192,7 +193,7 @@ class LmdbStore::Impl {
  public:
   std::string dir;
   MDB_env* env = nullptr;
-  MDB_dbi objects = 0, refs = 0, meta = 0;
+  MDB_dbi objects = 0, refs = 0, meta = 0, packs = 0;
 
   ResizeLock resize_mu;
   std::atomic<uint64_t> mapped_read{0};  // bytes read through the map (NoteMappedRead)
@@ -211,6 +212,25 @@ class LmdbStore::Impl {
   // Calls fn(value bytes) for a value read in an open transaction.
   template <typename Fn>
   auto ReadValue(MDB_txn* txn, const MDB_val& v, Fn&& fn);
+  // If *v (an "objects" value of `d`) is a pack pointer, points *v at the
+  // stored object inside its pack; Corruption if the pointer is malformed or
+  // leads nowhere. Other values are left as they are. *v is valid until the
+  // next write in `txn`.
+  Status ResolvePacked(MDB_txn* txn, const Digest& d, MDB_val* v);
+  // First id after the last pack (1 in a store without packs).
+  Result<uint64_t> NextPackId(MDB_txn* txn, int* brc);
+  // Pointers of a sweep's surviving objects, by pack id.
+  using LivePointers = std::unordered_map<uint64_t, std::vector<std::pair<Digest, PackPointer>>>;
+  // Inside a sweep's transaction: deletes every pack no pointer uses and
+  // returns those more than half dead (with their live pointers), to rewrite.
+  Result<std::vector<std::pair<uint64_t, std::vector<std::pair<Digest, PackPointer>>>>> DeleteDeadPacks(
+      MDB_txn* txn, int* brc, LivePointers& live);
+  // After the sweep committed: copies the live objects of `packs` into new
+  // packs, up to kPackTarget bytes per transaction. A pointer that changed
+  // since the sweep (another gc moved or deleted it) is left alone. NoSpace
+  // stops the rewriting without an error: freeing a pack needs room for its
+  // live bytes first, and a later sweep finishes the job.
+  Status RewritePacks(std::vector<std::pair<uint64_t, std::vector<std::pair<Digest, PackPointer>>>> packs);
 
   // Reset read-only transactions kept for reuse (mdb_txn_renew is cheap).
   std::mutex pool_mu;
@@ -432,12 +452,18 @@ class LmdbStore::Impl {
         created = true;
       } else if (r) {
         return *brc = r, lmdb::Error(r, "reading format");
+      } else if (lmdb::View(v) == kLmdbFormatWithoutPacks) {
+        // Format 1 is format 2 without packs: upgrade the record in place, so
+        // a hashfs that cannot read packs refuses the store from now on.
+        MDB_val nv = lmdb::Val(kLmdbFormat);
+        if ((r = mdb_put(txn, meta, &k, &nv, 0))) return *brc = r, lmdb::Error(r, "upgrading format");
       } else if (lmdb::View(v) != kLmdbFormat) {
         return Status::Unsupported("store " + dir + " has format '" + std::string(lmdb::View(v)) +
                                    "', this hashfs reads '" + std::string(kLmdbFormat) + "'");
       }
       if ((r = mdb_dbi_open(txn, "objects", MDB_CREATE, &objects))) return *brc = r, lmdb::Error(r, "opening objects");
       if ((r = mdb_dbi_open(txn, "refs", MDB_CREATE, &refs))) return *brc = r, lmdb::Error(r, "opening refs");
+      if ((r = mdb_dbi_open(txn, "packs", MDB_CREATE, &packs))) return *brc = r, lmdb::Error(r, "opening packs");
       return Status::Ok();
     });
     (void)created;
@@ -569,6 +595,7 @@ Result<std::string> LmdbStore::Get(const Digest& d) {
   int rc = mdb_get(txn.get(), impl_->objects, &k, &v);
   if (rc == MDB_NOTFOUND) return Status::NotFound("object " + d.Hex() + " not found");
   if (rc) return lmdb::Error(rc, "reading object " + d.Hex());
+  HASHFS_RETURN_IF_ERROR(impl_->ResolvePacked(txn.get(), d, &v));
   return impl_->ReadValue(txn.get(), v, [&](std::string_view stored) { return DecodeStoredObject(d, stored); });
 }
 
@@ -590,23 +617,63 @@ Result<ObjectInfo> LmdbStore::Info(const Digest& d) {
   int rc = mdb_get(txn.get(), impl_->objects, &k, &v);
   if (rc == MDB_NOTFOUND) return Status::NotFound("object " + d.Hex() + " not found");
   if (rc) return lmdb::Error(rc, "reading object " + d.Hex());
+  HASHFS_RETURN_IF_ERROR(impl_->ResolvePacked(txn.get(), d, &v));
   impl_->NoteMappedRead(0, txn.get());
   return ParseStoredHeader(lmdb::View(v));
 }
 
+// Objects that belong in a pack (pack_pointer.h) get a pointer each, written
+// first with MDB_NOOVERWRITE so an object already present (or repeated in the
+// batch) adds no bytes; the new ones are then copied into packs reserved at
+// their exact size and appended after the last pack. The pointers and their
+// packs commit in the same transaction.
 Status LmdbStore::PutBatch(std::span<const PreparedObject> batch) {
   if (batch.empty()) return Status::Ok();
-  for (const auto& o : batch) HASHFS_RETURN_IF_ERROR(CheckPrepared(o));
+  for (const auto& o : batch) {
+    HASHFS_RETURN_IF_ERROR(CheckPrepared(o));
+    if (o.stored.size() > (1ull << 31)) return Status::InvalidArgument("stored object of absurd size");
+  }
   return impl_->Write([&](MDB_txn* txn, int* brc) -> Status {
+    HASHFS_ASSIGN_OR_RETURN(uint64_t pack, impl_->NextPackId(txn, brc));
+    std::vector<const PreparedObject*> in_pack;
+    size_t pack_bytes = 0;
+    auto write_pack = [&]() -> Status {
+      if (in_pack.empty()) return Status::Ok();
+      std::string key = PackKey(pack);
+      MDB_val k = lmdb::Val(key), v{pack_bytes, nullptr};
+      int rc = mdb_put(txn, impl_->packs, &k, &v, MDB_RESERVE | MDB_APPEND);
+      if (rc) return *brc = rc, lmdb::Error(rc, "storing a pack");
+      char* out = static_cast<char*>(v.mv_data);
+      for (const PreparedObject* o : in_pack) {
+        out = std::copy(o->stored.begin(), o->stored.end(), out);
+      }
+      in_pack.clear();
+      pack_bytes = 0;
+      pack++;
+      return Status::Ok();
+    };
     for (const auto& o : batch) {
-      MDB_val k = lmdb::Val(o.digest.AsBytes()), v = lmdb::Val(o.stored);
+      MDB_val k = lmdb::Val(o.digest.AsBytes());
+      if (!BelongsInPack(o.stored)) {
+        MDB_val v = lmdb::Val(o.stored);
+        int rc = mdb_put(txn, impl_->objects, &k, &v, MDB_NOOVERWRITE);
+        // Each put maps B-tree pages; a batch may touch most leaves of the tree.
+        impl_->NoteMappedRead(0, txn);
+        if (rc && rc != MDB_KEYEXIST) return *brc = rc, lmdb::Error(rc, "storing object");
+        continue;
+      }
+      if (!in_pack.empty() && pack_bytes + o.stored.size() > kPackTarget) HASHFS_RETURN_IF_ERROR(write_pack());
+      std::string ptr = EncodePackPointer(
+          {pack, static_cast<uint32_t>(pack_bytes), static_cast<uint32_t>(o.stored.size())});
+      MDB_val v = lmdb::Val(ptr);
       int rc = mdb_put(txn, impl_->objects, &k, &v, MDB_NOOVERWRITE);
-      // Each put maps B-tree pages; a batch may touch most leaves of the tree.
       impl_->NoteMappedRead(0, txn);
       if (rc == MDB_KEYEXIST) continue;
       if (rc) return *brc = rc, lmdb::Error(rc, "storing object");
+      in_pack.push_back(&o);
+      pack_bytes += o.stored.size();
     }
-    return Status::Ok();
+    return write_pack();
   });
 }
 
@@ -620,8 +687,11 @@ Status LmdbStore::ForEachObject(const std::function<Status(const Digest&, std::s
   for (rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST); rc == 0;
        rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
     if (k.mv_size != Digest::kSize) return Status::Corruption("object key of wrong length");
+    const Digest d = DigestOfKey(k);
+    // A pointer that leads nowhere is reported to fn as an empty (corrupt) object.
+    if (!impl_->ResolvePacked(txn.get(), d, &v).ok()) v = MDB_val{0, nullptr};
     HASHFS_RETURN_IF_ERROR(
-        impl_->ReadValue(txn.get(), v, [&](std::string_view stored) { return fn(DigestOfKey(k), stored); }));
+        impl_->ReadValue(txn.get(), v, [&](std::string_view stored) { return fn(d, stored); }));
   }
   if (rc != MDB_NOTFOUND) return lmdb::Error(rc, "scanning objects");
   return Status::Ok();
@@ -630,8 +700,10 @@ Status LmdbStore::ForEachObject(const std::function<Status(const Digest&, std::s
 Status LmdbStore::Sweep(const std::function<bool(const Digest&, const ObjectInfo&)>& should_delete,
                         const RefTxnFn& then_fn, uint64_t* deleted) {
   uint64_t n = 0;
+  std::vector<std::pair<uint64_t, std::vector<std::pair<Digest, PackPointer>>>> half_dead;
   Status s = impl_->Write([&](MDB_txn* txn, int* brc) -> Status {
     n = 0;
+    Impl::LivePointers live;
     int rc;
     {
       lmdb::Cursor cur(txn, impl_->objects, &rc);
@@ -639,12 +711,22 @@ Status LmdbStore::Sweep(const std::function<bool(const Digest&, const ObjectInfo
       MDB_val k, v;
       rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST);
       while (rc == 0) {
-        auto info = ParseStoredHeader(lmdb::View(v));
+        const Digest d = DigestOfKey(k);
+        std::optional<PackPointer> ptr;
+        MDB_val stored = v;
+        if (IsPackPointer(lmdb::View(v))) {
+          auto p = DecodePackPointer(lmdb::View(v));
+          if (p.ok()) ptr = *p;
+          if (!impl_->ResolvePacked(txn, d, &stored).ok()) stored = MDB_val{0, nullptr};
+        }
+        auto info = ParseStoredHeader(lmdb::View(stored));
         ObjectInfo i = info.ok() ? *info : ObjectInfo{};
-        if (should_delete(DigestOfKey(k), i)) {
+        if (should_delete(d, i)) {
           if ((rc = mdb_cursor_del(cur.get(), 0))) return *brc = rc, lmdb::Error(rc, "deleting object");
           n++;
           // After mdb_cursor_del, MDB_NEXT yields the item that followed.
+        } else if (ptr) {
+          live[ptr->pack].emplace_back(d, *ptr);
         }
         rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT);
       }
@@ -653,10 +735,126 @@ Status LmdbStore::Sweep(const std::function<bool(const Digest&, const ObjectInfo
     LmdbRefTxn rt(txn, impl_->refs, true);
     Status st = then_fn(rt);
     *brc = rt.last_rc;
-    return st;
+    if (!st.ok()) return st;
+    auto r = impl_->DeleteDeadPacks(txn, brc, live);
+    if (!r.ok()) return r.status();
+    half_dead = std::move(*r);
+    return Status::Ok();
   });
-  if (s.ok() && deleted) *deleted = n;
-  return s;
+  if (!s.ok()) return s;
+  if (deleted) *deleted = n;
+  return impl_->RewritePacks(std::move(half_dead));
+}
+
+Status LmdbStore::Impl::ResolvePacked(MDB_txn* txn, const Digest& d, MDB_val* v) {
+  if (!IsPackPointer(lmdb::View(*v))) return Status::Ok();
+  auto p = DecodePackPointer(lmdb::View(*v));
+  if (!p.ok()) return Status::Corruption("object " + d.Hex() + " has a malformed pack pointer");
+  std::string key = PackKey(p->pack);
+  MDB_val k = lmdb::Val(key), pv;
+  int rc = mdb_get(txn, packs, &k, &pv);
+  if (rc == MDB_NOTFOUND)
+    return Status::Corruption("object " + d.Hex() + " is in pack " + std::to_string(p->pack) + ", which is missing");
+  if (rc) return lmdb::Error(rc, "reading pack " + std::to_string(p->pack));
+  if (static_cast<uint64_t>(p->offset) + p->length > pv.mv_size)
+    return Status::Corruption("object " + d.Hex() + " points past the end of pack " + std::to_string(p->pack));
+  v->mv_data = static_cast<char*>(pv.mv_data) + p->offset;
+  v->mv_size = p->length;
+  return Status::Ok();
+}
+
+Result<uint64_t> LmdbStore::Impl::NextPackId(MDB_txn* txn, int* brc) {
+  int rc;
+  lmdb::Cursor cur(txn, packs, &rc);
+  if (rc) return *brc = rc, lmdb::Error(rc, "opening pack cursor");
+  MDB_val k, v;
+  rc = mdb_cursor_get(cur.get(), &k, &v, MDB_LAST);
+  if (rc == MDB_NOTFOUND) return uint64_t{1};
+  if (rc) return *brc = rc, lmdb::Error(rc, "reading the last pack");
+  std::optional<uint64_t> id = PackIdOfKey(lmdb::View(k));
+  if (!id || *id == ~uint64_t{0}) return Status::Corruption("pack key of wrong form");
+  return *id + 1;
+}
+
+Result<std::vector<std::pair<uint64_t, std::vector<std::pair<Digest, PackPointer>>>>>
+LmdbStore::Impl::DeleteDeadPacks(MDB_txn* txn, int* brc, LivePointers& live) {
+  std::vector<std::pair<uint64_t, std::vector<std::pair<Digest, PackPointer>>>> half_dead;
+  int rc;
+  lmdb::Cursor cur(txn, packs, &rc);
+  if (rc) return *brc = rc, lmdb::Error(rc, "opening pack cursor");
+  MDB_val k, v;
+  rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST);
+  while (rc == 0) {
+    std::optional<uint64_t> id = PackIdOfKey(lmdb::View(k));
+    auto it = id ? live.find(*id) : live.end();
+    if (it == live.end()) {
+      if ((rc = mdb_cursor_del(cur.get(), 0))) return *brc = rc, lmdb::Error(rc, "deleting a pack");
+    } else {
+      uint64_t live_bytes = 0;
+      for (const auto& e : it->second) live_bytes += e.second.length;
+      if (live_bytes * 2 < v.mv_size) half_dead.emplace_back(*id, std::move(it->second));
+    }
+    rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT);
+  }
+  if (rc != MDB_NOTFOUND) return *brc = rc, lmdb::Error(rc, "scanning packs");
+  return half_dead;
+}
+
+// Values read in a write transaction are valid only until its next write, so
+// each transaction copies the live objects of its packs out first, then
+// writes the new pack, the moved pointers and the deletions. Objects move
+// with their stored bytes unchanged (write time included).
+Status LmdbStore::Impl::RewritePacks(
+    std::vector<std::pair<uint64_t, std::vector<std::pair<Digest, PackPointer>>>> todo) {
+  size_t at = 0;
+  while (at < todo.size()) {
+    size_t end = at;
+    Status s = Write([&](MDB_txn* txn, int* brc) -> Status {
+      HASHFS_ASSIGN_OR_RETURN(uint64_t next, NextPackId(txn, brc));
+      std::string buf;
+      std::vector<std::pair<Digest, PackPointer>> moved;
+      std::vector<uint64_t> emptied;
+      int rc;
+      for (end = at; end < todo.size() && buf.size() < kPackTarget; end++) {
+        const auto& [id, pointers] = todo[end];
+        std::string key = PackKey(id);
+        MDB_val k = lmdb::Val(key), v;
+        rc = mdb_get(txn, packs, &k, &v);
+        if (rc == MDB_NOTFOUND) continue;  // another gc got there first
+        if (rc) return *brc = rc, lmdb::Error(rc, "reading a pack");
+        const std::string_view pack = lmdb::View(v);
+        for (const auto& [d, p] : pointers) {
+          MDB_val dk = lmdb::Val(d.AsBytes()), dv;
+          if (mdb_get(txn, objects, &dk, &dv) != 0 || lmdb::View(dv) != EncodePackPointer(p)) continue;
+          // A pointer past its pack's end stays as it is: verify reports it.
+          if (static_cast<uint64_t>(p.offset) + p.length > pack.size()) continue;
+          moved.emplace_back(d, PackPointer{next, static_cast<uint32_t>(buf.size()), p.length});
+          buf.append(pack.substr(p.offset, p.length));
+        }
+        emptied.push_back(id);
+      }
+      if (!moved.empty()) {
+        std::string key = PackKey(next);
+        MDB_val k = lmdb::Val(key), v = lmdb::Val(buf);
+        if ((rc = mdb_put(txn, packs, &k, &v, MDB_APPEND))) return *brc = rc, lmdb::Error(rc, "writing a pack");
+        for (const auto& [d, p] : moved) {
+          std::string ptr = EncodePackPointer(p);
+          MDB_val dk = lmdb::Val(d.AsBytes()), dv = lmdb::Val(ptr);
+          if ((rc = mdb_put(txn, objects, &dk, &dv, 0))) return *brc = rc, lmdb::Error(rc, "moving an object");
+        }
+      }
+      for (uint64_t old : emptied) {
+        std::string key = PackKey(old);
+        MDB_val k = lmdb::Val(key);
+        if ((rc = mdb_del(txn, packs, &k, nullptr))) return *brc = rc, lmdb::Error(rc, "deleting a pack");
+      }
+      return Status::Ok();
+    });
+    if (s.code() == Status::Code::kNoSpace) return Status::Ok();
+    HASHFS_RETURN_IF_ERROR(s);
+    at = end;
+  }
+  return Status::Ok();
 }
 
 Status LmdbStore::Update(const RefTxnFn& fn) {

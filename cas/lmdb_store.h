@@ -2,8 +2,10 @@
 // store directory (data.mdb + lock.mdb).
 //
 // Layout (see design.md): named databases "objects" (32-byte digest ->
-// stored object, object_codec.h), "refs" (the ref table) and "meta"
-// ("format" -> kLmdbFormat). Every write is one LMDB write transaction,
+// stored object, object_codec.h, or for one under 256 KiB a pointer into a
+// pack, pack_pointer.h), "packs" (id -> stored objects back to back), "refs"
+// (the ref table) and "meta" ("format" -> kLmdbFormat). Sweep deletes dead
+// packs and rewrites half-dead ones. Every write is one LMDB write transaction,
 // durable (fsync'd) when the call returns. Several processes and any number
 // of threads may use one store: LMDB's own locks serialize writers, readers
 // never block. The memory map grows by doubling when it fills; a full disk
@@ -17,7 +19,9 @@
 
 namespace hashfs {
 
-inline constexpr std::string_view kLmdbFormat = "hashfs-lmdb-1";
+inline constexpr std::string_view kLmdbFormat = "hashfs-lmdb-2";
+// The previous format (no packs); opening one upgrades its format record.
+inline constexpr std::string_view kLmdbFormatWithoutPacks = "hashfs-lmdb-1";
 
 struct LmdbOptions {
   bool create_if_missing = false;  // create the directory (mode 0700) and databases

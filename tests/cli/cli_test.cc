@@ -21,9 +21,16 @@
 #include <string>
 #include <thread>
 
+#include "cas/object_codec.h"
+#include "cas/pack_pointer.h"
 #include "tests/test_util.h"
 
 namespace {
+
+using hashfs::DecodePackPointer;
+using hashfs::IsPackPointer;
+using hashfs::kStoredHeaderSize;
+using hashfs::PackKey;
 
 using hashfs_test::EnvU64;
 using hashfs_test::Quote;
@@ -303,7 +310,8 @@ TEST_F(CliTest, HistoryBrowseDiffSnapshotRevertForgetGc) {
   EXPECT_EQ(Hashfs({"verify"}).code, 0);
 }
 
-// Flips one byte of the stored payload of every data chunk of `size` plain bytes.
+// Flips one byte of the stored payload of every data chunk of `size` plain
+// bytes, whether the chunk is a value of its own or in a pack.
 void CorruptChunksOfSize(const std::string& store, uint64_t size) {
   MDB_env* env;
   ASSERT_EQ(mdb_env_create(&env), 0);
@@ -312,29 +320,53 @@ void CorruptChunksOfSize(const std::string& store, uint64_t size) {
   ASSERT_EQ(mdb_env_open(env, store.c_str(), 0, 0600), 0);
   MDB_txn* txn;
   ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-  MDB_dbi dbi;
+  MDB_dbi dbi, packs;
   ASSERT_EQ(mdb_dbi_open(txn, "objects", 0, &dbi), 0);
+  ASSERT_EQ(mdb_dbi_open(txn, "packs", 0, &packs), 0);
   MDB_cursor* cur;
   ASSERT_EQ(mdb_cursor_open(txn, dbi, &cur), 0);
   MDB_val k, v;
-  std::vector<std::pair<std::string, std::string>> changed;
-  for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-    std::string val(static_cast<char*>(v.mv_data), v.mv_size);
+  // Changed values by (database, key); packs are edited in place in a copy.
+  std::map<std::pair<MDB_dbi, std::string>, std::string> changed;
+  int flipped = 0;
+  auto matches = [&](std::string_view val) {
     uint64_t plain = 0;
     for (int i = 7; i >= 0; i--) plain = plain << 8 | static_cast<uint8_t>(val[2 + i]);
-    if (val[1] == 0 && plain == size) {
+    return val.size() > kStoredHeaderSize && val[1] == 0 && plain == size;
+  };
+  for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    std::string val(static_cast<char*>(v.mv_data), v.mv_size);
+    if (IsPackPointer(val)) {
+      auto p = DecodePackPointer(val);
+      ASSERT_TRUE(p.ok());
+      std::string pk = PackKey(p->pack);
+      auto it = changed.find({packs, pk});
+      if (it == changed.end()) {
+        MDB_val kk{pk.size(), pk.data()}, pv;
+        ASSERT_EQ(mdb_get(txn, packs, &kk, &pv), 0);
+        it = changed.emplace(std::make_pair(packs, pk), std::string(static_cast<char*>(pv.mv_data), pv.mv_size)).first;
+      }
+      std::string& pack = it->second;
+      ASSERT_LE(uint64_t{p->offset} + p->length, pack.size());
+      if (matches(std::string_view(pack).substr(p->offset, p->length))) {
+        pack[p->offset + p->length / 2] ^= 0x40;
+        flipped++;
+      }
+    } else if (matches(val)) {
       val[val.size() / 2] ^= 0x40;
-      changed.emplace_back(std::string(static_cast<char*>(k.mv_data), k.mv_size), val);
+      flipped++;
+      changed[{dbi, std::string(static_cast<char*>(k.mv_data), k.mv_size)}] = val;
     }
   }
   mdb_cursor_close(cur);
-  for (auto& [key, val] : changed) {
+  for (auto& [where, val] : changed) {
+    std::string key = where.second;
     MDB_val kk{key.size(), key.data()}, vv{val.size(), val.data()};
-    ASSERT_EQ(mdb_put(txn, dbi, &kk, &vv, 0), 0);
+    ASSERT_EQ(mdb_put(txn, where.first, &kk, &vv, 0), 0);
   }
   ASSERT_EQ(mdb_txn_commit(txn), 0);
   mdb_env_close(env);
-  ASSERT_FALSE(changed.empty());
+  ASSERT_GT(flipped, 0);
 }
 
 TEST_F(CliTest, CorruptChunkIsFoundByVerifyAndRestore) {

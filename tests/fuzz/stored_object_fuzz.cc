@@ -16,6 +16,11 @@
 //    reference decoder accepts, with the same bytes.
 //  * Round trip: re-encoding the decoded bytes (raw and zstd) decodes again
 //    to the same bytes with the same kind.
+//  * The same bytes as an "objects" value of the LMDB store
+//    (cas/pack_pointer.h): a pack pointer exactly when the first byte is 2,
+//    decoded exactly when it is the documented 18 bytes (reserved byte 0),
+//    fields little-endian as stored, re-encoding gives the bytes back; such a
+//    value never parses as a stored object.
 #include <zstd.h>
 
 #include <cstddef>
@@ -25,6 +30,7 @@
 #include <string>
 
 #include "cas/object_codec.h"
+#include "cas/pack_pointer.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace {
@@ -173,6 +179,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_CHECK(!DecodeFor(Sha256Of(stored.substr(kStoredHeaderSize)), stored).has_value());
     FUZZ_CHECK(!DecodeFor(Sha256Of(stored), stored).has_value());
   }
+  // As an "objects" value: a pack pointer or a stored object, never both.
+  const bool pointer = size > 0 && data[0] == kPackedCodec;
+  FUZZ_CHECK(IsPackPointer(stored) == pointer);
+  Result<PackPointer> p = DecodePackPointer(stored);
+  FUZZ_CHECK(p.ok() == (pointer && size == kPackPointerSize && data[1] == 0));
+  if (p.ok()) {
+    uint64_t id = 0;
+    for (int i = 9; i >= 2; i--) id = id << 8 | data[i];
+    FUZZ_CHECK(p->pack == id);
+    FUZZ_CHECK(p->offset == (uint32_t{data[10]} | uint32_t{data[11]} << 8 | uint32_t{data[12]} << 16 |
+                             uint32_t{data[13]} << 24));
+    FUZZ_CHECK(p->length == (uint32_t{data[14]} | uint32_t{data[15]} << 8 | uint32_t{data[16]} << 16 |
+                             uint32_t{data[17]} << 24));
+    FUZZ_CHECK(EncodePackPointer(*p) == stored);
+  } else {
+    FUZZ_CHECK(p.status().code() == Status::Code::kCorruption);
+  }
+  if (pointer) FUZZ_CHECK(!ParseStoredHeader(stored).ok());
   // Digests unrelated to the content: accepted only if they really match.
   (void)DecodeFor(Digest::Zero(), stored);
   if (size >= Digest::kSize) {
