@@ -849,6 +849,18 @@ struct Filesystem::Impl {
 
   // ------------------------------------------------------- commits
 
+  // One changed directory of a commit: its edits, planned under mu from the
+  // inode table, applied to `base` outside it (dir_tree::Apply re-encodes,
+  // hashes and compresses the changed HAMT nodes: the costly part).
+  struct DirPlan {
+    uint64_t ino = 0;
+    Digest base;
+    std::vector<DirEdit> edits;
+    // (edit index, plan index): that edit's entry is a subdirectory whose
+    // content is the plan's result. Plans are in post-order (children first).
+    std::vector<std::pair<size_t, size_t>> subdirs;
+  };
+
   struct Built {
     uint64_t gen = 0;
     Digest commit;
@@ -862,9 +874,19 @@ struct Filesystem::Impl {
     bool pin_changed = false;  // publish `pin` (or unpin when unset) before the head moves
     std::optional<Digest> pin;
     std::string pin_sig;
+    // What Plan took and Realize turns into objects.
+    std::vector<DirPlan> plans;  // the root's last, if the root changed
+    std::optional<std::vector<LinkEdit>> link_edits;
+    Digest base_links;
+    Inode root_attr;
+    Digest parent;
+    std::string description;
   };
 
-  Result<::hashfs::Entry> EntryFor(Node* c, const std::string& name, Built& b) {
+  // Under mu: the entry `c` has under `name`; a subdirectory with changes is
+  // planned first and its index returned in *plan (else SIZE_MAX).
+  Result<::hashfs::Entry> EntryFor(Node* c, const std::string& name, Built& b, size_t* plan) {
+    *plan = SIZE_MAX;
     ::hashfs::Entry e;
     e.name = name;
     if (c->link_id) {
@@ -875,7 +897,7 @@ struct Filesystem::Impl {
     e.inode = c->attr;
     if (c->is_dir()) {
       if (!c->dirty_names.empty()) {
-        HASHFS_ASSIGN_OR_RETURN(e.inode.content, BuildDir(c, b));
+        HASHFS_ASSIGN_OR_RETURN(*plan, PlanDir(c, b));
       } else {
         e.inode.content = c->base;
       }
@@ -883,24 +905,29 @@ struct Filesystem::Impl {
     return e;
   }
 
-  Result<Digest> BuildDir(Node* d, Built& b) {
+  // Under mu: takes d's changed names and plans their edits (subdirectories
+  // first); returns the index of d's plan.
+  Result<size_t> PlanDir(Node* d, Built& b) {
     std::set<std::string> names = std::move(d->dirty_names);
     d->dirty_names.clear();
     b.taken_names.emplace_back(d->ino, names);
-    std::vector<DirEdit> edits;
-    edits.reserve(names.size());
+    DirPlan plan;
+    plan.ino = d->ino;
+    plan.base = d->base;
+    plan.edits.reserve(names.size());
     for (const auto& name : names) {
       HASHFS_ASSIGN_OR_RETURN(Node * c, Child(d, name));
       if (!c) {
-        edits.push_back({name, std::nullopt});
+        plan.edits.push_back({name, std::nullopt});
         continue;
       }
-      HASHFS_ASSIGN_OR_RETURN(auto e, EntryFor(c, name, b));
-      edits.push_back({name, std::move(e)});
+      size_t sub = SIZE_MAX;
+      HASHFS_ASSIGN_OR_RETURN(auto e, EntryFor(c, name, b, &sub));
+      plan.edits.push_back({name, std::move(e)});
+      if (sub != SIZE_MAX) plan.subdirs.emplace_back(plan.edits.size() - 1, sub);
     }
-    HASHFS_ASSIGN_OR_RETURN(Digest nd, dir_tree::Apply(writer, d->base, std::move(edits), &dir_cache));
-    b.new_bases.emplace_back(d->ino, nd);
-    return nd;
+    b.plans.push_back(std::move(plan));
+    return b.plans.size() - 1;
   }
 
   // Puts back what a failed build or commit took.
@@ -911,8 +938,10 @@ struct Filesystem::Impl {
     if (b.taken_root) root_dirty = true;
   }
 
-  // Under mu: writes the new tree objects; returns what to commit.
-  Result<Built> Build(const std::string& description) {
+  // Under mu: flushes what file contents are left, takes every change and
+  // plans the commit; Realize (without mu) writes its objects. On error
+  // nothing is taken.
+  Result<Built> Plan(const std::string& description) {
     Built b;
     b.gen = change_gen;
     quiet_pending = false;  // everything dirty goes into this build
@@ -927,14 +956,13 @@ struct Filesystem::Impl {
     Node* root = Find(kRootIno);
     b.taken_root = root_dirty;
     root_dirty = false;
+    b.root_attr = root->attr;
+    b.root_attr.content = root->base;
+    b.base_links = live.links;
+    b.parent = head;
+    b.description = description;
     Status s;
-    Digest root_content = root->base;
-    if (!root->dirty_names.empty()) {
-      auto r = BuildDir(root, b);
-      if (!r.ok()) s = r.status();
-      else root_content = *r;
-    }
-    Digest links = live.links;
+    if (!root->dirty_names.empty()) s = PlanDir(root, b).status();
     if (s.ok() && !dirty_links.empty()) {
       b.taken_links = std::move(dirty_links);
       dirty_links.clear();
@@ -947,40 +975,48 @@ struct Filesystem::Impl {
         if (n && n->nlink > 0) e.record = LinkRecord{id, n->nlink, n->attr};
         edits.push_back(std::move(e));
       }
-      auto r = link_table::Apply(writer, live.links, std::move(edits));
-      if (!r.ok()) s = r.status();
-      else links = *r;
+      b.link_edits = std::move(edits);
     }
+    if (s.ok()) s = BuildPin(b);
     if (!s.ok()) {
       Restore(b);
       return s;
     }
-    b.root_content = root_content;
-    b.links = links;
-    if (Status ps = BuildPin(b); !ps.ok()) {
-      Restore(b);
-      return ps;
+    return b;
+  }
+
+  // Without mu (commit_mu held): writes the planned directories bottom-up,
+  // the link table and the commit object. The inode table is not touched;
+  // the caller installs the results (or Restores on error).
+  Status Realize(Built& b) {
+    std::vector<Digest> results(b.plans.size());
+    for (size_t i = 0; i < b.plans.size(); i++) {
+      DirPlan& plan = b.plans[i];
+      for (const auto& [edit, sub] : plan.subdirs) plan.edits[edit].entry->inode.content = results[sub];
+      HASHFS_ASSIGN_OR_RETURN(results[i], dir_tree::Apply(writer, plan.base, std::move(plan.edits), &dir_cache));
+      b.new_bases.emplace_back(plan.ino, results[i]);
     }
-    Inode root_attr = root->attr;
-    root_attr.content = root_content;
-    HASHFS_ASSIGN_OR_RETURN(Commit head_commit, repo.LoadCommit(head));
-    if (head_commit.root == root_attr && head_commit.links == links) {
+    if (!b.plans.empty() && b.plans.back().ino == kRootIno) b.root_attr.content = results.back();
+    b.plans.clear();
+    b.root_content = b.root_attr.content;
+    b.links = b.base_links;
+    if (b.link_edits) {
+      HASHFS_ASSIGN_OR_RETURN(b.links, link_table::Apply(writer, b.base_links, std::move(*b.link_edits)));
+      b.link_edits.reset();
+    }
+    HASHFS_ASSIGN_OR_RETURN(Commit head_commit, repo.LoadCommit(b.parent));
+    if (head_commit.root == b.root_attr && head_commit.links == b.links) {
       b.noop = true;
-      return b;
+      return Status::Ok();
     }
     Commit c;
-    c.root = root_attr;
-    c.links = links;
-    c.parent = head;
+    c.root = b.root_attr;
+    c.links = b.links;
+    c.parent = b.parent;
     c.time_ns = NowNs();
-    c.description = description;
-    auto r = writer.Put(EncodeCommit(c), ObjectKind::kMeta);
-    if (!r.ok()) {
-      Restore(b);
-      return r.status();
-    }
-    b.commit = *r;
-    return b;
+    c.description = b.description;
+    HASHFS_ASSIGN_OR_RETURN(b.commit, writer.Put(EncodeCommit(c), ObjectKind::kMeta));
+    return Status::Ok();
   }
 
   // Files open but in no tree this commit keeps (unlinked or detached while
@@ -1069,7 +1105,7 @@ struct Filesystem::Impl {
       if (live.read_only) return Status::Ok();
       if (!replace) {
         if (change_gen == durable_gen) return Status::Ok();
-        auto built = Build(Describe());
+        auto built = Plan(Describe());
         if (!built.ok()) return FailedAttempt(built.status());
         b = std::move(*built);
       } else {
@@ -1083,8 +1119,12 @@ struct Filesystem::Impl {
       }
       commit_in_flight = true;  // no eviction until the bases below are current
     }
+    // The directories' new nodes are written without mu, so requests go on
+    // meanwhile (they change the inode table, not the plan).
+    // A failure is handled below like one of the writes (Restore).
     Status s;
-    if (b.pin_changed) {
+    if (!replace) s = Realize(b);
+    if (s.ok() && b.pin_changed) {
       s = writer.Flush();
       if (s.ok()) s = b.pin ? session->Pin(*b.pin) : session->Unpin();
     }
