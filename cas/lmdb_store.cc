@@ -12,8 +12,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <unordered_map>
 #include <vector>
@@ -219,18 +221,18 @@ class LmdbStore::Impl {
   Status ResolvePacked(MDB_txn* txn, const Digest& d, MDB_val* v);
   // First id after the last pack (1 in a store without packs).
   Result<uint64_t> NextPackId(MDB_txn* txn, int* brc);
-  // Pointers of a sweep's surviving objects, by pack id.
-  using LivePointers = std::unordered_map<uint64_t, std::vector<std::pair<Digest, PackPointer>>>;
+  // Bytes of a sweep's surviving objects, by pack id.
+  using LiveBytes = std::unordered_map<uint64_t, uint64_t>;
   // Inside a sweep's transaction: deletes every pack no pointer uses and
-  // returns those more than half dead (with their live pointers), to rewrite.
-  Result<std::vector<std::pair<uint64_t, std::vector<std::pair<Digest, PackPointer>>>>> DeleteDeadPacks(
-      MDB_txn* txn, int* brc, LivePointers& live);
+  // returns the ids of those more than half dead, to rewrite.
+  Result<std::set<uint64_t>> DeleteDeadPacks(MDB_txn* txn, int* brc, const LiveBytes& live);
   // After the sweep committed: copies the live objects of `packs` into new
-  // packs, up to kPackTarget bytes per transaction. A pointer that changed
-  // since the sweep (another gc moved or deleted it) is left alone. NoSpace
-  // stops the rewriting without an error: freeing a pack needs room for its
-  // live bytes first, and a later sweep finishes the job.
-  Status RewritePacks(std::vector<std::pair<uint64_t, std::vector<std::pair<Digest, PackPointer>>>> packs);
+  // packs, up to kPackTarget bytes per transaction. Their pointers are found
+  // by one scan, so memory is per pointer of those packs only. A pointer that
+  // changed since the scan (another gc moved or deleted it) is left alone.
+  // NoSpace stops the rewriting without an error: freeing a pack needs room
+  // for its live bytes first, and a later sweep finishes the job.
+  Status RewritePacks(const std::set<uint64_t>& packs);
 
   // Reset read-only transactions kept for reuse (mdb_txn_renew is cheap).
   std::mutex pool_mu;
@@ -700,10 +702,10 @@ Status LmdbStore::ForEachObject(const std::function<Status(const Digest&, std::s
 Status LmdbStore::Sweep(const std::function<bool(const Digest&, const ObjectInfo&)>& should_delete,
                         const RefTxnFn& then_fn, uint64_t* deleted) {
   uint64_t n = 0;
-  std::vector<std::pair<uint64_t, std::vector<std::pair<Digest, PackPointer>>>> half_dead;
+  std::set<uint64_t> half_dead;
   Status s = impl_->Write([&](MDB_txn* txn, int* brc) -> Status {
     n = 0;
-    Impl::LivePointers live;
+    Impl::LiveBytes live;
     int rc;
     {
       lmdb::Cursor cur(txn, impl_->objects, &rc);
@@ -726,7 +728,7 @@ Status LmdbStore::Sweep(const std::function<bool(const Digest&, const ObjectInfo
           n++;
           // After mdb_cursor_del, MDB_NEXT yields the item that followed.
         } else if (ptr) {
-          live[ptr->pack].emplace_back(d, *ptr);
+          live[ptr->pack] += ptr->length;
         }
         rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT);
       }
@@ -743,7 +745,7 @@ Status LmdbStore::Sweep(const std::function<bool(const Digest&, const ObjectInfo
   });
   if (!s.ok()) return s;
   if (deleted) *deleted = n;
-  return impl_->RewritePacks(std::move(half_dead));
+  return impl_->RewritePacks(half_dead);
 }
 
 Status LmdbStore::Impl::ResolvePacked(MDB_txn* txn, const Digest& d, MDB_val* v) {
@@ -776,9 +778,8 @@ Result<uint64_t> LmdbStore::Impl::NextPackId(MDB_txn* txn, int* brc) {
   return *id + 1;
 }
 
-Result<std::vector<std::pair<uint64_t, std::vector<std::pair<Digest, PackPointer>>>>>
-LmdbStore::Impl::DeleteDeadPacks(MDB_txn* txn, int* brc, LivePointers& live) {
-  std::vector<std::pair<uint64_t, std::vector<std::pair<Digest, PackPointer>>>> half_dead;
+Result<std::set<uint64_t>> LmdbStore::Impl::DeleteDeadPacks(MDB_txn* txn, int* brc, const LiveBytes& live) {
+  std::set<uint64_t> half_dead;
   int rc;
   lmdb::Cursor cur(txn, packs, &rc);
   if (rc) return *brc = rc, lmdb::Error(rc, "opening pack cursor");
@@ -789,10 +790,8 @@ LmdbStore::Impl::DeleteDeadPacks(MDB_txn* txn, int* brc, LivePointers& live) {
     auto it = id ? live.find(*id) : live.end();
     if (it == live.end()) {
       if ((rc = mdb_cursor_del(cur.get(), 0))) return *brc = rc, lmdb::Error(rc, "deleting a pack");
-    } else {
-      uint64_t live_bytes = 0;
-      for (const auto& e : it->second) live_bytes += e.second.length;
-      if (live_bytes * 2 < v.mv_size) half_dead.emplace_back(*id, std::move(it->second));
+    } else if (it->second * 2 < v.mv_size) {
+      half_dead.insert(*id);
     }
     rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT);
   }
@@ -804,8 +803,26 @@ LmdbStore::Impl::DeleteDeadPacks(MDB_txn* txn, int* brc, LivePointers& live) {
 // each transaction copies the live objects of its packs out first, then
 // writes the new pack, the moved pointers and the deletions. Objects move
 // with their stored bytes unchanged (write time included).
-Status LmdbStore::Impl::RewritePacks(
-    std::vector<std::pair<uint64_t, std::vector<std::pair<Digest, PackPointer>>>> todo) {
+Status LmdbStore::Impl::RewritePacks(const std::set<uint64_t>& which) {
+  if (which.empty()) return Status::Ok();
+  std::map<uint64_t, std::vector<std::pair<Digest, PackPointer>>> pointers;
+  {
+    ReadTxn txn(this);
+    HASHFS_RETURN_IF_ERROR(txn.Begin());
+    int rc;
+    lmdb::Cursor cur(txn.get(), objects, &rc);
+    if (rc) return lmdb::Error(rc, "opening object cursor");
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
+      if (!IsPackPointer(lmdb::View(v))) continue;
+      auto p = DecodePackPointer(lmdb::View(v));
+      if (p.ok() && which.count(p->pack)) pointers[p->pack].emplace_back(DigestOfKey(k), *p);
+    }
+    if (rc != MDB_NOTFOUND) return lmdb::Error(rc, "scanning objects");
+  }
+  std::vector<std::pair<uint64_t, std::vector<std::pair<Digest, PackPointer>>>> todo(pointers.begin(),
+                                                                                      pointers.end());
+  pointers.clear();
   size_t at = 0;
   while (at < todo.size()) {
     size_t end = at;
@@ -816,14 +833,14 @@ Status LmdbStore::Impl::RewritePacks(
       std::vector<uint64_t> emptied;
       int rc;
       for (end = at; end < todo.size() && buf.size() < kPackTarget; end++) {
-        const auto& [id, pointers] = todo[end];
+        const auto& [id, ptrs] = todo[end];
         std::string key = PackKey(id);
         MDB_val k = lmdb::Val(key), v;
         rc = mdb_get(txn, packs, &k, &v);
         if (rc == MDB_NOTFOUND) continue;  // another gc got there first
         if (rc) return *brc = rc, lmdb::Error(rc, "reading a pack");
         const std::string_view pack = lmdb::View(v);
-        for (const auto& [d, p] : pointers) {
+        for (const auto& [d, p] : ptrs) {
           MDB_val dk = lmdb::Val(d.AsBytes()), dv;
           if (mdb_get(txn, objects, &dk, &dv) != 0 || lmdb::View(dv) != EncodePackPointer(p)) continue;
           // A pointer past its pack's end stays as it is: verify reports it.
