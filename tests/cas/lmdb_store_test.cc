@@ -181,6 +181,15 @@ RawStore ReadRaw(const std::string& dir) {
   return out;
 }
 
+// Bytes in packs that no pointer uses.
+uint64_t DeadPackBytes(const RawStore& raw) {
+  uint64_t live = 0, in_packs = 0;
+  for (const auto& [k, v] : raw.objects)
+    if (IsPackPointer(v)) live += DecodePackPointer(v)->length;
+  for (const auto& [id, bytes] : raw.packs) in_packs += bytes.size();
+  return in_packs - live;
+}
+
 // --------------------------------------------------------------- opening
 
 TEST(LmdbStoreOpenTest, MissingDirWithoutCreateIsNotFoundMentioningInit) {
@@ -1042,11 +1051,7 @@ TEST(LmdbStorePackTest, ConcurrentSweepsRewriteHalfDeadPacksWithoutLosingObjects
   s.reset();
   RawStore raw = ReadRaw(dir);
   EXPECT_EQ(raw.objects.size(), kept.size() + fresh.size());
-  uint64_t live = 0, in_packs = 0;
-  for (const auto& [k, v] : raw.objects)
-    if (IsPackPointer(v)) live += DecodePackPointer(v)->length;
-  for (const auto& [id, bytes] : raw.packs) in_packs += bytes.size();
-  EXPECT_EQ(in_packs, live) << "dead bytes left in packs";
+  EXPECT_EQ(DeadPackBytes(raw), 0u) << "dead bytes left in packs";
 }
 
 // ------------------------------------------------------------- disk full
@@ -1196,15 +1201,7 @@ TEST(LmdbStoreDiskFullTest, SweepOnFullDiskWithPartlyDeadPacksDefersTheirRewrite
     EXPECT_EQ(deleted, doomed.size());
     for (size_t i = 0; i < written.size(); i += 4) ASSERT_TRUE(s->Get(written[i].digest).ok());
   }
-  auto dead_bytes = [&] {
-    RawStore raw = ReadRaw(dir);
-    uint64_t live = 0, packs = 0;
-    for (const auto& [k, v] : raw.objects)
-      if (IsPackPointer(v)) live += DecodePackPointer(v)->length;
-    for (const auto& [id, bytes] : raw.packs) packs += bytes.size();
-    return packs - live;
-  };
-  const uint64_t dead_on_full_disk = dead_bytes();
+  const uint64_t dead_on_full_disk = DeadPackBytes(ReadRaw(dir));
   ASSERT_TRUE(fs.Remount("size=16m")) << strerror(errno);
   {
     auto s = MustOpen(dir, OpenOpts());
@@ -1224,7 +1221,7 @@ TEST(LmdbStoreDiskFullTest, SweepOnFullDiskWithPartlyDeadPacksDefersTheirRewrite
     }
   }
   EXPECT_GT(dead_on_full_disk, 0u) << "the full disk left no rewrite for later";
-  EXPECT_EQ(dead_bytes(), 0u) << "half-dead packs left after a sweep with room";
+  EXPECT_EQ(DeadPackBytes(ReadRaw(dir)), 0u) << "half-dead packs left after a sweep with room";
 }
 
 TEST(LmdbStoreDiskFullTest, RefUpdateOnFullDiskFailsCleanlyThenSucceedsAfterGrowingFs) {
