@@ -322,8 +322,9 @@ std::optional<Token> BackupRun::NextToken() {
 }
 
 // Runs on any pipeline thread: reads and stores one item's content.
-// The walker's guess (from lstat alone) of what Process decides after
-// reading the attributes: only sizes the batches, never decides anything.
+// Whether a regular file equals its previous backup (size, mtime, ctime and
+// inode number from lstat): the walker sizes batches with it, Process skips
+// reading such a file.
 namespace {
 bool LooksUnchanged(const Token& t) {
   const Inode* p = t.prev ? &*t.prev : nullptr;
@@ -341,15 +342,15 @@ void BackupRun::Process(Token& t) {
   }
   t.inode = std::move(attrs).value();
   if (t.kind == Token::kEnter || t.inode.type != FileType::kRegular) return;
-  const Inode* p = t.prev ? &*t.prev : nullptr;
-  if (p && p->type == FileType::kRegular && p->size == static_cast<uint64_t>(t.st.st_size) &&
-      p->mtime_ns == t.inode.mtime_ns && p->ctime_ns == t.inode.ctime_ns && p->source_ino == t.inode.source_ino) {
-    t.inode = *p;  // unchanged since the previous backup: reuse without reading
+  // t.inode's size, times and inode number come from t.st, so the walker's
+  // guess is the decision.
+  if (LooksUnchanged(t)) {
+    t.inode = *t.prev;  // unchanged since the previous backup: reuse without reading
     t.change = Token::kUnchanged;
     progress_->bytes_done += t.inode.size;
     return;
   }
-  t.change = p ? Token::kChanged : Token::kNew;
+  t.change = t.prev ? Token::kChanged : Token::kNew;
   int fd = open(t.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
   if (fd < 0 && errno == EPERM) fd = open(t.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
