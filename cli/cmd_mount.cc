@@ -29,6 +29,8 @@ struct MountArgs {
   bool foreground = false;
   bool allow_other = false;
   size_t inode_cache = fusefs::MountConfig{}.max_inodes;
+  int compression_level = fusefs::MountConfig{}.zstd_level;
+  size_t dirty_limit_mib = fusefs::MountConfig{}.max_dirty_bytes >> 20;
   std::vector<std::string> options;
 };
 
@@ -80,6 +82,8 @@ int Serve(GlobalOptions g, const MountArgs& a, bool read_only, std::optional<Dig
   cfg.read_only = read_only;
   cfg.at = at;
   cfg.max_inodes = a.inode_cache;
+  cfg.zstd_level = a.compression_level;
+  cfg.max_dirty_bytes = a.dirty_limit_mib << 20;
   auto fs = fusefs::Filesystem::Open(*o->repo, cfg);
   if (!fs.ok()) return fail(fs.status());
   fusefs::MountRecord rec{getpid(), a.volume, read_only, a.mountpoint};
@@ -319,6 +323,14 @@ void AddMountCommands(CLI::App& app, GlobalOptions& g, int* rc) {
                 "Inodes kept in memory; beyond this, those the kernel has forgotten are evicted")
       ->capture_default_str()
       ->check(CLI::Range(size_t{16}, size_t{1} << 32));
+  m->add_option("--compression-level", a->compression_level,
+                "zstd level of what the mount writes (0: off; backup uses the store's level)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 19));
+  m->add_option("--dirty-limit", a->dirty_limit_mib,
+                "MiB of a file's unflushed writes held in memory before they are chunked out in the background")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{4096}));
   m->add_option("-o", a->options, "FUSE mount option (repeatable)");
   m->callback([&g, rc, a] { *rc = RunMount(g, *a); });
 

@@ -20,6 +20,21 @@ FileContent::FileContent(std::vector<ChunkRef> base) {
   generation_ = 0;
 }
 
+FileContent::FileContent(const FileContent& o)
+    : base_(o.base_),
+      offsets_(o.offsets_),
+      base_size_(o.base_size_),
+      base_valid_(o.base_valid_),
+      size_(o.size_),
+      pages_(o.pages_),
+      frozen_(o.frozen_),
+      unpublished_(o.unpublished_),
+      generation_(o.generation_) {}
+
+FileContent::~FileContent() {
+  if (job_.valid()) job_.wait();
+}
+
 void FileContent::Changed() {
   static std::atomic<uint64_t> next{1};
   generation_ = next.fetch_add(1, std::memory_order_relaxed);
@@ -37,13 +52,52 @@ void FileContent::SetBase(std::vector<ChunkRef> base) {
   offsets_.push_back(off);
   base_size_ = base_valid_ = size_ = off;
   pages_.clear();
+  unpublished_ = false;
   Changed();
+}
+
+Status FileContent::Settle() {
+  if (!frozen_) return Status::Ok();
+  Status s;
+  if (job_.valid()) {
+    Result<std::vector<ChunkRef>> r = job_.get();
+    if (r.ok()) {
+      // The frozen content, now chunked; the pages written since stay on top.
+      // No truncate ran meanwhile (it settles first), so size_ >= its size.
+      const uint64_t frozen_size = frozen_->size_;
+      base_ = std::move(*r);
+      offsets_.clear();
+      offsets_.reserve(base_.size() + 1);
+      uint64_t off = 0;
+      for (const auto& c : base_) {
+        offsets_.push_back(off);
+        off += c.size;
+      }
+      offsets_.push_back(off);
+      base_size_ = base_valid_ = frozen_size;
+      frozen_.reset();
+      unpublished_ = true;
+      return Status::Ok();
+    }
+    s = r.status();
+  }
+  // Failed (or a copy, which has no flush of its own): the frozen pages are
+  // dirty pages again, under the ones written since.
+  for (const auto& [page, bytes] : frozen_->pages_) pages_.emplace(page, bytes);
+  frozen_.reset();
+  return s;
+}
+
+Status FileContent::ReadUnder(uint64_t off, size_t len, char* out, ChunkCache& cache) const {
+  if (frozen_) return frozen_->Read(off, len, out, cache);
+  return ReadBase(off, len, out, cache);
 }
 
 bool FileContent::RangeIsClean(uint64_t off, size_t len) const {
   if (len == 0) return true;
   auto it = pages_.lower_bound(off / kPageSize);
-  return it == pages_.end() || it->first > (off + len - 1) / kPageSize;
+  if (it != pages_.end() && it->first <= (off + len - 1) / kPageSize) return false;
+  return !frozen_ || frozen_->RangeIsClean(off, len);
 }
 
 Status FileContent::ReadBase(uint64_t off, size_t len, char* out, ChunkCache& cache) const {
@@ -125,7 +179,7 @@ Status FileContent::Read(uint64_t off, size_t len, char* out, ChunkCache& cache)
       uint64_t run_end = off + len;
       if (next != pages_.end()) run_end = std::min(run_end, next->first * kPageSize);
       n = static_cast<size_t>(run_end - off);
-      HASHFS_RETURN_IF_ERROR(ReadBase(off, n, out, cache));
+      HASHFS_RETURN_IF_ERROR(ReadUnder(off, n, out, cache));
     }
     out += n;
     off += n;
@@ -152,7 +206,7 @@ Status FileContent::Write(uint64_t off, const char* data, size_t len, ChunkCache
         uint64_t start = page * kPageSize;
         if (start < size_) {
           size_t keep = static_cast<size_t>(std::min<uint64_t>(kPageSize, size_ - start));
-          HASHFS_RETURN_IF_ERROR(ReadBase(start, keep, bytes.data(), cache));
+          HASHFS_RETURN_IF_ERROR(ReadUnder(start, keep, bytes.data(), cache));
         }
         it = pages_.emplace(page, std::move(bytes)).first;
       }
@@ -167,6 +221,7 @@ Status FileContent::Write(uint64_t off, const char* data, size_t len, ChunkCache
 }
 
 void FileContent::Truncate(uint64_t size) {
+  (void)Settle();  // a failure leaves its pages dirty; the next flush reports
   Changed();
   if (size < size_) {
     base_valid_ = std::min(base_valid_, size);
@@ -188,7 +243,41 @@ void FileContent::Truncate(uint64_t size) {
 constexpr size_t kInlineChunk = 128 * 1024;
 
 Status FileContent::Flush(ObjectWriter& w, const ChunkParams& p, ChunkCache& cache) {
+  HASHFS_RETURN_IF_ERROR(Settle());
   if (!dirty()) return Status::Ok();
+  HASHFS_ASSIGN_OR_RETURN(std::vector<ChunkRef> out, Rechunk(w, p, cache));
+  SetBase(std::move(out));
+  return Status::Ok();
+}
+
+Status FileContent::FlushInBackground(ObjectWriter& w, const ChunkParams& p, ChunkCache& cache) {
+  HASHFS_RETURN_IF_ERROR(Settle());
+  if (pages_.empty()) return Status::Ok();
+  // The frozen layer: this content as it is now (a copy of the base and the
+  // sizes, the pages moved, not copied); this one keeps its base and sizes
+  // and starts over with no dirty pages.
+  std::map<uint64_t, std::string> pages = std::move(pages_);
+  pages_.clear();
+  auto frozen = std::make_shared<FileContent>(*this);
+  frozen->pages_ = std::move(pages);
+  frozen_ = frozen;
+  try {
+    job_ = std::async(std::launch::async,
+                      [frozen = std::move(frozen), &w, p, &cache]() -> Result<std::vector<ChunkRef>> {
+                        try {
+                          return frozen->Rechunk(w, p, cache);
+                        } catch (const std::exception& e) {
+                          return Status::IOError(std::string("background flush: ") + e.what());
+                        }
+                      });
+  } catch (const std::exception& e) {  // no thread to be had
+    (void)Settle();                     // pages back
+    return Status::IOError(std::string("background flush: ") + e.what());
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<ChunkRef>> FileContent::Rechunk(ObjectWriter& w, const ChunkParams& p, ChunkCache& cache) const {
   constexpr uint64_t kEof = std::numeric_limits<uint64_t>::max();
   // Changed intervals, sorted and merged; the last one runs to end of file if
   // the size or the valid part of the base changed.
@@ -340,8 +429,7 @@ Status FileContent::Flush(ObjectWriter& w, const ChunkParams& p, ChunkCache& cac
   uint64_t total = 0;
   for (const auto& c : out) total += c.size;
   if (total != size_) return Status::Corruption("re-chunked file has the wrong length");
-  SetBase(std::move(out));
-  return Status::Ok();
+  return out;
 }
 
 }  // namespace hashfs::fusefs

@@ -8,10 +8,22 @@
 // chunk list a fresh chunking of the whole file would give, at the cost of the
 // edited neighbourhood. Bytes past the base (holes from truncate or sparse
 // writes) read as zeros.
-// Not thread-safe: the owner serializes every call.
+//
+// FlushInBackground() hands the dirty pages to a background flush and keeps
+// taking writes meanwhile: the pages it took are frozen (read-only, shared
+// with the flushing thread) under the pages written since, and reads see
+// through both layers to the base. Settle() waits for that flush and makes
+// its chunk list the base, or, if it failed, puts the frozen pages back as
+// dirty pages, so a failed background flush loses nothing. Every method that
+// needs a settled content (Flush, Truncate) settles first.
+// Not thread-safe: the owner serializes every call; a background flush uses
+// only its frozen copy, the ObjectWriter and the ChunkCache (both
+// thread-safe), and is waited for by Settle or the destructor.
 #pragma once
 
+#include <future>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,12 +39,25 @@ class FileContent {
   static constexpr size_t kPageSize = 64 * 1024;
 
   explicit FileContent(std::vector<ChunkRef> base);
+  // A copy shares the original's frozen pages but not its background flush;
+  // its Settle puts those pages back as its own dirty pages.
+  FileContent(const FileContent& o);
+  FileContent& operator=(const FileContent&) = delete;
+  // Waits for a background flush.
+  ~FileContent();
 
   uint64_t size() const { return size_; }
-  // True when the content differs from base().
-  bool dirty() const { return !pages_.empty() || size_ != base_size_ || base_valid_ < base_size_; }
-  // Memory held by dirty pages.
+  // True when the content differs from the chunk list last returned by
+  // Flush (a settled background flush changes base() but stays dirty until
+  // the next Flush, so that the owner learns of the new chunk list there).
+  bool dirty() const {
+    return !pages_.empty() || frozen_ || unpublished_ || size_ != base_size_ || base_valid_ < base_size_;
+  }
+  // Memory held by dirty pages written since the last (background) flush
+  // began; frozen pages are not counted.
   size_t dirty_bytes() const { return pages_.size() * kPageSize; }
+  // True while pages are frozen for a background flush (until Settle).
+  bool flushing() const { return frozen_ != nullptr; }
   // The chunk list; describes the content only when !dirty().
   const std::vector<ChunkRef>& base() const { return base_; }
   // Changes with every Write, Truncate and Flush to a value no content of
@@ -62,16 +87,32 @@ class FileContent {
   Status Read(uint64_t off, size_t len, char* out, ChunkCache& cache) const;
   // Writes `len` bytes at `off`, growing the file as needed.
   Status Write(uint64_t off, const char* data, size_t len, ChunkCache& cache);
-  // Sets the size; new bytes read as zeros.
+  // Sets the size; new bytes read as zeros. Settles first (a failed
+  // background flush is not reported here: its pages are dirty again).
   void Truncate(uint64_t size);
   // Stores the chunks of every changed region through `w` and makes the
   // result the new base. Leaves the content unchanged on error. Boundaries
   // are found in this thread; hashing, compression and queueing run as TBB
   // tasks (isolated: the calling thread waits only on them), so `w` and
   // `cache` are used from several threads at once.
+  // Settles first and returns the error of a failed background flush.
   Status Flush(ObjectWriter& w, const ChunkParams& p, ChunkCache& cache);
+  // Settles, then freezes the dirty pages and starts chunking them out on
+  // another thread (as Flush does, through `w` and `cache`, which must outlive
+  // this content or its next Settle). Returns the error of the previous
+  // background flush, if it failed, without starting another.
+  Status FlushInBackground(ObjectWriter& w, const ChunkParams& p, ChunkCache& cache);
+  // Waits for a background flush, if any. On success its chunk list becomes
+  // the base (the content reads the same); on failure the frozen pages are
+  // dirty pages again and the error is returned.
+  Status Settle();
 
  private:
+  // The new chunk list of the whole file (what Flush makes the base).
+  Result<std::vector<ChunkRef>> Rechunk(ObjectWriter& w, const ChunkParams& p, ChunkCache& cache) const;
+  // Reads what lies under the dirty pages: the frozen layer if any, else the
+  // base (zeros past it).
+  Status ReadUnder(uint64_t off, size_t len, char* out, ChunkCache& cache) const;
   // Reads ignoring dirty pages: base chunks below base_valid_, zeros above.
   Status ReadBase(uint64_t off, size_t len, char* out, ChunkCache& cache) const;
   void SetBase(std::vector<ChunkRef> base);
@@ -83,6 +124,11 @@ class FileContent {
   uint64_t size_ = 0;
   // page index -> kPageSize bytes; bytes past size_ are always zero.
   std::map<uint64_t, std::string> pages_;
+  // While a background flush runs: the content as it was when it began (same
+  // base, the pages it took), read under pages_, and the flush's result.
+  std::shared_ptr<const FileContent> frozen_;
+  std::future<Result<std::vector<ChunkRef>>> job_;
+  bool unpublished_ = false;  // base_ came from a background flush Flush has not reported
   uint64_t generation_ = 0;
   void Changed();
 };

@@ -253,7 +253,7 @@ struct Filesystem::Impl {
         chunking(r.config().chunking),
         get(MountGetter()),
         cache(MountGetter(), cfg.chunk_cache_bytes),
-        writer(r.store(), r.config().zstd_level) {}
+        writer(r.store(), cfg.zstd_level) {}
 
   // Reads objects through the writer, so chunks it still holds (queued, or
   // kept after a failed write) stay readable; an object missing from the
@@ -695,7 +695,9 @@ struct Filesystem::Impl {
       size_t total = 0;
       for (uint64_t ino : content_dirty) {
         Node* n = Find(ino);
-        if (!n || !n->content || !n->content->dirty() || n->content->dirty_bytes() > kPreflushMaxDirty) continue;
+        if (!n || !n->content || !n->content->dirty() || n->content->flushing() ||
+            n->content->dirty_bytes() > kPreflushMaxDirty)
+          continue;
         if ((total += n->content->dirty_bytes()) > kPreflushMaxTotal) break;
         copies.push_back({ino, n->content->generation(), std::make_unique<FileContent>(*n->content)});
       }
@@ -712,6 +714,17 @@ struct Filesystem::Impl {
       n->content = std::move(c.content);
       n->attr = std::move(a);
     }
+  }
+
+  // Bounds a file's dirty pages while it is being written: they are chunked,
+  // hashed and compressed on another thread while writes go on (a second
+  // batch waits for the first), so a sequential writer's copying overlaps
+  // the chunking. The attributes learn the new chunk list at the next
+  // FlushContent. With the writer failed (disk full) it flushes here, so
+  // the write fails before it changes anything.
+  Status ChunkOutDirtyPages(Node* n) {
+    if (writer.failed()) return FlushContent(n);
+    return n->content->FlushInBackground(writer, chunking, cache);
   }
 
   // Turns a file's changed content into chunks and updates its attributes.
@@ -1231,6 +1244,7 @@ struct Filesystem::Impl {
 Filesystem::Filesystem(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Result<std::unique_ptr<Filesystem>> Filesystem::Open(Repository& repo, MountConfig cfg) {
+  if (cfg.zstd_level < 0 || cfg.zstd_level > 19) return Status::InvalidArgument("zstd level must be 0..19");
   auto impl = std::make_unique<Impl>(repo, cfg);
   Impl& m = *impl;
   m.live.read_only = cfg.read_only || cfg.at.has_value();
@@ -1674,7 +1688,7 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t off, const 
   if (off + size > (1ull << 60)) return Err(Status::Code::kTooBig, "file too large");
   // Bound the memory of dirty pages by chunking them out first: a failure
   // (e.g. ENOSPC) then fails this write before it changes anything.
-  if (n->content->dirty_bytes() + size > m.cfg.max_dirty_bytes) HASHFS_RETURN_IF_ERROR(m.FlushContent(n));
+  if (n->content->dirty_bytes() + size > m.cfg.max_dirty_bytes) HASHFS_RETURN_IF_ERROR(m.ChunkOutDirtyPages(n));
   HASHFS_RETURN_IF_ERROR(n->content->Write(off, data, size, m.cache));
   n->attr.size = n->content->size();
   n->attr.mtime_ns = n->attr.ctime_ns = NowNs();

@@ -605,6 +605,17 @@ TEST_F(CliTest, MisuseGivesOneLineAndDocumentedExitCode) {
   EXPECT_EQ(r.code, 1);  // already initialized
   r = Hashfs({"forget", "v"});
   EXPECT_EQ(r.code, 2);
+  // Mount tuning out of range is refused before anything is mounted.
+  for (std::vector<std::string> bad : {std::vector<std::string>{"--compression-level", "20"},
+                                       {"--compression-level", "-1"},
+                                       {"--dirty-limit", "0"},
+                                       {"--dirty-limit", "lots"}}) {
+    std::vector<std::string> args = {"mount", "v", root_};
+    args.insert(args.end(), bad.begin(), bad.end());
+    r = Hashfs(args);
+    EXPECT_EQ(r.code, 2) << bad[0] << " " << bad[1];
+    EXPECT_TRUE(one_line(r)) << r.err;
+  }
   r = Shell(Quote(HASHFS_BINARY) + " --store " + Quote(root_ + "/nostore") + " log v");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("hashfs init"), std::string::npos);

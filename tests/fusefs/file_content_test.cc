@@ -1,10 +1,12 @@
-// FileContent against a plain std::string model: random writes, truncates and
-// flushes; after every flush the content must read back exactly and the
-// chunk list must be what chunking the whole file afresh gives (the
-// incremental re-chunking contract in fusefs/file_content.h). Also the pure
-// POSIX ACL helpers. No FUSE mount needed.
+// FileContent against a plain std::string model: random writes, truncates,
+// flushes and background flushes; after every flush the content must read
+// back exactly and the chunk list must be what chunking the whole file afresh
+// gives (the incremental re-chunking contract in fusefs/file_content.h); a
+// failed background flush loses nothing. Also the pure POSIX ACL helpers. No
+// FUSE mount needed.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <random>
 
 #include "cas/memory_store.h"
@@ -34,6 +36,16 @@ std::string ReadAll(const FileContent& c, ChunkCache& cache) {
   return out;
 }
 
+// Compressible text of `n` bytes from a seeded vocabulary.
+std::string RandomText(size_t n, uint64_t seed) {
+  static const char* words[] = {"alpha ", "beta ", "gamma\n", "delta ", "epsilon ", "zeta ", "eta\n"};
+  std::mt19937_64 rng(seed);
+  std::string s;
+  while (s.size() < n) s += words[rng() % 7];
+  s.resize(n);
+  return s;
+}
+
 class FileContentTest : public ::testing::TestWithParam<uint32_t> {};
 
 TEST_P(FileContentTest, RandomEditsMatchModelAndFreshChunking) {
@@ -58,8 +70,9 @@ TEST_P(FileContentTest, RandomEditsMatchModelAndFreshChunking) {
   ASSERT_TRUE(c.Write(0, model.data(), model.size(), cache).ok());
   ASSERT_TRUE(c.Flush(w, p, cache).ok());
   ASSERT_EQ(c.base(), FreshChunks(model, p));
+  int background = 0, adopted = 0;
   for (int step = 0; step < 300; step++) {
-    switch (rng() % 6) {
+    switch (rng() % 8) {
       case 0:
       case 1:
       case 2: {  // overwrite or extend at a random offset (sometimes past EOF: a hole)
@@ -88,6 +101,21 @@ TEST_P(FileContentTest, RandomEditsMatchModelAndFreshChunking) {
         ASSERT_EQ(c.base(), FreshChunks(model, p)) << "step " << step;
         break;
       }
+      case 6: {  // chunk the dirty pages out while the steps after go on
+        bool had_pages = c.dirty_bytes() > 0;
+        ASSERT_TRUE(c.FlushInBackground(w, p, cache).ok());
+        ASSERT_EQ(c.dirty_bytes(), 0u);
+        ASSERT_EQ(c.flushing(), had_pages);
+        background += had_pages;
+        break;
+      }
+      case 7: {  // wait for it: the base changes, the content does not
+        bool was = c.flushing();
+        ASSERT_TRUE(c.Settle().ok());
+        ASSERT_FALSE(c.flushing());
+        adopted += was;
+        break;
+      }
     }
     ASSERT_EQ(c.size(), model.size());
     if (step % 10 == 0) {
@@ -104,6 +132,8 @@ TEST_P(FileContentTest, RandomEditsMatchModelAndFreshChunking) {
   }
   ASSERT_TRUE(c.Flush(w, p, cache).ok());
   ASSERT_EQ(c.base(), FreshChunks(model, p));
+  EXPECT_GT(background, 10);
+  EXPECT_GT(adopted, 3);
   ASSERT_TRUE(w.Flush().ok());
   // Every chunk is in the store with the bytes it names.
   for (const auto& ch : c.base()) {
@@ -114,6 +144,132 @@ TEST_P(FileContentTest, RandomEditsMatchModelAndFreshChunking) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, FileContentTest, ::testing::Values(1u, 2u, 3u, 4u));
+
+// A MemoryStore whose batch writes can be made to fail.
+class FailingStore final : public ObjectStore {
+ public:
+  Result<std::string> Get(const Digest& d) override { return inner_.Get(d); }
+  Result<bool> Contains(const Digest& d) override { return inner_.Contains(d); }
+  Result<ObjectInfo> Info(const Digest& d) override { return inner_.Info(d); }
+  Status PutBatch(std::span<const PreparedObject> batch) override {
+    if (fail_.load()) return Status::NoSpace("injected: disk full");
+    return inner_.PutBatch(batch);
+  }
+  Status ForEachObject(const std::function<Status(const Digest&, std::string_view)>& fn) override {
+    return inner_.ForEachObject(fn);
+  }
+  Status Sweep(const std::function<bool(const Digest&, const ObjectInfo&)>& should_delete, const RefTxnFn& then_fn,
+               uint64_t* deleted) override {
+    return inner_.Sweep(should_delete, then_fn, deleted);
+  }
+  Status Update(const RefTxnFn& fn) override { return inner_.Update(fn); }
+  Status View(const RefTxnFn& fn) override { return inner_.View(fn); }
+  uint64_t DiskBytes() override { return 0; }
+  void set_fail(bool f) { fail_ = f; }
+
+ private:
+  MemoryStore inner_;
+  std::atomic<bool> fail_{false};
+};
+
+TEST(FileContentBackgroundTest, FailedBackgroundFlushLosesNothing) {
+  ChunkParams p;
+  p.min_size = 2048;
+  p.avg_size = 8192;
+  p.max_size = 32768;
+  FailingStore store;
+  ObjectWriter w(store, 3, /*batch_bytes=*/1);  // every object is its own batch
+  ChunkCache cache(GetterFor(w), 8u << 20);
+  std::string model = RandomText(400000, 7);
+  FileContent c({});
+  ASSERT_TRUE(c.Write(0, model.data(), model.size(), cache).ok());
+  ASSERT_TRUE(c.Flush(w, p, cache).ok());
+  const std::vector<ChunkRef> committed = c.base();
+
+  // Overwrite the middle, start chunking it out on a full disk, and keep
+  // writing (over the frozen pages too) while that fails.
+  store.set_fail(true);
+  std::string mid = RandomText(100000, 8);
+  ASSERT_TRUE(c.Write(150000, mid.data(), mid.size(), cache).ok());
+  model.replace(150000, mid.size(), mid);
+  ASSERT_TRUE(c.FlushInBackground(w, p, cache).ok());
+  std::string more = RandomText(30000, 9);
+  ASSERT_TRUE(c.Write(140000, more.data(), more.size(), cache).ok());
+  model.replace(140000, more.size(), more);
+  ASSERT_TRUE(c.Write(model.size(), more.data(), more.size(), cache).ok());
+  model += more;
+  ASSERT_EQ(ReadAll(c, cache), model);
+
+  Status s = c.Settle();
+  ASSERT_EQ(s.code(), Status::Code::kNoSpace) << s.ToString();
+  EXPECT_FALSE(c.flushing());
+  EXPECT_TRUE(c.dirty());
+  EXPECT_EQ(c.base(), committed) << "a failed background flush must not change the base";
+  ASSERT_EQ(ReadAll(c, cache), model) << "the frozen pages must be dirty pages again";
+  // The next background flush reports the writer's failure the same way.
+  ASSERT_FALSE(c.Flush(w, p, cache).ok());
+  ASSERT_EQ(ReadAll(c, cache), model);
+
+  // Space again: the writer stores what it kept, and the content flushes.
+  store.set_fail(false);
+  ASSERT_TRUE(w.Flush().ok());
+  ASSERT_TRUE(c.Flush(w, p, cache).ok());
+  EXPECT_EQ(c.base(), FreshChunks(model, p));
+  ASSERT_EQ(ReadAll(c, cache), model);
+}
+
+TEST(FileContentBackgroundTest, SettledFlushStaysDirtyUntilFlushReportsIt) {
+  ChunkParams p;
+  p.min_size = 2048;
+  p.avg_size = 8192;
+  p.max_size = 32768;
+  MemoryStore store;
+  ObjectWriter w(store, 3);
+  ChunkCache cache(GetterFor(w), 8u << 20);
+  std::string model = RandomText(200000, 11);
+  FileContent c({});
+  ASSERT_TRUE(c.Write(0, model.data(), model.size(), cache).ok());
+  ASSERT_TRUE(c.FlushInBackground(w, p, cache).ok());
+  ASSERT_TRUE(c.Settle().ok());
+  // The base now holds every byte, yet the owner has not been told (its file
+  // manifest is stale): the content must still say it is dirty.
+  EXPECT_EQ(c.base(), FreshChunks(model, p));
+  EXPECT_EQ(c.dirty_bytes(), 0u);
+  EXPECT_TRUE(c.dirty());
+  // A copy (as the committer's pre-flush makes) keeps that.
+  FileContent copy(c);
+  EXPECT_TRUE(copy.dirty());
+  ASSERT_TRUE(c.Flush(w, p, cache).ok());
+  EXPECT_FALSE(c.dirty());
+  EXPECT_EQ(c.base(), FreshChunks(model, p));
+  ASSERT_EQ(ReadAll(c, cache), model);
+}
+
+TEST(FileContentBackgroundTest, CopyOfAFlushingContentReadsTheSame) {
+  ChunkParams p;
+  p.min_size = 2048;
+  p.avg_size = 8192;
+  p.max_size = 32768;
+  MemoryStore store;
+  ObjectWriter w(store, 3);
+  ChunkCache cache(GetterFor(w), 8u << 20);
+  std::string model = RandomText(300000, 12);
+  FileContent c({});
+  ASSERT_TRUE(c.Write(0, model.data(), model.size(), cache).ok());
+  ASSERT_TRUE(c.Flush(w, p, cache).ok());
+  std::string d = RandomText(50000, 13);
+  ASSERT_TRUE(c.Write(70000, d.data(), d.size(), cache).ok());
+  model.replace(70000, d.size(), d);
+  ASSERT_TRUE(c.FlushInBackground(w, p, cache).ok());
+  ASSERT_TRUE(c.Write(90000, d.data(), 1000, cache).ok());
+  model.replace(90000, 1000, d.substr(0, 1000));
+  FileContent copy(c);  // shares the frozen pages, not the flush
+  ASSERT_EQ(ReadAll(copy, cache), model);
+  ASSERT_TRUE(copy.Flush(w, p, cache).ok());
+  EXPECT_EQ(copy.base(), FreshChunks(model, p));
+  ASSERT_TRUE(c.Flush(w, p, cache).ok());
+  EXPECT_EQ(c.base(), copy.base());
+}
 
 std::string Acl(std::vector<std::array<uint32_t, 3>> entries) {
   std::string s = {2, 0, 0, 0};

@@ -184,6 +184,72 @@ TEST_F(PosixTest, ReadWritePreadPwriteHolesAndOffsetsBeyond4GiB) {
   }
 }
 
+// A file written past the mount's per-file dirty limit has its dirty pages
+// chunked out on another thread while writes go on (FileContent's frozen
+// layer). Reads during that, overwrites of frozen pages, truncates (which
+// wait for the background flush) and a remount must all see exactly the
+// bytes written. The kernel's page cache is dropped before each read so the
+// daemon serves it.
+TEST_F(PosixTest, WritesPastTheDirtyLimitReadBackWhileChunkedInBackground) {
+  ASSERT_TRUE(Remount({"--dirty-limit", "1"}));
+  std::mt19937_64 rng(42);
+  std::string model;
+  const std::string path = P("big");
+  int fd = open(path.c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0) << ErrName(errno);
+  auto check_range = [&](const char* what, int i) {
+    if (model.empty()) return;
+    ASSERT_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    size_t a = rng() % model.size();
+    size_t len = std::min<size_t>(model.size() - a, 1 + rng() % (3 << 20));
+    ASSERT_TRUE(Pread(fd, len, static_cast<off_t>(a)) == model.substr(a, len))
+        << what << " " << i << ": " << len << " bytes at " << a << " differ";
+  };
+  // Sequential: 24 MiB in 192 KiB writes, a read of earlier bytes after each.
+  const std::string data = RandomBytes(24 << 20, 5);
+  for (size_t off = 0, i = 0; off < data.size(); off += 192 << 10, i++) {
+    size_t n = std::min<size_t>(192 << 10, data.size() - off);
+    ASSERT_EQ(pwrite(fd, data.data() + off, n, static_cast<off_t>(off)), static_cast<ssize_t>(n)) << ErrName(errno);
+    model.append(data, off, n);
+    check_range("sequential write", static_cast<int>(i));
+  }
+  // Random overwrites (some past EOF: holes), truncates down and up, reads.
+  for (int i = 0; i < 300; i++) {
+    switch (rng() % 5) {
+      case 0:
+      case 1: {
+        size_t off = rng() % (model.size() + (64 << 10));
+        std::string d = RandomBytes(1 + rng() % (300 << 10), 100 + i);
+        ASSERT_EQ(pwrite(fd, d.data(), d.size(), static_cast<off_t>(off)), static_cast<ssize_t>(d.size()));
+        if (model.size() < off + d.size()) model.resize(off + d.size(), '\0');
+        model.replace(off, d.size(), d);
+        break;
+      }
+      case 2: {
+        size_t n = model.size() / 2 + rng() % (model.size() / 2 + (1 << 20));
+        ASSERT_EQ(ftruncate(fd, static_cast<off_t>(n)), 0) << ErrName(errno);
+        model.resize(n, '\0');
+        break;
+      }
+      default:
+        check_range("random op", i);
+    }
+    if (HasFatalFailure()) return;
+  }
+  struct stat st;
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(static_cast<size_t>(st.st_size), model.size());
+  ASSERT_EQ(fsync(fd), 0) << ErrName(errno);
+  ASSERT_EQ(close(fd), 0);
+  EXPECT_TRUE(ReadFile(path) == model) << "content differs after fsync";
+  ASSERT_TRUE(Remount());
+  EXPECT_TRUE(ReadFile(path) == model) << "content differs after a remount";
+  if (HashfsMode()) {
+    RunResult v = Hashfs({"verify"});
+    EXPECT_EQ(v.code, 0) << v.out << v.err;
+  }
+}
+
 TEST_F(PosixTest, TruncateAndFtruncateGrowAndShrink) {
   std::string p = P("t");
   std::string data = RandomBytes(10000, 1);
