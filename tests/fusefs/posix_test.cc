@@ -201,25 +201,25 @@ TEST_F(PosixTest, WritesPastTheDirtyLimitReadBackWhileChunkedInBackground) {
     if (model.empty()) return;
     ASSERT_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
     size_t a = rng() % model.size();
-    size_t len = std::min<size_t>(model.size() - a, 1 + rng() % (3 << 20));
+    size_t len = std::min<size_t>(model.size() - a, 1 + rng() % (1 << 20));
     ASSERT_TRUE(Pread(fd, len, static_cast<off_t>(a)) == model.substr(a, len))
         << what << " " << i << ": " << len << " bytes at " << a << " differ";
   };
-  // Sequential: 24 MiB in 192 KiB writes, a read of earlier bytes after each.
-  const std::string data = RandomBytes(24 << 20, 5);
-  for (size_t off = 0, i = 0; off < data.size(); off += 192 << 10, i++) {
-    size_t n = std::min<size_t>(192 << 10, data.size() - off);
+  // Sequential: 8 MiB in 128 KiB writes, a read of earlier bytes after each.
+  const std::string data = RandomBytes(8 << 20, 5);
+  for (size_t off = 0, i = 0; off < data.size(); off += 128 << 10, i++) {
+    size_t n = std::min<size_t>(128 << 10, data.size() - off);
     ASSERT_EQ(pwrite(fd, data.data() + off, n, static_cast<off_t>(off)), static_cast<ssize_t>(n)) << ErrName(errno);
     model.append(data, off, n);
     check_range("sequential write", static_cast<int>(i));
   }
   // Random overwrites (some past EOF: holes), truncates down and up, reads.
-  for (int i = 0; i < 300; i++) {
+  for (int i = 0; i < 200; i++) {
     switch (rng() % 5) {
       case 0:
       case 1: {
         size_t off = rng() % (model.size() + (64 << 10));
-        std::string d = RandomBytes(1 + rng() % (300 << 10), 100 + i);
+        std::string d = RandomBytes(1 + rng() % (160 << 10), 100 + i);
         ASSERT_EQ(pwrite(fd, d.data(), d.size(), static_cast<off_t>(off)), static_cast<ssize_t>(d.size()));
         if (model.size() < off + d.size()) model.resize(off + d.size(), '\0');
         model.replace(off, d.size(), d);
