@@ -4,7 +4,9 @@ namespace hashfs::fusefs {
 
 ChunkCache::~ChunkCache() { Wait(); }
 
-void ChunkCache::Wait() { background_.wait(); }
+void ChunkCache::Wait() {
+  arena_.execute([&] { background_.wait(); });
+}
 
 Result<ChunkBytes> ChunkCache::Get(const Digest& d) {
   std::promise<Result<ChunkBytes>> mine;
@@ -53,10 +55,10 @@ void ChunkCache::Prefetch(const std::vector<Digest>& digests) {
       prefetching_--;
       return;
     }
-    background_.run([this, d] {
+    arena_.enqueue(background_.defer([this, d] {
       (void)Get(d);
       prefetching_--;
-    });
+    }));
   }
 }
 

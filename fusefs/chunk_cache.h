@@ -3,9 +3,16 @@
 // fetch and decompress it once. Concurrent requests for one chunk share one
 // load. Prefetch() loads chunks in the background (read-ahead for sequential
 // reads, so the next chunks are decoded while the current one is served).
+// Background loads run in a TBB arena of their own with kLoaders threads: a
+// cold load mostly waits for the store's pages to come in (page faults on the
+// LMDB map), so several in flight beat one per core; while a cache exists
+// TBB's process-wide thread limit is raised so that arena gets its threads
+// (other arenas keep their size).
 // Thread-safe; the destructor waits for background loads.
 #pragma once
 
+#include <tbb/global_control.h>
+#include <tbb/task_arena.h>
 #include <tbb/task_group.h>
 
 #include <atomic>
@@ -44,7 +51,8 @@ class ChunkCache {
   // Waits for every background load (call before what the getter uses goes).
   void Wait();
 
-  static constexpr int kMaxPrefetching = 8;
+  static constexpr int kMaxPrefetching = 16;
+  static constexpr int kLoaders = 4;
 
  private:
   using Load = std::shared_future<Result<ChunkBytes>>;
@@ -57,6 +65,9 @@ class ChunkCache {
   std::unordered_map<Digest, std::list<std::pair<Digest, ChunkBytes>>::iterator, DigestHash> index_;
   std::unordered_map<Digest, Load, DigestHash> loading_;  // loads in progress
   std::atomic<int> prefetching_{0};
+  tbb::global_control parallelism_{tbb::global_control::max_allowed_parallelism,
+                                   static_cast<size_t>(oneapi::tbb::info::default_concurrency() + kLoaders)};
+  tbb::task_arena arena_{kLoaders, 0};  // no slot reserved for callers: loads run on workers only
   tbb::task_group background_;
 };
 

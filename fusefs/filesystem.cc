@@ -184,7 +184,7 @@ struct Handle {
 };
 
 // Read-ahead for sequential reads: chunks decoded ahead of the reader.
-constexpr uint64_t kReadAheadBytes = 4u << 20;
+constexpr uint64_t kReadAheadBytes = 16u << 20;
 
 struct DirHandle {
   uint64_t ino = 0;

@@ -84,14 +84,18 @@ Result<std::string> ObjectWriter::Get(const Digest& d) {
   {
     std::unique_lock lk(mu_);
     auto it = queued_plain_.find(d);
-    if (it != queued_plain_.end() && it->second) return *it->second;
-    if (it == queued_plain_.end()) return store_.Get(d);
-    // A queued data chunk: decode its prepared bytes (rare: readers normally
-    // hit a cache), or wait for the batch that is being written right now.
-    if (const PreparedObject* o = FindQueuedLocked(d)) return DecodeStoredObject(d, o->stored);
-    drained_.wait(lk, [&] { return writing_ == 0 && preparing_ == 0; });
-    if (const PreparedObject* o = FindQueuedLocked(d)) return DecodeStoredObject(d, o->stored);
+    if (it != queued_plain_.end()) {
+      if (it->second) return *it->second;
+      // A queued data chunk: decode its prepared bytes (rare: readers normally
+      // hit a cache), or wait for the batch that is being written right now.
+      if (const PreparedObject* o = FindQueuedLocked(d)) return DecodeStoredObject(d, o->stored);
+      drained_.wait(lk, [&] { return writing_ == 0 && preparing_ == 0; });
+      if (const PreparedObject* o = FindQueuedLocked(d)) return DecodeStoredObject(d, o->stored);
+    }
   }
+  // Not queued (a digest leaves queued_plain_ only once its batch is stored):
+  // read the store without the lock, so that reads (I/O, hashing,
+  // decompression) serialize neither each other nor Puts.
   return store_.Get(d);
 }
 

@@ -5,8 +5,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -22,7 +26,18 @@ using testing::RandomBytes;
 // it can be told to fail writes.
 class CountingStore final : public ObjectStore {
  public:
-  Result<std::string> Get(const Digest& d) override { return inner_.Get(d); }
+  Result<std::string> Get(const Digest& d) override {
+    {
+      // A Get of the gated digest parks here until the gate opens.
+      std::unique_lock lk(mu_);
+      if (gated_ && *gated_ == d) {
+        parked_++;
+        cv_.notify_all();
+        cv_.wait(lk, [&] { return !gated_; });
+      }
+    }
+    return inner_.Get(d);
+  }
   Result<bool> Contains(const Digest& d) override { return inner_.Contains(d); }
   Result<ObjectInfo> Info(const Digest& d) override { return inner_.Info(d); }
   Status PutBatch(std::span<const PreparedObject> batch) override {
@@ -62,9 +77,26 @@ class CountingStore final : public ObjectStore {
     return writes_;
   }
   void set_fail(bool f) { fail_ = f; }
+  void Gate(const Digest& d) {
+    std::lock_guard lk(mu_);
+    gated_ = d;
+  }
+  // Waits up to `seconds` for a Get to park at the gate.
+  bool WaitParked(int seconds) {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, std::chrono::seconds(seconds), [&] { return parked_ > 0; });
+  }
+  void Open() {
+    std::lock_guard lk(mu_);
+    gated_.reset();
+    cv_.notify_all();
+  }
 
  private:
   MemoryStore inner_;
+  std::condition_variable cv_;
+  std::optional<Digest> gated_;
+  int parked_ = 0;
   std::mutex mu_;
   int batches_ = 0;
   std::map<Digest, int> writes_;
@@ -293,6 +325,37 @@ const size_t kBatchSizes[] = {2048, 64 * 1024, 32u << 20};
 
 // 8 threads put overlapping sets of objects: every distinct object ends up in
 // the store exactly once and readable.
+// A read of an object that is in the store (not queued) must not hold the
+// writer's lock: while one Get waits inside the store (I/O on a cold store),
+// other Gets and Puts go on. Deterministic: the store parks that Get until the
+// others are done (a regression blocks them behind it and the test times out
+// on the futures, not on a clock).
+TEST(ObjectWriterTest, StoreReadsDoNotHoldTheWriterLock) {
+  CountingStore store;
+  ObjectWriter w(store, 3);
+  auto slow = w.Put(RandomBytes(5000, 1), ObjectKind::kData);
+  auto other = w.Put(RandomBytes(5000, 2), ObjectKind::kData);
+  ASSERT_TRUE(slow.ok() && other.ok());
+  ASSERT_TRUE(w.Flush().ok());
+  store.Gate(*slow);
+  auto parked = std::async(std::launch::async, [&] { return w.Get(*slow); });
+  ASSERT_TRUE(store.WaitParked(30)) << "the gated Get never reached the store";
+  auto rest = std::async(std::launch::async, [&]() -> Status {
+    HASHFS_ASSIGN_OR_RETURN(std::string got, w.Get(*other));
+    if (got != RandomBytes(5000, 2)) return Status::Corruption("wrong bytes");
+    HASHFS_ASSIGN_OR_RETURN(Digest d, w.Put(RandomBytes(5000, 3), ObjectKind::kData));
+    HASHFS_ASSIGN_OR_RETURN(std::string again, w.Get(d));
+    return again == RandomBytes(5000, 3) ? Status::Ok() : Status::Corruption("wrong bytes");
+  });
+  bool done = rest.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  store.Open();  // release the parked Get either way, so the test can end
+  ASSERT_TRUE(done) << "a Get and a Put waited for another thread's store read";
+  EXPECT_TRUE(rest.get().ok());
+  auto r = parked.get();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, RandomBytes(5000, 1));
+}
+
 TEST(ObjectWriterTest, ConcurrentOverlappingPutsStoreEachObjectOnce) {
   const auto objects = ConcurrencyObjects();
   const std::set<int> put = AllPut();
