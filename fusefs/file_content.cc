@@ -40,7 +40,7 @@ void FileContent::Changed() {
   generation_ = next.fetch_add(1, std::memory_order_relaxed);
 }
 
-void FileContent::SetBase(std::vector<ChunkRef> base) {
+uint64_t FileContent::SetChunks(std::vector<ChunkRef> base) {
   base_ = std::move(base);
   offsets_.clear();
   offsets_.reserve(base_.size() + 1);
@@ -50,7 +50,11 @@ void FileContent::SetBase(std::vector<ChunkRef> base) {
     off += c.size;
   }
   offsets_.push_back(off);
-  base_size_ = base_valid_ = size_ = off;
+  return off;
+}
+
+void FileContent::SetBase(std::vector<ChunkRef> base) {
+  base_size_ = base_valid_ = size_ = SetChunks(std::move(base));
   pages_.clear();
   unpublished_ = false;
   Changed();
@@ -62,19 +66,10 @@ Status FileContent::Settle() {
   if (job_.valid()) {
     Result<std::vector<ChunkRef>> r = job_.get();
     if (r.ok()) {
-      // The frozen content, now chunked; the pages written since stay on top.
-      // No truncate ran meanwhile (it settles first), so size_ >= its size.
-      const uint64_t frozen_size = frozen_->size_;
-      base_ = std::move(*r);
-      offsets_.clear();
-      offsets_.reserve(base_.size() + 1);
-      uint64_t off = 0;
-      for (const auto& c : base_) {
-        offsets_.push_back(off);
-        off += c.size;
-      }
-      offsets_.push_back(off);
-      base_size_ = base_valid_ = frozen_size;
+      // The frozen content, now chunked (Rechunk checked that the chunks add
+      // up to its size); the pages written since stay on top. No truncate ran
+      // meanwhile (it settles first), so size_ is at least that size.
+      base_size_ = base_valid_ = SetChunks(std::move(*r));
       frozen_.reset();
       unpublished_ = true;
       return Status::Ok();

@@ -115,6 +115,8 @@ class FileContent {
   Status ReadUnder(uint64_t off, size_t len, char* out, ChunkCache& cache) const;
   // Reads ignoring dirty pages: base chunks below base_valid_, zeros above.
   Status ReadBase(uint64_t off, size_t len, char* out, ChunkCache& cache) const;
+  // Makes `base` the chunk list (base_, offsets_); returns its length.
+  uint64_t SetChunks(std::vector<ChunkRef> base);
   void SetBase(std::vector<ChunkRef> base);
 
   std::vector<ChunkRef> base_;
