@@ -423,6 +423,14 @@ class FuseTest : public ::testing::Test {
         args.emplace_back("--inode-cache");
         args.emplace_back(cache);
       }
+      // HASHFS_TEST_DIRTY_LIMIT=MiB: every mount chunks a file's writes out
+      // in the background past that many MiB (the asan stage runs the whole
+      // suite with 2), unless the test sets its own.
+      const char* dirty = std::getenv("HASHFS_TEST_DIRTY_LIMIT");
+      if (dirty != nullptr && *dirty != '\0' && std::find(extra.begin(), extra.end(), "--dirty-limit") == extra.end()) {
+        args.emplace_back("--dirty-limit");
+        args.emplace_back(dirty);
+      }
       args.insert(args.end(), extra.begin(), extra.end());
       r = Hashfs(args, 120);
     }
