@@ -12,6 +12,7 @@
 #include "cas/memory_store.h"
 #include "fusefs/chunk_cache.h"
 #include "fusefs/file_content.h"
+#include "tests/forwarding_store.h"
 #include "fusefs/posix_acl.h"
 #include "tree/dir_tree.h"
 
@@ -46,13 +47,19 @@ std::string RandomText(size_t n, uint64_t seed) {
   return s;
 }
 
-class FileContentTest : public ::testing::TestWithParam<uint32_t> {};
-
-TEST_P(FileContentTest, RandomEditsMatchModelAndFreshChunking) {
+// Small chunks, so that a few hundred KiB make many of them.
+ChunkParams SmallChunks() {
   ChunkParams p;
   p.min_size = 2048;
   p.avg_size = 8192;
   p.max_size = 32768;
+  return p;
+}
+
+class FileContentTest : public ::testing::TestWithParam<uint32_t> {};
+
+TEST_P(FileContentTest, RandomEditsMatchModelAndFreshChunking) {
+  const ChunkParams p = SmallChunks();
   MemoryStore store;
   ObjectWriter w(store, 3);
   ChunkCache cache(GetterFor(w), 8u << 20);
@@ -146,37 +153,20 @@ TEST_P(FileContentTest, RandomEditsMatchModelAndFreshChunking) {
 INSTANTIATE_TEST_SUITE_P(Seeds, FileContentTest, ::testing::Values(1u, 2u, 3u, 4u));
 
 // A MemoryStore whose batch writes can be made to fail.
-class FailingStore final : public ObjectStore {
+class FailingStore final : public ForwardingStore {
  public:
-  Result<std::string> Get(const Digest& d) override { return inner_.Get(d); }
-  Result<bool> Contains(const Digest& d) override { return inner_.Contains(d); }
-  Result<ObjectInfo> Info(const Digest& d) override { return inner_.Info(d); }
   Status PutBatch(std::span<const PreparedObject> batch) override {
     if (fail_.load()) return Status::NoSpace("injected: disk full");
-    return inner_.PutBatch(batch);
+    return ForwardingStore::PutBatch(batch);
   }
-  Status ForEachObject(const std::function<Status(const Digest&, std::string_view)>& fn) override {
-    return inner_.ForEachObject(fn);
-  }
-  Status Sweep(const std::function<bool(const Digest&, const ObjectInfo&)>& should_delete, const RefTxnFn& then_fn,
-               uint64_t* deleted) override {
-    return inner_.Sweep(should_delete, then_fn, deleted);
-  }
-  Status Update(const RefTxnFn& fn) override { return inner_.Update(fn); }
-  Status View(const RefTxnFn& fn) override { return inner_.View(fn); }
-  uint64_t DiskBytes() override { return 0; }
   void set_fail(bool f) { fail_ = f; }
 
  private:
-  MemoryStore inner_;
   std::atomic<bool> fail_{false};
 };
 
 TEST(FileContentBackgroundTest, FailedBackgroundFlushLosesNothing) {
-  ChunkParams p;
-  p.min_size = 2048;
-  p.avg_size = 8192;
-  p.max_size = 32768;
+  const ChunkParams p = SmallChunks();
   FailingStore store;
   ObjectWriter w(store, 3, /*batch_bytes=*/1);  // every object is its own batch
   ChunkCache cache(GetterFor(w), 8u << 20);
@@ -219,10 +209,7 @@ TEST(FileContentBackgroundTest, FailedBackgroundFlushLosesNothing) {
 }
 
 TEST(FileContentBackgroundTest, SettledFlushStaysDirtyUntilFlushReportsIt) {
-  ChunkParams p;
-  p.min_size = 2048;
-  p.avg_size = 8192;
-  p.max_size = 32768;
+  const ChunkParams p = SmallChunks();
   MemoryStore store;
   ObjectWriter w(store, 3);
   ChunkCache cache(GetterFor(w), 8u << 20);
@@ -246,10 +233,7 @@ TEST(FileContentBackgroundTest, SettledFlushStaysDirtyUntilFlushReportsIt) {
 }
 
 TEST(FileContentBackgroundTest, CopyOfAFlushingContentReadsTheSame) {
-  ChunkParams p;
-  p.min_size = 2048;
-  p.avg_size = 8192;
-  p.max_size = 32768;
+  const ChunkParams p = SmallChunks();
   MemoryStore store;
   ObjectWriter w(store, 3);
   ChunkCache cache(GetterFor(w), 8u << 20);

@@ -20,6 +20,7 @@
 
 #include <unistd.h>
 
+#include "tests/forwarding_store.h"
 #include "cas/lmdb_store.h"
 #include "cas/memory_store.h"
 #include "cas/object_codec.h"
@@ -39,16 +40,9 @@ namespace {
 
 // Delegates to another store; runs a hook (once, or as often as it re-arms
 // itself) right before each Sweep, to race garbage collection.
-class HookedStore final : public ObjectStore {
+class HookedStore final : public ForwardingStore {
  public:
-  explicit HookedStore(ObjectStore& inner) : inner_(inner) {}
-  Result<std::string> Get(const Digest& d) override { return inner_.Get(d); }
-  Result<bool> Contains(const Digest& d) override { return inner_.Contains(d); }
-  Result<ObjectInfo> Info(const Digest& d) override { return inner_.Info(d); }
-  Status PutBatch(std::span<const PreparedObject> batch) override { return inner_.PutBatch(batch); }
-  Status ForEachObject(const std::function<Status(const Digest&, std::string_view)>& fn) override {
-    return inner_.ForEachObject(fn);
-  }
+  explicit HookedStore(ObjectStore& inner) : ForwardingStore(inner) {}
   Status Sweep(const std::function<bool(const Digest&, const ObjectInfo&)>& should_delete, const RefTxnFn& then_fn,
                uint64_t* deleted) override {
     sweeps++;
@@ -57,17 +51,12 @@ class HookedStore final : public ObjectStore {
       before_sweep = nullptr;
       hook();
     }
-    return inner_.Sweep(should_delete, then_fn, deleted);
+    return ForwardingStore::Sweep(should_delete, then_fn, deleted);
   }
-  Status Update(const RefTxnFn& fn) override { return inner_.Update(fn); }
-  Status View(const RefTxnFn& fn) override { return inner_.View(fn); }
   uint64_t DiskBytes() override { return 0; }
 
   std::function<void()> before_sweep;
   int sweeps = 0;
-
- private:
-  ObjectStore& inner_;
 };
 
 std::string PatchTime(std::string stored, uint64_t when) {

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "cas/memory_store.h"
+#include "tests/forwarding_store.h"
 #include "test_util.h"
 
 namespace hashfs {
@@ -22,9 +23,9 @@ namespace {
 
 using testing::RandomBytes;
 
-// An ObjectStore that forwards to a MemoryStore and records every PutBatch;
-// it can be told to fail writes.
-class CountingStore final : public ObjectStore {
+// A MemoryStore that records every PutBatch; it can be told to fail writes,
+// and to park a Get of one digest until released.
+class CountingStore final : public ForwardingStore {
  public:
   Result<std::string> Get(const Digest& d) override {
     {
@@ -36,10 +37,8 @@ class CountingStore final : public ObjectStore {
         cv_.wait(lk, [&] { return !gated_; });
       }
     }
-    return inner_.Get(d);
+    return ForwardingStore::Get(d);
   }
-  Result<bool> Contains(const Digest& d) override { return inner_.Contains(d); }
-  Result<ObjectInfo> Info(const Digest& d) override { return inner_.Info(d); }
   Status PutBatch(std::span<const PreparedObject> batch) override {
     if (fail_.load()) return Status::IOError("injected write failure");
     {
@@ -47,22 +46,13 @@ class CountingStore final : public ObjectStore {
       batches_++;
       for (const auto& o : batch) writes_[o.digest]++;
     }
-    return inner_.PutBatch(batch);
+    return ForwardingStore::PutBatch(batch);
   }
-  Status ForEachObject(const std::function<Status(const Digest&, std::string_view)>& fn) override {
-    return inner_.ForEachObject(fn);
-  }
-  Status Sweep(const std::function<bool(const Digest&, const ObjectInfo&)>& should_delete, const RefTxnFn& then_fn,
-               uint64_t* deleted) override {
-    return inner_.Sweep(should_delete, then_fn, deleted);
-  }
-  Status Update(const RefTxnFn& fn) override { return inner_.Update(fn); }
-  Status View(const RefTxnFn& fn) override { return inner_.View(fn); }
   uint64_t DiskBytes() override { return 0; }
 
   size_t ObjectCount() {
     size_t n = 0;
-    (void)inner_.ForEachObject([&](const Digest&, std::string_view) {
+    (void)ForEachObject([&](const Digest&, std::string_view) {
       n++;
       return Status::Ok();
     });
@@ -93,7 +83,6 @@ class CountingStore final : public ObjectStore {
   }
 
  private:
-  MemoryStore inner_;
   std::condition_variable cv_;
   std::optional<Digest> gated_;
   int parked_ = 0;
