@@ -20,21 +20,6 @@ FileContent::FileContent(std::vector<ChunkRef> base) {
   generation_ = 0;
 }
 
-FileContent::FileContent(const FileContent& o)
-    : base_(o.base_),
-      offsets_(o.offsets_),
-      base_size_(o.base_size_),
-      base_valid_(o.base_valid_),
-      size_(o.size_),
-      pages_(o.pages_),
-      frozen_(o.frozen_),
-      unpublished_(o.unpublished_),
-      generation_(o.generation_) {}
-
-FileContent::~FileContent() {
-  if (job_.valid()) job_.wait();
-}
-
 void FileContent::Changed() {
   static std::atomic<uint64_t> next{1};
   generation_ = next.fetch_add(1, std::memory_order_relaxed);
@@ -63,8 +48,8 @@ void FileContent::SetBase(std::vector<ChunkRef> base) {
 Status FileContent::Settle() {
   if (!frozen_) return Status::Ok();
   Status s;
-  if (job_.valid()) {
-    Result<std::vector<ChunkRef>> r = job_.get();
+  if (job_.result.valid()) {
+    Result<std::vector<ChunkRef>> r = job_.result.get();
     if (r.ok()) {
       // The frozen content, now chunked (Rechunk checked that the chunks add
       // up to its size); the pages written since stay on top. No truncate ran
@@ -257,7 +242,7 @@ Status FileContent::FlushInBackground(ObjectWriter& w, const ChunkParams& p, Chu
   frozen->pages_ = std::move(pages);
   frozen_ = frozen;
   try {
-    job_ = std::async(std::launch::async,
+    job_.result = std::async(std::launch::async,
                       [frozen = std::move(frozen), &w, p, &cache]() -> Result<std::vector<ChunkRef>> {
                         try {
                           return frozen->Rechunk(w, p, cache);

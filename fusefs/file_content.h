@@ -40,11 +40,10 @@ class FileContent {
 
   explicit FileContent(std::vector<ChunkRef> base);
   // A copy shares the original's frozen pages but not its background flush;
-  // its Settle puts those pages back as its own dirty pages.
-  FileContent(const FileContent& o);
+  // its Settle puts those pages back as its own dirty pages. The destructor
+  // waits for a background flush.
+  FileContent(const FileContent&) = default;
   FileContent& operator=(const FileContent&) = delete;
-  // Waits for a background flush.
-  ~FileContent();
 
   uint64_t size() const { return size_; }
   // True when the content differs from the chunk list last returned by
@@ -129,7 +128,18 @@ class FileContent {
   // While a background flush runs: the content as it was when it began (same
   // base, the pages it took), read under pages_, and the flush's result.
   std::shared_ptr<const FileContent> frozen_;
-  std::future<Result<std::vector<ChunkRef>>> job_;
+  // The background flush's result: waited for on destruction, and not
+  // shared by a copy (a copy starts with none).
+  struct Job {
+    std::future<Result<std::vector<ChunkRef>>> result;
+    Job() = default;
+    Job(const Job&) {}
+    Job& operator=(const Job&) = delete;
+    ~Job() {
+      if (result.valid()) result.wait();
+    }
+  };
+  Job job_;
   bool unpublished_ = false;  // base_ came from a background flush Flush has not reported
   uint64_t generation_ = 0;
   void Changed();

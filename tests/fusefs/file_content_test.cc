@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <memory>
 #include <random>
 
 #include "cas/memory_store.h"
@@ -165,94 +166,91 @@ class FailingStore final : public ForwardingStore {
   std::atomic<bool> fail_{false};
 };
 
-TEST(FileContentBackgroundTest, FailedBackgroundFlushLosesNothing) {
-  const ChunkParams p = SmallChunks();
-  FailingStore store;
-  ObjectWriter w(store, 3, /*batch_bytes=*/1);  // every object is its own batch
-  ChunkCache cache(GetterFor(w), 8u << 20);
-  std::string model = RandomText(400000, 7);
-  FileContent c({});
-  ASSERT_TRUE(c.Write(0, model.data(), model.size(), cache).ok());
-  ASSERT_TRUE(c.Flush(w, p, cache).ok());
-  const std::vector<ChunkRef> committed = c.base();
+// A content over a store that can be made to fail, with a model of its bytes.
+class FileContentBackgroundTest : public ::testing::Test {
+ protected:
+  // Writes `bytes` at `off` (past the end: a hole) to the content and the model.
+  void Write(uint64_t off, const std::string& bytes) {
+    ASSERT_TRUE(c_.Write(off, bytes.data(), bytes.size(), cache_).ok());
+    if (model_.size() < off + bytes.size()) model_.resize(off + bytes.size(), '\0');
+    model_.replace(off, bytes.size(), bytes);
+  }
+
+  const ChunkParams p_ = SmallChunks();
+  FailingStore store_;
+  ObjectWriter w_{store_, 3, /*batch_bytes=*/1};  // every object is its own batch
+  // Held by pointer: TBB members make ChunkCache's destructor noexcept(false),
+  // which a fixture (whose destructor overrides a noexcept one) cannot hold.
+  std::unique_ptr<ChunkCache> cache_ptr_ = std::make_unique<ChunkCache>(GetterFor(w_), 8u << 20);
+  ChunkCache& cache_ = *cache_ptr_;
+  FileContent c_{{}};
+  std::string model_;
+};
+
+TEST_F(FileContentBackgroundTest, FailedBackgroundFlushLosesNothing) {
+  Write(0, RandomText(400000, 7));
+  ASSERT_TRUE(c_.Flush(w_, p_, cache_).ok());
+  const std::vector<ChunkRef> committed = c_.base();
 
   // Overwrite the middle, start chunking it out on a full disk, and keep
   // writing (over the frozen pages too) while that fails.
-  store.set_fail(true);
-  std::string mid = RandomText(100000, 8);
-  ASSERT_TRUE(c.Write(150000, mid.data(), mid.size(), cache).ok());
-  model.replace(150000, mid.size(), mid);
-  ASSERT_TRUE(c.FlushInBackground(w, p, cache).ok());
-  std::string more = RandomText(30000, 9);
-  ASSERT_TRUE(c.Write(140000, more.data(), more.size(), cache).ok());
-  model.replace(140000, more.size(), more);
-  ASSERT_TRUE(c.Write(model.size(), more.data(), more.size(), cache).ok());
-  model += more;
-  ASSERT_EQ(ReadAll(c, cache), model);
+  store_.set_fail(true);
+  Write(150000, RandomText(100000, 8));
+  ASSERT_TRUE(c_.FlushInBackground(w_, p_, cache_).ok());
+  const std::string more = RandomText(30000, 9);
+  Write(140000, more);
+  Write(model_.size(), more);
+  ASSERT_EQ(ReadAll(c_, cache_), model_);
 
-  Status s = c.Settle();
+  Status s = c_.Settle();
   ASSERT_EQ(s.code(), Status::Code::kNoSpace) << s.ToString();
-  EXPECT_FALSE(c.flushing());
-  EXPECT_TRUE(c.dirty());
-  EXPECT_EQ(c.base(), committed) << "a failed background flush must not change the base";
-  ASSERT_EQ(ReadAll(c, cache), model) << "the frozen pages must be dirty pages again";
-  // The next background flush reports the writer's failure the same way.
-  ASSERT_FALSE(c.Flush(w, p, cache).ok());
-  ASSERT_EQ(ReadAll(c, cache), model);
+  EXPECT_FALSE(c_.flushing());
+  EXPECT_TRUE(c_.dirty());
+  EXPECT_EQ(c_.base(), committed) << "a failed background flush must not change the base";
+  ASSERT_EQ(ReadAll(c_, cache_), model_) << "the frozen pages must be dirty pages again";
+  // The next flush reports the writer's failure the same way.
+  ASSERT_FALSE(c_.Flush(w_, p_, cache_).ok());
+  ASSERT_EQ(ReadAll(c_, cache_), model_);
 
   // Space again: the writer stores what it kept, and the content flushes.
-  store.set_fail(false);
-  ASSERT_TRUE(w.Flush().ok());
-  ASSERT_TRUE(c.Flush(w, p, cache).ok());
-  EXPECT_EQ(c.base(), FreshChunks(model, p));
-  ASSERT_EQ(ReadAll(c, cache), model);
+  store_.set_fail(false);
+  ASSERT_TRUE(w_.Flush().ok());
+  ASSERT_TRUE(c_.Flush(w_, p_, cache_).ok());
+  EXPECT_EQ(c_.base(), FreshChunks(model_, p_));
+  ASSERT_EQ(ReadAll(c_, cache_), model_);
 }
 
-TEST(FileContentBackgroundTest, SettledFlushStaysDirtyUntilFlushReportsIt) {
-  const ChunkParams p = SmallChunks();
-  MemoryStore store;
-  ObjectWriter w(store, 3);
-  ChunkCache cache(GetterFor(w), 8u << 20);
-  std::string model = RandomText(200000, 11);
-  FileContent c({});
-  ASSERT_TRUE(c.Write(0, model.data(), model.size(), cache).ok());
-  ASSERT_TRUE(c.FlushInBackground(w, p, cache).ok());
-  ASSERT_TRUE(c.Settle().ok());
+TEST_F(FileContentBackgroundTest, SettledFlushStaysDirtyUntilFlushReportsIt) {
+  Write(0, RandomText(200000, 11));
+  ASSERT_TRUE(c_.FlushInBackground(w_, p_, cache_).ok());
+  ASSERT_TRUE(c_.Settle().ok());
   // The base now holds every byte, yet the owner has not been told (its file
   // manifest is stale): the content must still say it is dirty.
-  EXPECT_EQ(c.base(), FreshChunks(model, p));
-  EXPECT_EQ(c.dirty_bytes(), 0u);
-  EXPECT_TRUE(c.dirty());
+  EXPECT_EQ(c_.base(), FreshChunks(model_, p_));
+  EXPECT_EQ(c_.dirty_bytes(), 0u);
+  EXPECT_TRUE(c_.dirty());
   // A copy (as the committer's pre-flush makes) keeps that.
-  FileContent copy(c);
+  FileContent copy(c_);
   EXPECT_TRUE(copy.dirty());
-  ASSERT_TRUE(c.Flush(w, p, cache).ok());
-  EXPECT_FALSE(c.dirty());
-  EXPECT_EQ(c.base(), FreshChunks(model, p));
-  ASSERT_EQ(ReadAll(c, cache), model);
+  ASSERT_TRUE(c_.Flush(w_, p_, cache_).ok());
+  EXPECT_FALSE(c_.dirty());
+  EXPECT_EQ(c_.base(), FreshChunks(model_, p_));
+  ASSERT_EQ(ReadAll(c_, cache_), model_);
 }
 
-TEST(FileContentBackgroundTest, CopyOfAFlushingContentReadsTheSame) {
-  const ChunkParams p = SmallChunks();
-  MemoryStore store;
-  ObjectWriter w(store, 3);
-  ChunkCache cache(GetterFor(w), 8u << 20);
-  std::string model = RandomText(300000, 12);
-  FileContent c({});
-  ASSERT_TRUE(c.Write(0, model.data(), model.size(), cache).ok());
-  ASSERT_TRUE(c.Flush(w, p, cache).ok());
-  std::string d = RandomText(50000, 13);
-  ASSERT_TRUE(c.Write(70000, d.data(), d.size(), cache).ok());
-  model.replace(70000, d.size(), d);
-  ASSERT_TRUE(c.FlushInBackground(w, p, cache).ok());
-  ASSERT_TRUE(c.Write(90000, d.data(), 1000, cache).ok());
-  model.replace(90000, 1000, d.substr(0, 1000));
-  FileContent copy(c);  // shares the frozen pages, not the flush
-  ASSERT_EQ(ReadAll(copy, cache), model);
-  ASSERT_TRUE(copy.Flush(w, p, cache).ok());
-  EXPECT_EQ(copy.base(), FreshChunks(model, p));
-  ASSERT_TRUE(c.Flush(w, p, cache).ok());
-  EXPECT_EQ(c.base(), copy.base());
+TEST_F(FileContentBackgroundTest, CopyOfAFlushingContentReadsTheSame) {
+  Write(0, RandomText(300000, 12));
+  ASSERT_TRUE(c_.Flush(w_, p_, cache_).ok());
+  const std::string d = RandomText(50000, 13);
+  Write(70000, d);
+  ASSERT_TRUE(c_.FlushInBackground(w_, p_, cache_).ok());
+  Write(90000, d.substr(0, 1000));
+  FileContent copy(c_);  // shares the frozen pages, not the flush
+  ASSERT_EQ(ReadAll(copy, cache_), model_);
+  ASSERT_TRUE(copy.Flush(w_, p_, cache_).ok());
+  EXPECT_EQ(copy.base(), FreshChunks(model_, p_));
+  ASSERT_TRUE(c_.Flush(w_, p_, cache_).ok());
+  EXPECT_EQ(c_.base(), copy.base());
 }
 
 std::string Acl(std::vector<std::array<uint32_t, 3>> entries) {
