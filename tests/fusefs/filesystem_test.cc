@@ -1,0 +1,174 @@
+// Filesystem (the mount's FUSE-free core) driven directly, without a kernel
+// or a mount: properties that a mount cannot show deterministically.
+#include "fusefs/filesystem.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+
+#include "tests/forwarding_store.h"
+#include "tree/dir_tree.h"
+#include "tree/repository.h"
+
+namespace hashfs::fusefs {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A store whose next Contains, once armed, parks inside the store until
+// released. ObjectWriter::Put asks Contains of every object it has not seen,
+// so the first new object anyone puts after Arm() parks its writer there.
+class ParkingStore : public ForwardingStore {
+ public:
+  Result<bool> Contains(const Digest& d) override {
+    std::unique_lock lk(mu_);
+    if (armed_) {
+      armed_ = false;
+      parked_ = true;
+      cv_.notify_all();
+      cv_.wait(lk, [&] { return released_; });
+    }
+    lk.unlock();
+    return ForwardingStore::Contains(d);
+  }
+  void Arm() {
+    std::lock_guard lk(mu_);
+    armed_ = true;
+    parked_ = released_ = false;
+  }
+  bool WaitParked(std::chrono::seconds limit) {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, limit, [&] { return parked_; });
+  }
+  void Release() {
+    std::lock_guard lk(mu_);
+    armed_ = false;
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool armed_ = false, parked_ = false, released_ = false;
+};
+
+class FilesystemTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(Repository::Init(store_, RepoConfig{}).ok());
+    auto repo = Repository::Open(store_);
+    ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+    repo_ = std::move(*repo);
+    MountConfig cfg;
+    cfg.volume = "vol";
+    cfg.store_dir = "/";
+    auto fs = Filesystem::Open(*repo_, cfg);
+    ASSERT_TRUE(fs.ok()) << fs.status().ToString();
+    fs_ = std::move(*fs);
+  }
+  void TearDown() override {
+    store_.Release();  // never leave the committer parked
+    fs_.reset();
+  }
+
+  // Names in the root of the volume's head commit.
+  std::vector<std::string> HeadRootNames() {
+    std::vector<std::string> names;
+    auto head = repo_->Head("vol");
+    EXPECT_TRUE(head.ok() && head->has_value());
+    if (!head.ok() || !head->has_value()) return names;
+    auto c = repo_->LoadCommit(**head);
+    EXPECT_TRUE(c.ok());
+    if (!c.ok()) return names;
+    auto entries = dir_tree::ListSorted(repo_->getter(), c->root.content);
+    EXPECT_TRUE(entries.ok()) << entries.status().ToString();
+    if (entries.ok())
+      for (const auto& e : *entries) names.push_back(e.name);
+    return names;
+  }
+
+  ParkingStore store_;
+  std::unique_ptr<Repository> repo_;
+  std::unique_ptr<Filesystem> fs_;
+  const Caller me_{static_cast<uint32_t>(getuid()), static_cast<uint32_t>(getgid())};
+};
+
+// A commit plans under the mount's lock and writes its directories' new nodes
+// without it (design.md, "From changes to commits"), so requests never wait
+// for a commit's encoding, hashing, compression or store I/O. Here the
+// commit's first new object parks inside the store; lookups, a mkdir and a
+// whole create/write/close must still finish, and go into the next commit.
+TEST_F(FilesystemTest, RequestsGoOnWhileACommitWritesItsDirectories) {
+  ASSERT_TRUE(fs_->MakeDir(kRootIno, "a", 0755, me_).ok());
+  store_.Arm();
+  auto commit = std::async(std::launch::async, [&] { return fs_->Sync(); });
+  ASSERT_TRUE(store_.WaitParked(30s)) << "the commit put no new object";
+
+  auto requests = std::async(std::launch::async, [&]() -> Status {
+    HASHFS_RETURN_IF_ERROR(fs_->Lookup(kRootIno, "a").status());
+    HASHFS_RETURN_IF_ERROR(fs_->GetAttr(kRootIno).status());
+    HASHFS_RETURN_IF_ERROR(fs_->MakeDir(kRootIno, "b", 0755, me_).status());
+    HASHFS_ASSIGN_OR_RETURN(auto created, fs_->Create(kRootIno, "f", 0644, O_WRONLY, me_));
+    const uint64_t ino = created.first.ino, fh = created.second;
+    HASHFS_RETURN_IF_ERROR(fs_->Write(ino, fh, 0, "while parked", 12).status());
+    HASHFS_RETURN_IF_ERROR(fs_->Flush(ino, fh));
+    return fs_->Release(ino, fh);
+  });
+  const bool finished = requests.wait_for(30s) == std::future_status::ready;
+  store_.Release();
+  EXPECT_TRUE(finished) << "requests waited for a commit's object writes: they hold the mount's lock";
+  Status rs = requests.get();
+  EXPECT_TRUE(rs.ok()) << rs.ToString();
+  Status cs = commit.get();
+  ASSERT_TRUE(cs.ok()) << cs.ToString();
+
+  ASSERT_TRUE(fs_->Sync().ok());
+  EXPECT_EQ(HeadRootNames(), (std::vector<std::string>{"a", "b", "f"}));
+  auto f = fs_->Lookup(kRootIno, "f");
+  ASSERT_TRUE(f.ok());
+  auto fh = fs_->Open(f->ino, O_RDONLY);
+  ASSERT_TRUE(fh.ok());
+  char buf[32] = {};
+  auto n = fs_->Read(f->ino, *fh, 0, sizeof buf, buf);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(std::string(buf, *n), "while parked");
+  EXPECT_TRUE(fs_->Release(f->ino, *fh).ok());
+}
+
+// The committer chunks, hashes and compresses closed files with few dirty
+// pages before it takes the mount's lock (PreflushContent): while the first
+// chunk's object is parked in the store, other requests finish.
+TEST_F(FilesystemTest, RequestsGoOnWhileACommitChunksClosedFiles) {
+  auto created = fs_->Create(kRootIno, "small", 0644, O_WRONLY, me_);
+  ASSERT_TRUE(created.ok());
+  const std::string data(20000, 'x');
+  ASSERT_TRUE(fs_->Write(created->first.ino, created->second, 0, data.data(), data.size()).ok());
+  ASSERT_TRUE(fs_->Flush(created->first.ino, created->second).ok());
+  ASSERT_TRUE(fs_->Release(created->first.ino, created->second).ok());
+  store_.Arm();
+  auto commit = std::async(std::launch::async, [&] { return fs_->Sync(); });
+  ASSERT_TRUE(store_.WaitParked(30s)) << "the commit put no new object";
+
+  auto requests = std::async(std::launch::async, [&]() -> Status {
+    HASHFS_RETURN_IF_ERROR(fs_->Lookup(kRootIno, "small").status());
+    return fs_->MakeDir(kRootIno, "d", 0755, me_).status();
+  });
+  const bool finished = requests.wait_for(30s) == std::future_status::ready;
+  store_.Release();
+  EXPECT_TRUE(finished) << "requests waited for a commit's chunking: it holds the mount's lock";
+  Status rs = requests.get();
+  EXPECT_TRUE(rs.ok()) << rs.ToString();
+  Status cs = commit.get();
+  ASSERT_TRUE(cs.ok()) << cs.ToString();
+  ASSERT_TRUE(fs_->Sync().ok());
+  EXPECT_EQ(HeadRootNames(), (std::vector<std::string>{"d", "small"}));
+}
+
+}  // namespace
+}  // namespace hashfs::fusefs
