@@ -335,6 +335,32 @@ Result<std::vector<ChunkRef>> FileContent::Rechunk(ObjectWriter& w, const ChunkP
     return err;
   };
 
+  // Holes: past the valid part of the base, bytes no dirty page covers are
+  // zeros. A chunk that starts in a hole and whose whole window lies in it
+  // depends only on the window's length (content-defined boundaries are a
+  // function of the bytes from the chunk's start), so it is found once per
+  // length and reused: a file truncated to a terabyte commits without reading,
+  // hashing or compressing a terabyte of zeros. The chunk list is the same as
+  // chunking those zeros would give.
+  const uint64_t zeros_from = std::min(base_valid_, base_size_);
+  auto in_hole = [&](uint64_t from, uint64_t len) {
+    if (frozen_ || from < zeros_from) return false;  // (callers settle first: no frozen layer)
+    auto it = pages_.lower_bound(from / kPageSize);
+    return it == pages_.end() || it->first * kPageSize >= from + len;
+  };
+  std::map<uint64_t, ChunkRef> zero_chunks;  // window length -> the chunk it starts with
+  auto zero_chunk = [&](uint64_t want) -> Result<ChunkRef> {
+    auto found = zero_chunks.find(want);
+    if (found != zero_chunks.end()) return found->second;
+    const std::string zeros(static_cast<size_t>(want), '\0');
+    size_t len = FindChunkBoundary(reinterpret_cast<const uint8_t*>(zeros.data()), zeros.size(), p);
+    std::string_view chunk(zeros.data(), len);
+    ChunkRef ref{Sha256Of(chunk), len};
+    HASHFS_RETURN_IF_ERROR(w.PutWithDigest(ref.digest, chunk, ObjectKind::kData));
+    zero_chunks.emplace(want, ref);
+    return ref;
+  };
+
   size_t i = 0;  // next base chunk
   size_t k = 0;  // next changed interval
   bool reached_eof = false;
@@ -358,26 +384,34 @@ Result<std::vector<ChunkRef>> FileContent::Rechunk(ObjectWriter& w, const ChunkP
           reached_eof = true;
           break;
         }
-        size_t have = buf.size() - at;
-        if (have < want) {
-          // Refill a window: to the end of this change plus one chunk's
-          // worth, at least `want`, at most `window`.
-          buf.erase(0, at);
+        if (in_hole(pos, want)) {
+          HASHFS_ASSIGN_OR_RETURN(ChunkRef z, zero_chunk(want));
+          out.push_back(z);
+          pos += z.size;
+          buf.clear();  // what it held lies before pos, or in the hole
           at = 0;
-          uint64_t change_end = k >= iv.size()            ? pos + p.max_size
-                                : iv[k].second == kEof     ? size_
-                                                           : std::max(iv[k].second, pos) + p.max_size;
-          change_end = std::min(change_end, size_);
-          uint64_t fill = std::clamp<uint64_t>(change_end - pos, want, std::max<uint64_t>(want, window));
-          fill = std::min(fill, size_ - pos);
-          buf.resize(static_cast<size_t>(fill));
-          HASHFS_RETURN_IF_ERROR(Read(pos + have, buf.size() - have, buf.data() + have, cache));
+        } else {
+          size_t have = buf.size() - at;
+          if (have < want) {
+            // Refill a window: to the end of this change plus one chunk's
+            // worth, at least `want`, at most `window`.
+            buf.erase(0, at);
+            at = 0;
+            uint64_t change_end = k >= iv.size()            ? pos + p.max_size
+                                  : iv[k].second == kEof     ? size_
+                                                             : std::max(iv[k].second, pos) + p.max_size;
+            change_end = std::min(change_end, size_);
+            uint64_t fill = std::clamp<uint64_t>(change_end - pos, want, std::max<uint64_t>(want, window));
+            fill = std::min(fill, size_ - pos);
+            buf.resize(static_cast<size_t>(fill));
+            HASHFS_RETURN_IF_ERROR(Read(pos + have, buf.size() - have, buf.data() + have, cache));
+          }
+          size_t len =
+              FindChunkBoundary(reinterpret_cast<const uint8_t*>(buf.data() + at), static_cast<size_t>(want), p);
+          HASHFS_RETURN_IF_ERROR(submit(std::string_view(buf.data() + at, len)));
+          pos += len;
+          at += len;
         }
-        size_t len =
-            FindChunkBoundary(reinterpret_cast<const uint8_t*>(buf.data() + at), static_cast<size_t>(want), p);
-        HASHFS_RETURN_IF_ERROR(submit(std::string_view(buf.data() + at, len)));
-        pos += len;
-        at += len;
         while (k < iv.size() && iv[k].second <= pos) k++;
         if (k < iv.size() && iv[k].first <= pos) continue;  // still inside a change
         // Past the change: resynchronise at a base boundary whose following

@@ -68,7 +68,11 @@ class CliTest : public ::testing::Test {
     WriteFile(d + "/empty", "");
     WriteFile(d + "/small.txt", "hello world\n");
     WriteFile(d + "/big.bin", RandomBytes(9 << 20, 1));  // several chunks
-    std::string sparse(3 << 20, '\0');
+    // Zeros over several maximal chunks (one zero chunk, repeated), a few
+    // bytes in the middle, then more zeros and a tail.
+    std::string sparse(9 << 20, '\0');
+    sparse += "middle";
+    sparse.resize(sparse.size() + (8 << 20), '\0');
     sparse += "tail";
     WriteFile(d + "/sparse", sparse);
     ASSERT_EQ(mkdir((d + "/sub").c_str(), 0750), 0);

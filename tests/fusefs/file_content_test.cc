@@ -9,6 +9,7 @@
 #include <atomic>
 #include <memory>
 #include <random>
+#include <set>
 
 #include "cas/memory_store.h"
 #include "fusefs/chunk_cache.h"
@@ -152,6 +153,80 @@ TEST_P(FileContentTest, RandomEditsMatchModelAndFreshChunking) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, FileContentTest, ::testing::Values(1u, 2u, 3u, 4u));
+
+// Holes (a file grown by truncate or by a write past its end) are chunked
+// without being read: a chunk whose window lies wholly in a hole is the same
+// for every such window. The chunk list must still be exactly what chunking
+// the zeros gives, around dirty pages inside the hole, after a shrink
+// (the base valid only up to the new size) and at the tail.
+TEST(FileContentHoleTest, HolesChunkAsTheirZerosWould) {
+  const ChunkParams p = SmallChunks();
+  MemoryStore store;
+  ObjectWriter w(store, 3);
+  ChunkCache cache(GetterFor(w), 8u << 20);
+  std::string model = RandomText(100000, 7);
+  FileContent c({});
+  ASSERT_TRUE(c.Write(0, model.data(), model.size(), cache).ok());
+  ASSERT_TRUE(c.Flush(w, p, cache).ok());
+
+  const uint64_t grown = model.size() + 10 * p.max_size + 777;
+  c.Truncate(grown);
+  model.resize(grown, '\0');
+  for (uint64_t off : {uint64_t{200000}, uint64_t{300001}, grown - 10}) {
+    std::string d = RandomText(5000, off);
+    ASSERT_TRUE(c.Write(off, d.data(), d.size(), cache).ok());
+    if (model.size() < off + d.size()) model.resize(off + d.size(), '\0');
+    model.replace(off, d.size(), d);
+  }
+  ASSERT_TRUE(c.Flush(w, p, cache).ok());
+  ASSERT_EQ(c.base(), FreshChunks(model, p));
+  ASSERT_EQ(ReadAll(c, cache), model);
+
+  // Shrink into the first text, grow again: the base is valid only up to
+  // 50,000 bytes, and everything after is zeros.
+  c.Truncate(50000);
+  c.Truncate(600000);
+  model.resize(50000);
+  model.resize(600000, '\0');
+  ASSERT_TRUE(c.Flush(w, p, cache).ok());
+  ASSERT_EQ(c.base(), FreshChunks(model, p));
+  ASSERT_EQ(ReadAll(c, cache), model);
+}
+
+// A terabyte-sized sparse file commits in moments: chunking its zeros (1 TiB
+// read, hashed and compressed) would take far longer than the test's
+// timeout. Its chunks are one zero chunk over and over, then the tail.
+TEST(FileContentHoleTest, TerabyteHoleIsNotReadToBeChunked) {
+  const ChunkParams p;  // the default sizes: 4 MiB chunks at most
+  MemoryStore store;
+  ObjectWriter w(store, 3);
+  ChunkCache cache(GetterFor(w), 8u << 20);
+  FileContent c({});
+  ASSERT_TRUE(c.Write(0, "head", 4, cache).ok());
+  const uint64_t size = 1ull << 40;
+  c.Truncate(size);
+  ASSERT_TRUE(c.Write(size - 4, "tail", 4, cache).ok());
+  ASSERT_TRUE(c.Flush(w, p, cache).ok());
+  ASSERT_EQ(c.size(), size);
+  uint64_t total = 0;
+  std::set<Digest> digests;
+  for (const auto& ch : c.base()) {
+    total += ch.size;
+    digests.insert(ch.digest);
+  }
+  EXPECT_EQ(total, size);
+  EXPECT_LE(digests.size(), 4u) << "the hole's chunks should all be one zero chunk";
+  EXPECT_GE(c.base().size(), size / p.max_size);
+  std::string got(8, '\x55');
+  ASSERT_TRUE(c.Read(size / 2, 8, got.data(), cache).ok());
+  EXPECT_EQ(got, std::string(8, '\0'));
+  ASSERT_TRUE(c.Read(size - 6, 6, got.data(), cache).ok());
+  EXPECT_EQ(got.substr(0, 6), std::string("\0\0tail", 6));
+  ASSERT_TRUE(c.Read(0, 6, got.data(), cache).ok());
+  EXPECT_EQ(got.substr(0, 6), std::string("head\0\0", 6));
+  ASSERT_TRUE(w.Flush().ok());
+  for (const auto& d : digests) EXPECT_TRUE(store.Get(d).ok());
+}
 
 // A MemoryStore whose batch writes can be made to fail.
 class FailingStore final : public ForwardingStore {
