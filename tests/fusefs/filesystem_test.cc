@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <mutex>
 
@@ -93,6 +94,24 @@ class FilesystemTest : public ::testing::Test {
     return names;
   }
 
+  // Starts a commit, waits until its first new object is parked in the
+  // store, runs `requests` on another thread and expects them to finish
+  // while it is parked (`what`: the commit step that must not hold the lock);
+  // then releases the commit and expects it to succeed.
+  void ExpectRequestsFinishWhileACommitIsParked(const std::function<Status()>& requests, const char* what) {
+    store_.Arm();
+    auto commit = std::async(std::launch::async, [&] { return fs_->Sync(); });
+    ASSERT_TRUE(store_.WaitParked(30s)) << "the commit put no new object";
+    auto done = std::async(std::launch::async, requests);
+    const bool finished = done.wait_for(30s) == std::future_status::ready;
+    store_.Release();
+    EXPECT_TRUE(finished) << "requests waited for a commit's " << what << ": it holds the mount's lock";
+    Status rs = done.get();
+    EXPECT_TRUE(rs.ok()) << rs.ToString();
+    Status cs = commit.get();
+    ASSERT_TRUE(cs.ok()) << cs.ToString();
+  }
+
   ParkingStore store_;
   std::unique_ptr<Repository> repo_;
   std::unique_ptr<Filesystem> fs_;
@@ -106,27 +125,18 @@ class FilesystemTest : public ::testing::Test {
 // whole create/write/close must still finish, and go into the next commit.
 TEST_F(FilesystemTest, RequestsGoOnWhileACommitWritesItsDirectories) {
   ASSERT_TRUE(fs_->MakeDir(kRootIno, "a", 0755, me_).ok());
-  store_.Arm();
-  auto commit = std::async(std::launch::async, [&] { return fs_->Sync(); });
-  ASSERT_TRUE(store_.WaitParked(30s)) << "the commit put no new object";
-
-  auto requests = std::async(std::launch::async, [&]() -> Status {
-    HASHFS_RETURN_IF_ERROR(fs_->Lookup(kRootIno, "a").status());
-    HASHFS_RETURN_IF_ERROR(fs_->GetAttr(kRootIno).status());
-    HASHFS_RETURN_IF_ERROR(fs_->MakeDir(kRootIno, "b", 0755, me_).status());
-    HASHFS_ASSIGN_OR_RETURN(auto created, fs_->Create(kRootIno, "f", 0644, O_WRONLY, me_));
-    const uint64_t ino = created.first.ino, fh = created.second;
-    HASHFS_RETURN_IF_ERROR(fs_->Write(ino, fh, 0, "while parked", 12).status());
-    HASHFS_RETURN_IF_ERROR(fs_->Flush(ino, fh));
-    return fs_->Release(ino, fh);
-  });
-  const bool finished = requests.wait_for(30s) == std::future_status::ready;
-  store_.Release();
-  EXPECT_TRUE(finished) << "requests waited for a commit's object writes: they hold the mount's lock";
-  Status rs = requests.get();
-  EXPECT_TRUE(rs.ok()) << rs.ToString();
-  Status cs = commit.get();
-  ASSERT_TRUE(cs.ok()) << cs.ToString();
+  ExpectRequestsFinishWhileACommitIsParked(
+      [&]() -> Status {
+        HASHFS_RETURN_IF_ERROR(fs_->Lookup(kRootIno, "a").status());
+        HASHFS_RETURN_IF_ERROR(fs_->GetAttr(kRootIno).status());
+        HASHFS_RETURN_IF_ERROR(fs_->MakeDir(kRootIno, "b", 0755, me_).status());
+        HASHFS_ASSIGN_OR_RETURN(auto created, fs_->Create(kRootIno, "f", 0644, O_WRONLY, me_));
+        const uint64_t ino = created.first.ino, fh = created.second;
+        HASHFS_RETURN_IF_ERROR(fs_->Write(ino, fh, 0, "while parked", 12).status());
+        HASHFS_RETURN_IF_ERROR(fs_->Flush(ino, fh));
+        return fs_->Release(ino, fh);
+      },
+      "directory writes (Realize)");
 
   ASSERT_TRUE(fs_->Sync().ok());
   EXPECT_EQ(HeadRootNames(), (std::vector<std::string>{"a", "b", "f"}));
@@ -151,21 +161,12 @@ TEST_F(FilesystemTest, RequestsGoOnWhileACommitChunksClosedFiles) {
   ASSERT_TRUE(fs_->Write(created->first.ino, created->second, 0, data.data(), data.size()).ok());
   ASSERT_TRUE(fs_->Flush(created->first.ino, created->second).ok());
   ASSERT_TRUE(fs_->Release(created->first.ino, created->second).ok());
-  store_.Arm();
-  auto commit = std::async(std::launch::async, [&] { return fs_->Sync(); });
-  ASSERT_TRUE(store_.WaitParked(30s)) << "the commit put no new object";
-
-  auto requests = std::async(std::launch::async, [&]() -> Status {
-    HASHFS_RETURN_IF_ERROR(fs_->Lookup(kRootIno, "small").status());
-    return fs_->MakeDir(kRootIno, "d", 0755, me_).status();
-  });
-  const bool finished = requests.wait_for(30s) == std::future_status::ready;
-  store_.Release();
-  EXPECT_TRUE(finished) << "requests waited for a commit's chunking: it holds the mount's lock";
-  Status rs = requests.get();
-  EXPECT_TRUE(rs.ok()) << rs.ToString();
-  Status cs = commit.get();
-  ASSERT_TRUE(cs.ok()) << cs.ToString();
+  ExpectRequestsFinishWhileACommitIsParked(
+      [&]() -> Status {
+        HASHFS_RETURN_IF_ERROR(fs_->Lookup(kRootIno, "small").status());
+        return fs_->MakeDir(kRootIno, "d", 0755, me_).status();
+      },
+      "chunking of closed files (PreflushContent)");
   ASSERT_TRUE(fs_->Sync().ok());
   EXPECT_EQ(HeadRootNames(), (std::vector<std::string>{"d", "small"}));
 }
