@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <optional>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -18,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <semaphore>
 #include <thread>
 
@@ -195,16 +195,13 @@ void RestoreRun::RestoreFile(int dirfd, const std::string& name, const std::stri
       Error(path, "chunk at offset " + std::to_string(off) + " has the wrong length");
       return Status::Ok();
     }
-    if (AllZero(*data)) {
-      zero_chunk = c.digest;
-      progress_->bytes_done += c.size;
-      return Status::Ok();
-    }
     // Write in 64 KiB pieces and leave all-zero pieces as holes (sparse files).
     constexpr size_t kPiece = 64 * 1024;
+    bool wrote = false;
     for (size_t p = 0; p < data->size(); p += kPiece) {
       std::string_view piece = std::string_view(*data).substr(p, kPiece);
       if (AllZero(piece)) continue;
+      wrote = true;
       size_t done = 0;
       while (done < piece.size()) {
         ssize_t w = pwrite(fd.fd, piece.data() + done, piece.size() - done, static_cast<off_t>(off + p + done));
@@ -215,6 +212,7 @@ void RestoreRun::RestoreFile(int dirfd, const std::string& name, const std::stri
         done += static_cast<size_t>(w);
       }
     }
+    if (!wrote) zero_chunk = c.digest;
     progress_->bytes_done += c.size;
     return Status::Ok();
   });
