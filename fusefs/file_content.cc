@@ -352,11 +352,9 @@ Result<std::vector<ChunkRef>> FileContent::Rechunk(ObjectWriter& w, const ChunkP
   auto zero_chunk = [&](uint64_t want) -> Result<ChunkRef> {
     auto found = zero_chunks.find(want);
     if (found != zero_chunks.end()) return found->second;
-    const std::string zeros(static_cast<size_t>(want), '\0');
-    size_t len = FindChunkBoundary(reinterpret_cast<const uint8_t*>(zeros.data()), zeros.size(), p);
-    std::string_view chunk(zeros.data(), len);
-    ChunkRef ref{Sha256Of(chunk), len};
-    HASHFS_RETURN_IF_ERROR(w.PutWithDigest(ref.digest, chunk, ObjectKind::kData));
+    const std::string zeros(ZeroChunkLength(static_cast<size_t>(want), p), '\0');
+    ChunkRef ref{Sha256Of(zeros), zeros.size()};
+    HASHFS_RETURN_IF_ERROR(w.PutWithDigest(ref.digest, zeros, ObjectKind::kData));
     zero_chunks.emplace(want, ref);
     return ref;
   };

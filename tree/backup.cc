@@ -358,10 +358,30 @@ void BackupRun::Process(Token& t) {
     return;
   }
   posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  FdChunker chunker(fd, repo_.config().chunking);
+  // Holes of sparse files are not read: their chunks are zeros of known
+  // lengths, each hashed and stored once per file.
+  FdChunker chunker(fd, repo_.config().chunking, /*skip_holes=*/true);
   std::vector<ChunkRef> chunks;
+  std::map<uint64_t, Digest> zero_chunks;  // length -> digest
   std::string chunk;
   while (chunker.Next(&chunk)) {
+    if (uint64_t zeros = chunker.hole_chunk()) {
+      auto it = zero_chunks.find(zeros);
+      if (it == zero_chunks.end()) {
+        const std::string z(static_cast<size_t>(zeros), '\0');
+        Digest d = Sha256Of(z);
+        Status s = writer_.PutWithDigest(d, z, ObjectKind::kData);
+        if (!s.ok()) {
+          t.error = s.ToString();
+          close(fd);
+          return;
+        }
+        it = zero_chunks.emplace(zeros, d).first;
+      }
+      chunks.push_back({it->second, zeros});
+      progress_->bytes_done += zeros;
+      continue;
+    }
     Digest d = Sha256Of(chunk);
     Status s = writer_.PutWithDigest(d, chunk, ObjectKind::kData);
     if (!s.ok()) {

@@ -1,5 +1,6 @@
 #include "tree/chunker.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,7 +34,12 @@ const uint64_t* GearTable() {
   return table.data();
 }
 
-size_t FindChunkBoundary(const uint8_t* data, size_t n, const ChunkParams& p) {
+namespace {
+
+// The boundary search, over bytes byte_at(0..n): one definition for data in
+// memory and for a run of zeros.
+template <class ByteAt>
+size_t Boundary(ByteAt byte_at, size_t n, const ChunkParams& p) {
   if (n <= p.min_size) return n;
   const uint64_t* gear = GearTable();
   // Normalized chunking: a harder mask (2 more bits) before the average size,
@@ -47,17 +53,64 @@ size_t FindChunkBoundary(const uint8_t* data, size_t n, const ChunkParams& p) {
   uint64_t fp = 0;
   size_t i = p.min_size;
   for (; i < normal; i++) {
-    fp = (fp << 1) + gear[data[i]];
+    fp = (fp << 1) + gear[byte_at(i)];
     if (!(fp & mask_s)) return i + 1;
   }
   for (; i < end; i++) {
-    fp = (fp << 1) + gear[data[i]];
+    fp = (fp << 1) + gear[byte_at(i)];
     if (!(fp & mask_l)) return i + 1;
   }
   return end;
 }
 
-FdChunker::FdChunker(int fd, const ChunkParams& p) : fd_(fd), p_(p) {}
+}  // namespace
+
+size_t FindChunkBoundary(const uint8_t* data, size_t n, const ChunkParams& p) {
+  return Boundary([data](size_t i) { return data[i]; }, n, p);
+}
+
+size_t ZeroChunkLength(size_t n, const ChunkParams& p) {
+  return Boundary([](size_t) { return uint8_t{0}; }, n, p);
+}
+
+FdChunker::FdChunker(int fd, const ChunkParams& p, bool skip_holes) : fd_(fd), p_(p) {
+  struct stat st;
+  if (skip_holes && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+      static_cast<uint64_t>(st.st_blocks) * 512 < static_cast<uint64_t>(st.st_size)) {
+    holes_ = positional_ = true;
+    size_ = static_cast<uint64_t>(st.st_size);
+  }
+}
+
+// Whether [pos, pos + len) lies in one hole. Asks the file (SEEK_DATA, then
+// SEEK_HOLE) only when pos leaves the region it last learned about; a file
+// system that cannot say reports all data, and nothing is skipped.
+bool FdChunker::WindowInHole(uint64_t pos, uint64_t len) {
+  if (pos < region_start_ || pos >= region_end_) {
+    off_t data = lseek(fd_, static_cast<off_t>(pos), SEEK_DATA);
+    if (data < 0) {
+      if (errno != ENXIO) {  // not supported: read everything
+        holes_ = false;
+        return false;
+      }
+      data = static_cast<off_t>(std::max(size_, pos + len));  // no data from pos on
+    }
+    region_start_ = pos;
+    if (static_cast<uint64_t>(data) > pos) {
+      region_end_ = static_cast<uint64_t>(data);
+      region_hole_ = true;
+    } else {
+      off_t hole = lseek(fd_, static_cast<off_t>(pos), SEEK_HOLE);
+      if (hole < 0) {
+        holes_ = false;
+        return false;
+      }
+      region_end_ = std::max<uint64_t>(static_cast<uint64_t>(hole), pos + 1);
+      region_hole_ = false;
+    }
+  }
+  return region_hole_ && pos + len <= region_end_;
+}
 
 // Reads until 2 * max_size bytes are buffered or the file ends. The buffer
 // starts small and grows only as far as the file needs (most files are far
@@ -77,7 +130,8 @@ bool FdChunker::Fill() {
       buf_ = std::move(bigger);
       cap_ = cap;
     }
-    ssize_t r = ::read(fd_, buf_.get() + end_, cap_ - end_);
+    ssize_t r = positional_ ? ::pread(fd_, buf_.get() + end_, cap_ - end_, static_cast<off_t>(off_))
+                       : ::read(fd_, buf_.get() + end_, cap_ - end_);
     if (r < 0) {
       if (errno == EINTR) continue;
       status_ = Status::FromErrno(errno, "read");
@@ -88,6 +142,7 @@ bool FdChunker::Fill() {
       break;
     }
     end_ += static_cast<size_t>(r);
+    off_ += static_cast<uint64_t>(r);
     bytes_read_ += static_cast<uint64_t>(r);
   }
   return true;
@@ -95,6 +150,28 @@ bool FdChunker::Fill() {
 
 bool FdChunker::Next(std::string* out) {
   if (!status_.ok()) return false;
+  hole_chunk_ = 0;
+  if (holes_) {
+    // The chunk at pos depends only on its window, the bytes up to max_size
+    // (or end of file) on. All hole: it is zeros of a length found without
+    // them, and reading resumes after it.
+    uint64_t pos = off_ - (end_ - start_);
+    uint64_t want = pos < size_ ? std::min<uint64_t>(p_.max_size, size_ - pos) : 0;
+    if (want > 0 && WindowInHole(pos, want)) {
+      // The search runs over the whole window: once per length (a hole is
+      // mostly windows of max_size).
+      if (want != zero_window_) {
+        zero_window_ = want;
+        zero_chunk_ = ZeroChunkLength(static_cast<size_t>(want), p_);
+      }
+      hole_chunk_ = zero_chunk_;
+      out->clear();
+      start_ = end_ = 0;
+      off_ = pos + hole_chunk_;
+      eof_ = false;
+      return true;
+    }
+  }
   if (end_ - start_ < p_.max_size && !eof_) {
     if (!Fill()) return false;
   }

@@ -2,6 +2,7 @@
 #include "tree/chunker.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -354,6 +355,157 @@ TEST(FdChunkerTest, ReadErrorIsReported) {
   EXPECT_FALSE(ch.status().ok());  // EISDIR
   EXPECT_EQ(ch.status().code(), Status::Code::kIOError) << ch.status().ToString();
   ::close(fd);
+}
+
+// ------------------------------------------------------------ holes
+
+TEST(ZeroChunkLengthTest, EqualsChunkingThatManyZeros) {
+  for (const ChunkParams& p : {SmallParams(), ChunkParams{}}) {
+    const std::string zeros(p.max_size + 100, '\0');
+    const auto* z = reinterpret_cast<const uint8_t*>(zeros.data());
+    for (size_t n : {size_t{0}, size_t{1}, size_t{p.min_size} - 1, size_t{p.min_size}, size_t{p.min_size} + 1,
+                     size_t{p.min_size} + 65, size_t{p.avg_size} - 1, size_t{p.avg_size}, size_t{p.avg_size} + 7,
+                     size_t{p.max_size} - 1, size_t{p.max_size}, zeros.size()})
+      EXPECT_EQ(ZeroChunkLength(n, p), FindChunkBoundary(z, n, p)) << n << " of max " << p.max_size;
+  }
+}
+
+// Writes `data` at each offset of a file of `size` bytes made with ftruncate,
+// so everything else is a hole. Returns its path; the file's bytes go to *all.
+std::string WriteSparse(const TempDir& dir, uint64_t size, const std::map<uint64_t, std::string>& data,
+                        std::string* all = nullptr) {
+  std::string path = dir.path() + "/sparse";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  EXPECT_GE(fd, 0);
+  EXPECT_EQ(::ftruncate(fd, static_cast<off_t>(size)), 0);
+  if (all) all->assign(static_cast<size_t>(size), '\0');
+  for (const auto& [off, bytes] : data) {
+    EXPECT_EQ(::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(off)),
+              static_cast<ssize_t>(bytes.size()));
+    if (all) all->replace(static_cast<size_t>(off), bytes.size(), bytes);
+  }
+  ::close(fd);
+  return path;
+}
+
+// A chunk list from FdChunker, each hole chunk spelled out as its zeros.
+struct Chunked {
+  std::vector<std::string> chunks;
+  size_t hole_chunks = 0;
+  uint64_t bytes_read = 0;
+  Status status;
+};
+Chunked ChunkPath(const std::string& path, const ChunkParams& p, bool skip_holes) {
+  Chunked r;
+  int fd = ::open(path.c_str(), O_RDONLY);
+  EXPECT_GE(fd, 0);
+  FdChunker ch(fd, p, skip_holes);
+  std::string c;
+  while (ch.Next(&c)) {
+    if (ch.hole_chunk()) {
+      EXPECT_TRUE(c.empty());
+      r.chunks.push_back(std::string(ch.hole_chunk(), '\0'));
+      r.hole_chunks++;
+    } else {
+      r.chunks.push_back(c);
+    }
+  }
+  r.status = ch.status();
+  r.bytes_read = ch.bytes_read();
+  ::close(fd);
+  return r;
+}
+
+// Skipping holes gives exactly the chunks reading them gives: holes at the
+// start, between data, at the end, shorter than a chunk, and data at a chunk
+// boundary inside a hole.
+TEST(FdChunkerTest, SkippedHolesChunkAsReadingThemWould) {
+  TempDir dir;
+  const ChunkParams sp = SmallParams();
+  struct Case {
+    const char* name;
+    uint64_t size;
+    std::map<uint64_t, std::string> data;
+  };
+  std::vector<Case> cases = {
+      {"hole only", 1 << 20, {}},
+      {"hole then data", 1 << 20, {{(1 << 20) - 5000, RandomBytes(5000, 20)}}},
+      {"data hole data hole", 3 << 20,
+       {{0, RandomBytes(100000, 21)}, {1 << 20, RandomBytes(300000, 22)}, {2 << 20, "x"}}},
+      {"short hole between", 1 << 20, {{0, RandomBytes(70000, 23)}, {75000, RandomBytes(200000, 24)}}},
+      {"data on a max boundary", 2 << 20, {{sp.max_size * 8, RandomBytes(10, 25)}}},
+      {"tail shorter than min", (1 << 20) + 100, {{0, RandomBytes(4096, 26)}}},
+  };
+  for (const auto& c : cases) {
+    std::string all;
+    std::string path = WriteSparse(dir, c.size, c.data, &all);
+    struct stat st;
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    ASSERT_LT(static_cast<uint64_t>(st.st_blocks) * 512, c.size) << c.name << ": the test directory makes no holes";
+    Chunked skipped = ChunkPath(path, sp, true);
+    Chunked read = ChunkPath(path, sp, false);
+    HFS_EXPECT_OK(skipped.status);
+    HFS_EXPECT_OK(read.status);
+    auto want = ChunkAll(all, sp);
+    EXPECT_EQ(Lengths(skipped.chunks), Lengths(want)) << c.name;
+    EXPECT_TRUE(skipped.chunks == want) << c.name;
+    EXPECT_TRUE(read.chunks == want) << c.name;
+    EXPECT_EQ(read.hole_chunks, 0u) << c.name;
+    EXPECT_GT(skipped.hole_chunks, 0u) << c.name;
+    EXPECT_LT(skipped.bytes_read, read.bytes_read) << c.name;
+  }
+}
+
+// A terabyte-sized sparse file is chunked without reading its hole: what is
+// read is the data and at most two buffers of zeros around each piece of it.
+TEST(FdChunkerTest, TerabyteHoleIsNotRead) {
+  TempDir dir;
+  const ChunkParams p;  // default sizes
+  const uint64_t size = uint64_t{1} << 40;
+  std::string path = WriteSparse(dir, size, {{0, "head"}, {size - 4, "tail"}});
+  {
+    int fd = ::open(path.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    FdChunker ch(fd, p, true);
+    std::string c, last;
+    uint64_t total = 0, n = 0;
+    while (ch.Next(&c)) {
+      n++;
+      total += ch.hole_chunk() ? ch.hole_chunk() : c.size();
+      if (!ch.hole_chunk()) last = c;
+      if (n == 1) {
+        EXPECT_EQ(c.substr(0, 4), "head");
+      }
+    }
+    HFS_ASSERT_OK(ch.status());
+    EXPECT_EQ(total, size);
+    ASSERT_GE(last.size(), 4u);
+    EXPECT_EQ(last.substr(last.size() - 4), "tail");
+    EXPECT_LE(ch.bytes_read(), 4 * uint64_t{p.max_size});
+    ::close(fd);
+  }
+}
+
+// skip_holes on something that is not a regular file reads it as before.
+TEST(FdChunkerTest, SkipHolesOnAPipeReadsIt) {
+  const std::string data = RandomBytes(200000, 27);
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  std::thread writer([&] {
+    (void)!::write(fds[1], data.data(), data.size());
+    ::close(fds[1]);
+  });
+  FdChunker ch(fds[0], SmallParams(), true);
+  std::vector<std::string> got;
+  std::string c;
+  while (ch.Next(&c)) {
+    EXPECT_EQ(ch.hole_chunk(), 0u);
+    got.push_back(c);
+  }
+  writer.join();
+  ::close(fds[0]);
+  HFS_EXPECT_OK(ch.status());
+  EXPECT_TRUE(got == ChunkAll(data, SmallParams()));
 }
 
 }  // namespace

@@ -17,15 +17,20 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <mutex>
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tests/forwarding_store.h"
 #include "cas/lmdb_store.h"
 #include "cas/memory_store.h"
+#include "cas/digest.h"
 #include "cas/object_codec.h"
 #include "test_util.h"
 #include "tree/backup.h"
+#include "tree/chunker.h"
 #include "tree/diff.h"
 #include "tree/file_manifest.h"
 #include "tree/forget.h"
@@ -55,8 +60,23 @@ class HookedStore final : public ForwardingStore {
   }
   uint64_t DiskBytes() override { return 0; }
 
+  Result<std::string> Get(const Digest& d) override {
+    {
+      std::lock_guard lk(gets_mu);
+      gets[d]++;
+    }
+    return ForwardingStore::Get(d);
+  }
+  int GetsOf(const Digest& d) {
+    std::lock_guard lk(gets_mu);
+    auto it = gets.find(d);
+    return it == gets.end() ? 0 : it->second;
+  }
+
   std::function<void()> before_sweep;
   int sweeps = 0;
+  std::mutex gets_mu;
+  std::map<Digest, int> gets;  // Get calls per digest
 };
 
 std::string PatchTime(std::string stored, uint64_t when) {
@@ -364,6 +384,62 @@ TEST_F(MaintenanceTest, BackupScanTotalsCountWhatTheBackupTakes) {
     EXPECT_EQ(r->bytes_total, bytes);
     EXPECT_EQ(r->files_unchanged, run == 0 ? 0 : files);
   }
+}
+
+// A sparse file is backed up without reading its holes, into the same
+// manifest as a dense file of the same bytes; restore fetches its zero chunk
+// once however often it recurs, and leaves holes.
+TEST_F(MaintenanceTest, SparseFileBacksUpAndRestoresWithoutItsHoles) {
+  testing::TempDir td;
+  const std::string src = td.path() + "/src";
+  ASSERT_EQ(mkdir(src.c_str(), 0755), 0);
+  const uint64_t size = 64 << 20;
+  const std::map<uint64_t, std::string> data = {
+      {0, testing::RandomBytes(300000, 1)}, {20 << 20, "middle"}, {size - 4, "tail"}};
+  std::string all(size, '\0');
+  int fd = open((src + "/sparse").c_str(), O_WRONLY | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, static_cast<off_t>(size)), 0);
+  for (const auto& [off, bytes] : data) {
+    ASSERT_EQ(pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(off)), static_cast<ssize_t>(bytes.size()));
+    all.replace(off, bytes.size(), bytes);
+  }
+  close(fd);
+  std::ofstream(src + "/dense", std::ios::binary) << all;
+  struct stat st;
+  ASSERT_EQ(stat((src + "/sparse").c_str(), &st), 0);
+  ASSERT_LT(static_cast<uint64_t>(st.st_blocks) * 512, size / 4) << "the test directory makes no holes";
+
+  auto r = Backup(*repo_, src, "v", BackupOptions{});
+  HFS_ASSERT_OK(r.status());
+  EXPECT_TRUE(r->errors.empty());
+  EXPECT_EQ(r->bytes_total, 2 * size);
+  // The dense file is read whole; of the sparse one, the data and at most a
+  // few chunks' worth of zeros around it.
+  EXPECT_LE(r->bytes_read, size + 6 * uint64_t{repo_->config().chunking.max_size});
+  std::map<std::string, Inode> files;
+  Commit c = Load(r->commit);
+  HFS_ASSERT_OK(dir_tree::ForEach(repo_->getter(), c.root.content, [&](const Entry& e) {
+    files[e.name] = e.inode;
+    return Status::Ok();
+  }));
+  ASSERT_EQ(files.size(), 2u);
+  EXPECT_EQ(files["sparse"].size, size);
+  EXPECT_EQ(files["sparse"].content, files["dense"].content);
+
+  // The hole's zero chunk, as the chunker makes it for a whole window.
+  const ChunkParams& p = repo_->config().chunking;
+  const Digest zero = Sha256Of(std::string(ZeroChunkLength(p.max_size, p), '\0'));
+  const std::string dest = td.path() + "/out";
+  auto rr = Restore(*repo_, c, "sparse", dest, RestoreOptions{});
+  HFS_ASSERT_OK(rr.status());
+  EXPECT_TRUE(rr->errors.empty()) << rr->errors.front();
+  EXPECT_EQ(store_.GetsOf(zero), 1);
+  std::ifstream in(dest + "/sparse", std::ios::binary);
+  std::string got((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_TRUE(got == all);
+  ASSERT_EQ(stat((dest + "/sparse").c_str(), &st), 0);
+  EXPECT_LT(static_cast<uint64_t>(st.st_blocks) * 512, size / 4);
 }
 
 TEST_F(MaintenanceTest, DiffAddRemoveModifyMetadata) {
