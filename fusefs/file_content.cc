@@ -80,6 +80,32 @@ bool FileContent::RangeIsClean(uint64_t off, size_t len) const {
   return !frozen_ || frozen_->RangeIsClean(off, len);
 }
 
+FileContent::Run FileContent::RunAt(uint64_t off, const ZeroChunkTest& is_zero) const {
+  auto it = pages_.lower_bound(off / kPageSize);
+  if (it != pages_.end() && it->first == off / kPageSize) return {false, (it->first + 1) * kPageSize};
+  const uint64_t next_page = it == pages_.end() ? UINT64_MAX : it->first * kPageSize;
+  Run under{true, UINT64_MAX};  // past the base: zeros up to the next page
+  if (frozen_) {
+    under = frozen_->RunAt(off, is_zero);
+  } else if (const uint64_t limit = std::min(base_valid_, base_size_); off < limit) {
+    size_t i = static_cast<size_t>(std::upper_bound(offsets_.begin(), offsets_.end(), off) - offsets_.begin()) - 1;
+    under = {is_zero(base_[i], i + 1 == base_.size()), std::min(offsets_[i + 1], limit)};
+  }
+  under.end = std::min(under.end, next_page);
+  return under;
+}
+
+std::optional<uint64_t> FileContent::Seek(uint64_t off, bool data, const ZeroChunkTest& is_zero) const {
+  if (off >= size_) return std::nullopt;
+  while (off < size_) {
+    Run r = RunAt(off, is_zero);
+    if (r.hole != data) return off;
+    off = std::max(r.end, off + 1);  // (runs end past off; never spin)
+  }
+  if (data) return std::nullopt;
+  return size_;
+}
+
 Status FileContent::ReadBase(uint64_t off, size_t len, char* out, ChunkCache& cache) const {
   const uint64_t limit = std::min(base_valid_, base_size_);
   while (len > 0) {

@@ -21,9 +21,11 @@
 // thread-safe), and is waited for by Settle or the destructor.
 #pragma once
 
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -82,6 +84,15 @@ class FileContent {
   // valid base (for read-ahead; no dirty-page check).
   std::vector<Digest> ChunksFrom(uint64_t off, uint64_t len) const;
 
+  // SEEK_DATA (data true) / SEEK_HOLE: the first offset >= off that lies in
+  // data, or in a hole (end of file counts as one); nullopt when off >= size()
+  // or no data follows. A hole is a range no dirty page covers that reads as
+  // zeros because it lies past the base or in a base chunk `is_zero` accepts
+  // (given the chunk and whether it is the base's last); anything else is
+  // data, zeros written by hand included.
+  using ZeroChunkTest = std::function<bool(const ChunkRef&, bool last)>;
+  std::optional<uint64_t> Seek(uint64_t off, bool data, const ZeroChunkTest& is_zero) const;
+
   // Reads exactly `len` bytes at `off`; the range must lie within size().
   Status Read(uint64_t off, size_t len, char* out, ChunkCache& cache) const;
   // Writes `len` bytes at `off`, growing the file as needed.
@@ -109,6 +120,14 @@ class FileContent {
  private:
   // The new chunk list of the whole file (what Flush makes the base).
   Result<std::vector<ChunkRef>> Rechunk(ObjectWriter& w, const ChunkParams& p, ChunkCache& cache) const;
+  // The run holding `off`: whether it is a hole (as Seek defines one) and
+  // where it ends, at most at the next page or chunk boundary (not clipped
+  // to size()).
+  struct Run {
+    bool hole;
+    uint64_t end;
+  };
+  Run RunAt(uint64_t off, const ZeroChunkTest& is_zero) const;
   // Reads what lies under the dirty pages: the frozen layer if any, else the
   // base (zeros past it).
   Status ReadUnder(uint64_t off, size_t len, char* out, ChunkCache& cache) const;

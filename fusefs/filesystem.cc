@@ -229,6 +229,18 @@ struct Filesystem::Impl {
   } counts;
   Invalidator inval;
   std::mt19937_64 rng{std::random_device{}()};
+  // SEEK_HOLE: digests of all-zero chunks by length (under mu). A zero chunk
+  // is one window of zeros (ZeroChunkLength of max_size) or a file's tail.
+  std::map<uint64_t, Digest> zero_digests;
+  bool IsZeroChunk(const ChunkRef& c, bool last) {
+    if (!last && c.size != ZeroChunkLength(chunking.max_size, chunking)) return false;
+    auto it = zero_digests.find(c.size);
+    if (it == zero_digests.end()) {
+      if (zero_digests.size() >= 64) zero_digests.clear();  // tails of many lengths: bounded
+      it = zero_digests.emplace(c.size, Sha256Of(std::string(static_cast<size_t>(c.size), '\0'))).first;
+    }
+    return it->second == c.digest;
+  }
 
   // Commit scheduling.
   uint64_t change_gen = 0;    // bumped by every change
@@ -1673,6 +1685,26 @@ Result<size_t> Filesystem::Read(uint64_t ino, uint64_t fh, uint64_t off, size_t 
   // Chunks are immutable: fetch and decode them without the lock.
   HASHFS_RETURN_IF_ERROR(FileContent::ExecuteRead(plan, out, m.cache));
   return size;
+}
+
+Result<std::optional<uint64_t>> Filesystem::Seek(uint64_t ino, uint64_t off, bool data) {
+  Impl& m = *impl_;
+  std::lock_guard lk(m.mu);
+  HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
+  if (n->attr.type != FileType::kRegular) return Status::InvalidArgument("not a regular file");
+  HASHFS_RETURN_IF_ERROR(m.EnsureContent(n));
+  // While the file is open for writing, pages written through a shared
+  // mapping may sit in the kernel's page cache, unseen here (the kernel
+  // does not write them back before asking): report no holes then, as a
+  // file system without them would. They are written back before the last
+  // such handle is released (munmap writes them).
+  for (const auto& [fh, h] : m.handles) {
+    if (h.ino != ino || !h.writable) continue;
+    const uint64_t size = n->content->size();
+    if (off >= size) return std::optional<uint64_t>();
+    return std::optional<uint64_t>(data ? off : size);
+  }
+  return n->content->Seek(off, data, [&m](const ChunkRef& c, bool last) { return m.IsZeroChunk(c, last); });
 }
 
 Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t off, const char* data, size_t size) {

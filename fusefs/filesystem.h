@@ -141,6 +141,9 @@ class Filesystem {
                                                const Caller& c);
   Result<size_t> Read(uint64_t ino, uint64_t fh, uint64_t off, size_t size, char* out);
   Result<size_t> Write(uint64_t ino, uint64_t fh, uint64_t off, const char* data, size_t size);
+  // lseek SEEK_DATA (data true) / SEEK_HOLE, as FileContent::Seek: nullopt
+  // is ENXIO (off at or past the end, or no data after it).
+  Result<std::optional<uint64_t>> Seek(uint64_t ino, uint64_t off, bool data);
   Status Flush(uint64_t ino, uint64_t fh);    // close(2) of one descriptor
   Status Release(uint64_t ino, uint64_t fh);  // last close of the open
   Status Fsync(uint64_t ino);                 // durable when it returns OK

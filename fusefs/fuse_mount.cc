@@ -317,6 +317,17 @@ void OpWrite(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_
   });
 }
 
+// Only SEEK_DATA and SEEK_HOLE reach the file system; the kernel does the rest.
+void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
+  Guard(req, "lseek", [&] {
+    if ((whence != SEEK_DATA && whence != SEEK_HOLE) || off < 0) return (void)fuse_reply_err(req, EINVAL);
+    auto r = FS(req).Seek(ino, static_cast<uint64_t>(off), whence == SEEK_DATA);
+    if (!r.ok()) return ReplyErr(req, "lseek", r.status());
+    if (!*r) return (void)fuse_reply_err(req, ENXIO);
+    fuse_reply_lseek(req, static_cast<off_t>(**r));
+  });
+}
+
 void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Guard(req, "flush", [&] {
     Status s = FS(req).Flush(ino, fi->fh);
@@ -520,6 +531,7 @@ fuse_lowlevel_ops MakeOps() {
   ops.read = OpRead;
   ops.write = OpWrite;
   ops.flush = OpFlush;
+  ops.lseek = OpLseek;
   ops.release = OpRelease;
   ops.fsync = OpFsync;
   ops.opendir = OpOpendir;

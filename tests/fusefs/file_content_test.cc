@@ -11,6 +11,7 @@
 #include <random>
 #include <set>
 
+#include "cas/digest.h"
 #include "cas/memory_store.h"
 #include "fusefs/chunk_cache.h"
 #include "fusefs/file_content.h"
@@ -293,6 +294,85 @@ TEST_F(FileContentBackgroundTest, FailedBackgroundFlushLosesNothing) {
   ASSERT_TRUE(c_.Flush(w_, p_, cache_).ok());
   EXPECT_EQ(c_.base(), FreshChunks(model_, p_));
   ASSERT_EQ(ReadAll(c_, cache_), model_);
+}
+
+// SEEK_DATA / SEEK_HOLE over every layer: dirty pages, a frozen layer, base
+// chunks (zero chunks are holes), zeros past the base. Whatever the layers,
+// a reported hole reads as zeros up to the next data, and SEEK_DATA skips
+// only zeros; and the holes are found where the file has them.
+TEST_F(FileContentBackgroundTest, SeekFindsDataAndHolesInEveryLayer) {
+  const auto is_zero = [](const ChunkRef& c, bool) {
+    return c.digest == Sha256Of(std::string(static_cast<size_t>(c.size), '\0'));
+  };
+  // Checks every 4 KiB offset and the ones around `marks`; returns how many
+  // distinct holes SEEK_HOLE found.
+  auto check = [&](const char* state, std::vector<uint64_t> marks) -> size_t {
+    const uint64_t size = c_.size();
+    EXPECT_EQ(size, model_.size()) << state;
+    for (uint64_t o = 0; o < size + 8192; o += 4096) marks.push_back(o);
+    for (uint64_t m : std::vector<uint64_t>(marks)) {
+      marks.push_back(m + 1);
+      if (m > 0) marks.push_back(m - 1);
+    }
+    std::set<uint64_t> holes;
+    for (uint64_t o : marks) {
+      auto d = c_.Seek(o, true, is_zero);
+      auto h = c_.Seek(o, false, is_zero);
+      if (o >= size) {
+        EXPECT_FALSE(d.has_value()) << state << " at " << o;
+        EXPECT_FALSE(h.has_value()) << state << " at " << o;
+        continue;
+      }
+      const uint64_t data_at = d.value_or(size);
+      EXPECT_GE(data_at, o) << state;
+      EXPECT_LE(data_at, size) << state;
+      EXPECT_EQ(model_.find_first_not_of('\0', o) >= data_at, true)
+          << state << ": SEEK_DATA from " << o << " skipped data (to " << data_at << ")";
+      if (!h) {
+        ADD_FAILURE() << state << ": no SEEK_HOLE result at " << o;
+        continue;
+      }
+      EXPECT_GE(*h, o) << state;
+      EXPECT_LE(*h, size) << state;
+      if (*h < size) {
+        // A hole: zeros up to where SEEK_DATA from there says data starts.
+        auto next = c_.Seek(*h, true, is_zero);
+        const uint64_t end = next.value_or(size);
+        EXPECT_GT(end, *h) << state << ": a hole at " << *h << " is data";
+        EXPECT_GE(model_.find_first_not_of('\0', *h), end) << state << ": hole at " << *h << " holds data";
+        holes.insert(*h);
+      }
+    }
+    return holes.size();
+  };
+
+  // Dirty pages over nothing: text, then a gap past the end (zeros past the
+  // base, which is empty).
+  Write(0, RandomText(100000, 21));
+  const uint64_t far = 100000 + 10 * p_.max_size + 777;
+  Write(far, RandomText(5000, 22));
+  EXPECT_GE(check("dirty", {100000, far}), 1u);
+  // Flushed: the gap is zero chunks of the base.
+  ASSERT_TRUE(c_.Flush(w_, p_, cache_).ok());
+  EXPECT_GE(check("flushed", {100000, far}), 1u);
+  // Grown by truncate, a page written inside the new hole, then frozen for
+  // a background flush with more writes on top.
+  const uint64_t grown = far + 5000 + 6 * p_.max_size + 123;
+  ASSERT_TRUE(c_.Settle().ok());
+  c_.Truncate(grown);
+  model_.resize(grown, '\0');
+  const uint64_t mid = far + 5000 + 3 * p_.max_size;
+  Write(mid, RandomText(3000, 23));
+  ASSERT_TRUE(c_.FlushInBackground(w_, p_, cache_).ok());
+  Write(50000, RandomText(2000, 24));  // over base data
+  Write(far - 9 * p_.max_size, std::string(4096, '\0'));  // zeros written by hand: data
+  ASSERT_TRUE(c_.flushing());
+  EXPECT_GE(check("frozen", {far, mid, grown}), 2u);
+  ASSERT_TRUE(c_.Settle().ok());
+  ASSERT_TRUE(c_.Flush(w_, p_, cache_).ok());
+  EXPECT_GE(check("flushed again", {far, mid, grown}), 2u);
+  // No predicate accepts a chunk: only zeros past the base are holes.
+  EXPECT_EQ(c_.Seek(0, false, [](const ChunkRef&, bool) { return false; }), std::optional<uint64_t>(grown));
 }
 
 TEST_F(FileContentBackgroundTest, SettledFlushStaysDirtyUntilFlushReportsIt) {

@@ -42,6 +42,80 @@ class PosixTest : public FuseTest {
   }
 };
 
+// lseek SEEK_DATA / SEEK_HOLE find a sparse file's holes before and after
+// it is committed, after a remount and in the history view: a reported hole reads as zeros up to the
+// next data, and the data is found. Granularity is the file system's (a
+// block here, a page or a chunk in hashfs), so offsets are checked in bounds.
+TEST_F(PosixTest, SeekDataAndSeekHoleFindTheHoles) {
+  const off_t mid = 64 << 20, size = 200 << 20, slack = 8 << 20;
+  int fd = open(P("holes").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(pwrite(fd, "head", 4, 0), 4);
+  ASSERT_EQ(pwrite(fd, "mid", 3, mid), 3);
+  ASSERT_EQ(ftruncate(fd, size), 0);
+  errno = 0;
+  EXPECT_EQ(lseek(fd, size, SEEK_DATA), -1);
+  EXPECT_EQ(errno, ENXIO);
+  ASSERT_EQ(close(fd), 0);
+
+  // A page written through a shared mapping is data at once, though the
+  // kernel has not written it back (hashfs reports no holes in a file open
+  // for writing: it cannot see such pages).
+  {
+    const size_t len = 16 << 20;
+    int wfd = open(P("mapped").c_str(), O_CREAT | O_RDWR, 0644);
+    ASSERT_GE(wfd, 0);
+    ASSERT_EQ(ftruncate(wfd, static_cast<off_t>(len)), 0);
+    void* m = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, wfd, 0);
+    ASSERT_NE(m, MAP_FAILED) << ErrName(errno);
+    static_cast<char*>(m)[8 << 20] = 'x';
+    int rfd = open(P("mapped").c_str(), O_RDONLY);
+    ASSERT_GE(rfd, 0);
+    off_t d = lseek(rfd, 4 << 20, SEEK_DATA);
+    EXPECT_NE(d, -1) << ErrName(errno);
+    EXPECT_LE(d, 8 << 20) << "a page written through the mapping was skipped";
+    close(rfd);
+    munmap(m, len);
+    close(wfd);
+  }
+
+  auto check = [&](const std::string& path, const std::string& when) {
+    SCOPED_TRACE(when);
+    int rfd = open(path.c_str(), O_RDONLY);
+    ASSERT_GE(rfd, 0) << ErrName(errno);
+    EXPECT_EQ(lseek(rfd, 0, SEEK_DATA), 0);
+    off_t h = lseek(rfd, 0, SEEK_HOLE);
+    EXPECT_GT(h, 0);
+    EXPECT_LE(h, slack);
+    off_t d = lseek(rfd, h, SEEK_DATA);
+    EXPECT_GE(d, mid - slack);
+    EXPECT_LE(d, mid);
+    if (h > 0 && d > h) {
+      EXPECT_EQ(Pread(rfd, static_cast<size_t>(d - h), h), std::string(static_cast<size_t>(d - h), '\0'));
+    }
+    EXPECT_EQ(Pread(rfd, 3, mid), "mid");
+    off_t h2 = lseek(rfd, d, SEEK_HOLE);
+    EXPECT_GT(h2, mid);
+    EXPECT_LE(h2, mid + slack);
+    errno = 0;
+    EXPECT_EQ(lseek(rfd, h2, SEEK_DATA), -1) << "no data after the middle";
+    EXPECT_EQ(errno, ENXIO);
+    EXPECT_EQ(lseek(rfd, size - 1, SEEK_HOLE), size - 1);
+    errno = 0;
+    EXPECT_EQ(lseek(rfd, size, SEEK_HOLE), -1);
+    EXPECT_EQ(errno, ENXIO);
+    close(rfd);
+  };
+  check(P("holes"), "just written");
+  ASSERT_TRUE(Remount());
+  check(P("holes"), "committed, remounted");
+  if (!NativeMode() && !PassthroughMode()) {
+    auto ids = CommitIds();
+    ASSERT_FALSE(ids.empty());
+    check(P(".hashfs/history/" + ids.front() + "/holes"), "history view");
+  }
+}
+
 TEST_F(PosixTest, ErrnoConformanceAsRoot) {
   std::string d = P("conf");
   ASSERT_EQ(mkdir(d.c_str(), 0755), 0);
