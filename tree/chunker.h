@@ -40,7 +40,8 @@ class FdChunker {
   // With skip_holes, a regular file that has fewer blocks than its size is
   // asked for its holes (lseek SEEK_DATA): a chunk whose whole window lies in
   // a hole is not read (see hole_chunk). The chunks are the same either way.
-  // fd must then be a regular file; it is read with pread from offset 0.
+  // Such a file is read with pread from offset 0, whatever the descriptor's
+  // offset; anything else is read with read(2) from where it stands.
   FdChunker(int fd, const ChunkParams& p, bool skip_holes = false);
   // Next chunk into *out; false at end of file. On a read error returns false
   // and status() is the error.
