@@ -232,8 +232,9 @@ struct Filesystem::Impl {
   // SEEK_HOLE: digests of all-zero chunks by length (under mu). A zero chunk
   // is one window of zeros (ZeroChunkLength of max_size) or a file's tail.
   std::map<uint64_t, Digest> zero_digests;
+  const uint64_t zero_window_chunk = ZeroChunkLength(chunking.max_size, chunking);
   bool IsZeroChunk(const ChunkRef& c, bool last) {
-    if (!last && c.size != ZeroChunkLength(chunking.max_size, chunking)) return false;
+    if (!last && c.size != zero_window_chunk) return false;
     auto it = zero_digests.find(c.size);
     if (it == zero_digests.end()) {
       if (zero_digests.size() >= 64) zero_digests.clear();  // tails of many lengths: bounded
