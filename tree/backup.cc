@@ -365,22 +365,15 @@ void BackupRun::Process(Token& t) {
   std::map<uint64_t, Digest> zero_chunks;  // length -> digest
   std::string chunk;
   while (chunker.Next(&chunk)) {
-    if (uint64_t zeros = chunker.hole_chunk()) {
+    const uint64_t zeros = chunker.hole_chunk();
+    if (zeros) {
       auto it = zero_chunks.find(zeros);
-      if (it == zero_chunks.end()) {
-        const std::string z(static_cast<size_t>(zeros), '\0');
-        Digest d = Sha256Of(z);
-        Status s = writer_.PutWithDigest(d, z, ObjectKind::kData);
-        if (!s.ok()) {
-          t.error = s.ToString();
-          close(fd);
-          return;
-        }
-        it = zero_chunks.emplace(zeros, d).first;
+      if (it != zero_chunks.end()) {
+        chunks.push_back({it->second, zeros});
+        progress_->bytes_done += zeros;
+        continue;
       }
-      chunks.push_back({it->second, zeros});
-      progress_->bytes_done += zeros;
-      continue;
+      chunk.assign(static_cast<size_t>(zeros), '\0');  // the first of this length
     }
     Digest d = Sha256Of(chunk);
     Status s = writer_.PutWithDigest(d, chunk, ObjectKind::kData);
@@ -389,8 +382,11 @@ void BackupRun::Process(Token& t) {
       close(fd);
       return;
     }
+    if (zeros)
+      zero_chunks.emplace(zeros, d);
+    else
+      progress_->bytes_read += chunk.size();
     chunks.push_back({d, chunk.size()});
-    progress_->bytes_read += chunk.size();
     progress_->bytes_done += chunk.size();
   }
   close(fd);
