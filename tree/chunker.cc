@@ -83,19 +83,19 @@ FdChunker::FdChunker(int fd, const ChunkParams& p, bool skip_holes) : fd_(fd), p
 }
 
 // Whether [pos, pos + len) lies in one hole. Asks the file (SEEK_DATA, then
-// SEEK_HOLE) only when pos leaves the region it last learned about; a file
-// system that cannot say reports all data, and nothing is skipped.
+// SEEK_HOLE) only when pos passes the end of the region it last learned
+// about (pos only grows); a file system that cannot say reports all data,
+// and nothing is skipped.
 bool FdChunker::WindowInHole(uint64_t pos, uint64_t len) {
-  if (pos < region_start_ || pos >= region_end_) {
+  if (pos >= region_end_) {
     off_t data = lseek(fd_, static_cast<off_t>(pos), SEEK_DATA);
     if (data < 0) {
       if (errno != ENXIO) {  // not supported: read everything
         holes_ = false;
         return false;
       }
-      data = static_cast<off_t>(std::max(size_, pos + len));  // no data from pos on
+      data = static_cast<off_t>(size_);  // no data from pos on (pos + len <= size_)
     }
-    region_start_ = pos;
     if (static_cast<uint64_t>(data) > pos) {
       region_end_ = static_cast<uint64_t>(data);
       region_hole_ = true;

@@ -61,8 +61,8 @@ class FdChunker {
   bool positional_ = false;     // reads with pread at off_ (set with holes_, kept)
   uint64_t size_ = 0;           // the file's size when holes_ (fstat at the start)
   uint64_t off_ = 0;            // file offset of buf_[end_]
-  uint64_t region_start_ = 0;   // [region_start_, region_end_) is known to be
-  uint64_t region_end_ = 0;     // all hole (region_hole_) or to hold data
+  uint64_t region_end_ = 0;     // up to here (from the last position asked) is
+                                // all hole (region_hole_) or starts with data
   bool region_hole_ = false;
   uint64_t hole_chunk_ = 0;
   uint64_t zero_window_ = 0, zero_chunk_ = 0;  // ZeroChunkLength(zero_window_)
