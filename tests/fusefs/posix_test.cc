@@ -1487,6 +1487,10 @@ TEST_F(PosixTest, SetuidSetgidClearedOnWriteAndChown) {
   mk("other_nox_nm", 06766, 1000, 1000);  // no group-exec, writer not in the group: both go
   mk("own", 06775, 65534, 65534);      // written by its owner, who is not privileged: cleared too
   mk("trunc", 06777, 1000, 1000);      // truncated by a non-owner
+  mk("otrunc", 06777, 1000, 1000);     // opened with O_TRUNC by a non-owner
+  mk("falloc", 06777, 1000, 1000);     // fallocate by a non-owner
+  mk("chgrp", 06775, 65534, 65534);    // chown(2) by its unprivileged owner
+  mk("chgrp_nox", 06764, 65534, 65534);  // the same without group-exec, owner in the group: setgid stays
   mk("root", 06777, 0, 0);             // written by root (CAP_FSETID): kept
   std::string r = AsUser(65534, 65534, [&] {
     std::string out;
@@ -1496,14 +1500,28 @@ TEST_F(PosixTest, SetuidSetgidClearedOnWriteAndChown) {
       if (fd >= 0) close(fd);
     }
     out += "trunc:" + ErrOf(truncate(P("pub/trunc").c_str(), 4));
+    int fd = open(P("pub/otrunc").c_str(), O_WRONLY | O_TRUNC);
+    out += " otrunc:" + ErrOf(fd);
+    if (fd >= 0) close(fd);
+    fd = open(P("pub/falloc").c_str(), O_WRONLY);
+    out += " falloc:" + ErrOf(fd >= 0 ? fallocate(fd, 0, 0, 8192) : -1);
+    if (fd >= 0) close(fd);
+    out += " chgrp:" + ErrOf(chown(P("pub/chgrp").c_str(), static_cast<uid_t>(-1), 65534));
+    out += " chgrp_nox:" + ErrOf(chown(P("pub/chgrp_nox").c_str(), static_cast<uid_t>(-1), 65534));
     return out;
   });
-  EXPECT_EQ(r, "other_x:OK other_nox:OK other_nox_nm:OK own:OK trunc:OK");
+  EXPECT_EQ(r, "other_x:OK other_nox:OK other_nox_nm:OK own:OK trunc:OK otrunc:OK falloc:OK chgrp:OK chgrp_nox:OK");
   EXPECT_EQ(St(P("pub/other_x")).st_mode & 07777, 0777u);
   EXPECT_EQ(St(P("pub/other_nox")).st_mode & 07777, 02766u);
   EXPECT_EQ(St(P("pub/other_nox_nm")).st_mode & 07777, 0766u);
   EXPECT_EQ(St(P("pub/own")).st_mode & 07777, 0775u);
   EXPECT_EQ(St(P("pub/trunc")).st_mode & 07777, 0777u);
+  EXPECT_EQ(St(P("pub/otrunc")).st_mode & 07777, 0777u);
+  EXPECT_EQ(St(P("pub/otrunc")).st_size, 0);
+  EXPECT_EQ(St(P("pub/falloc")).st_mode & 07777, 0777u);
+  EXPECT_EQ(St(P("pub/falloc")).st_size, 8192);
+  EXPECT_EQ(St(P("pub/chgrp")).st_mode & 07777, 0775u);
+  EXPECT_EQ(St(P("pub/chgrp_nox")).st_mode & 07777, 02764u);
   {
     int fd = open(P("pub/root").c_str(), O_WRONLY);
     ASSERT_EQ(pwrite(fd, "r", 1, 0), 1);
