@@ -1780,11 +1780,21 @@ Status Filesystem::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len)
   } else if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
     if (off >= size) return Status::Ok();
     uint64_t end = std::min(size, off + len);
-    std::string zeros(static_cast<size_t>(std::min<uint64_t>(end - off, 1u << 20)), '\0');
-    for (uint64_t p = off; p < end;) {
-      size_t n2 = static_cast<size_t>(std::min<uint64_t>(zeros.size(), end - p));
-      HASHFS_RETURN_IF_ERROR(n->content->Write(p, zeros.data(), n2, m.cache));
-      p += n2;
+    if (end == size) {
+      // To the end of the file: drop the bytes and grow back, which reads
+      // as zeros and holds no pages however long the range.
+      n->content->Truncate(off);
+      n->content->Truncate(size);
+    } else {
+      // Zeros written as by write(2), under the same bound on dirty pages
+      // (punching gigabytes must not hold gigabytes of zero pages).
+      std::string zeros(static_cast<size_t>(std::min<uint64_t>(end - off, 1u << 20)), '\0');
+      for (uint64_t p = off; p < end;) {
+        size_t n2 = static_cast<size_t>(std::min<uint64_t>(zeros.size(), end - p));
+        if (n->content->dirty_bytes() + n2 > m.cfg.max_dirty_bytes) HASHFS_RETURN_IF_ERROR(m.ChunkOutDirtyPages(n));
+        HASHFS_RETURN_IF_ERROR(n->content->Write(p, zeros.data(), n2, m.cache));
+        p += n2;
+      }
     }
   } else {
     return Status::Unsupported("fallocate mode not supported");

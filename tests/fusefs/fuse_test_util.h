@@ -79,6 +79,14 @@ using hashfs_test::WriteAll;
 using hashfs_test::WriteFile;
 using hashfs_test::XorshiftBytes;
 
+// The number in a "Key:" line of /proc/PID/status (VmRSS, VmHWM: kB); 0 if
+// there is none.
+inline uint64_t StatusKb(const std::string& status, const std::string& key) {
+  auto p = status.find("\n" + key + ":");
+  if (p == std::string::npos) return 0;
+  return std::strtoull(status.c_str() + p + key.size() + 2, nullptr, 10);
+}
+
 inline bool HaveProgram(const std::string& name) { return Shell("command -v " + Quote(name)).code == 0; }
 
 // Runs fn in a forked child with the given credentials (all capabilities are

@@ -371,6 +371,63 @@ TEST_F(PosixTest, TruncateAndFtruncateGrowAndShrink) {
   EXPECT_EQ(ReadFile(p), "abc");
 }
 
+// Punching a hole holds no more dirty pages than --dirty-limit allows (it
+// wrote the whole range as zero pages: punching 256 MiB held 256 MiB), both
+// in the middle of a file and to its end (which drops the bytes instead of
+// writing zeros). The holes read as zeros, the data around them stays,
+// during and after a remount.
+TEST_F(PosixTest, PunchHoleHoldsBoundedMemory) {
+  if (!HashfsMode()) GTEST_SKIP() << "measures the hashfs daemon";
+  ASSERT_TRUE(Remount({"--dirty-limit", "2"}));
+  constexpr off_t kMiB = 1 << 20, kSize = 256 * kMiB;
+  const std::string head = RandomBytes(kMiB, 1), tail = RandomBytes(kMiB, 2);
+  auto fill = [&](const std::string& p) {
+    int fd = open(p.c_str(), O_CREAT | O_RDWR, 0644);
+    EXPECT_GE(fd, 0) << ErrName(errno);
+    EXPECT_EQ(pwrite(fd, head.data(), kMiB, 0), kMiB);
+    EXPECT_EQ(pwrite(fd, tail.data(), kMiB, kSize - kMiB), kMiB);
+    EXPECT_EQ(fsync(fd), 0);
+    return fd;
+  };
+  auto peak_kb = [&] {
+    uint64_t kb = 0;
+    for (pid_t pid : DaemonPids()) kb = std::max(kb, StatusKb(ReadFile("/proc/" + std::to_string(pid) + "/status"), "VmHWM"));
+    return kb;
+  };
+  int a = fill(P("to_end")), b = fill(P("middle"));
+  ASSERT_TRUE(a >= 0 && b >= 0);
+  const uint64_t before = peak_kb();
+  ASSERT_GT(before, 0u);
+  ASSERT_EQ(fallocate(a, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, kMiB / 2, kSize), 0) << ErrName(errno);
+  EXPECT_LT(peak_kb() - before, 32u << 10) << "punching 255.5 MiB to the end raised the daemon's peak by that much (kB)";
+  ASSERT_EQ(fallocate(b, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, kMiB / 2, kSize - kMiB), 0) << ErrName(errno);
+  EXPECT_LT(peak_kb() - before, 64u << 10) << "punching 255 MiB in the middle raised the daemon's peak by that much (kB)";
+  auto check = [&](int fd, bool to_end, const char* when) {
+    struct stat st;
+    ASSERT_EQ(fstat(fd, &st), 0);
+    EXPECT_EQ(st.st_size, kSize) << when;
+    ASSERT_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    EXPECT_TRUE(Pread(fd, kMiB / 2, 0) == head.substr(0, kMiB / 2)) << when;
+    EXPECT_TRUE(Pread(fd, kMiB, kMiB / 2) == std::string(kMiB, '\0')) << when;
+    EXPECT_TRUE(Pread(fd, kMiB, kSize / 2) == std::string(kMiB, '\0')) << when;
+    EXPECT_TRUE(Pread(fd, kMiB / 2, kSize - kMiB) == std::string(kMiB / 2, '\0')) << when;
+    EXPECT_TRUE(Pread(fd, kMiB / 2, kSize - kMiB / 2) == (to_end ? std::string(kMiB / 2, '\0') : tail.substr(kMiB / 2)))
+        << when;
+  };
+  check(a, true, "to the end, open");
+  check(b, false, "in the middle, open");
+  close(a);
+  close(b);
+  ASSERT_TRUE(Remount());
+  a = open(P("to_end").c_str(), O_RDONLY);
+  b = open(P("middle").c_str(), O_RDONLY);
+  ASSERT_TRUE(a >= 0 && b >= 0);
+  check(a, true, "to the end, after a remount");
+  check(b, false, "in the middle, after a remount");
+  close(a);
+  close(b);
+}
+
 TEST_F(PosixTest, Fallocate) {
   std::string p = P("fa");
   int fd = open(p.c_str(), O_CREAT | O_RDWR, 0644);

@@ -805,12 +805,6 @@ struct MemoryPeak {
   uint64_t samples = 0;
 };
 
-uint64_t StatusKb(const std::string& status, const std::string& key) {
-  auto p = status.find("\n" + key + ":");
-  if (p == std::string::npos) return 0;
-  return std::strtoull(status.c_str() + p + key.size() + 2, nullptr, 10);
-}
-
 class StressTest : public FuseTest {
  protected:
   struct Loop {
