@@ -414,11 +414,13 @@ TEST_F(PosixTest, PunchHoleHoldsBoundedMemory) {
   const uint64_t before = peak_kb();
   ASSERT_GT(before, 0u);
   ASSERT_EQ(fallocate(a, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, kMiB / 2, kSize), 0) << ErrName(errno);
-  if (kMeasure)
+  if (kMeasure) {
     EXPECT_LT(peak_kb() - before, 32u << 10) << "punching 255.5 MiB to the end raised the daemon's peak by that much (kB)";
+  }
   ASSERT_EQ(fallocate(b, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, kMiB / 2, kSize - kMiB), 0) << ErrName(errno);
-  if (kMeasure)
+  if (kMeasure) {
     EXPECT_LT(peak_kb() - before, 64u << 10) << "punching 255 MiB in the middle raised the daemon's peak by that much (kB)";
+  }
   auto check = [&](int fd, bool to_end, const char* when) {
     struct stat st;
     ASSERT_EQ(fstat(fd, &st), 0);
