@@ -4,6 +4,7 @@
 #include <tbb/task_group.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <deque>
@@ -316,47 +317,56 @@ Result<std::vector<ChunkRef>> FileContent::Rechunk(ObjectWriter& w, const ChunkP
     Digest digest;
   };
   std::deque<Fresh> fresh;  // stable addresses for the tasks
-  // Changed regions are read in windows of up to 4 maximal chunks (the
-  // buffer is compacted once per window, not once per chunk), and up to 8
-  // maximal chunks' worth are hashed and compressed at once.
+  // Changed regions are read into windows of up to 4 maximal chunks, two of
+  // them used in turn: while the chunks of one are hashed, compressed and
+  // queued by TBB tasks (which read them in place: no copy per chunk), the
+  // next is filled. A window is refilled only after its own tasks are done,
+  // so at most 8 maximal chunks' worth are in flight, and the two buffers
+  // are reused for the whole flush (fresh memory is costly to touch).
   const uint64_t window = 4ull * p.max_size;
-  const size_t max_in_flight = 8ull * p.max_size;
   std::mutex err_mu;
   Status err;
-  tbb::task_group tg;
-  size_t in_flight = 0;
-  auto submit = [&](std::string_view chunk) -> Status {
+  struct Window {
+    std::string bytes;
+    tbb::task_group tasks;
+  };
+  std::array<Window, 2> windows;
+  // Hashes and stores one chunk and records its digest. The bytes are read
+  // only after err_mu is taken, and written by this thread only before it
+  // takes err_mu to submit them or after it waited for the window's tasks and
+  // took err_mu: ThreadSanitizer cannot see TBB's own hand-offs (libtbb is
+  // not instrumented), so err_mu carries them.
+  auto store = [&w, &err_mu, &err](std::string_view bytes, Digest* slot) -> Status {
+    { std::lock_guard lk(err_mu); }
+    Digest dg = Sha256Of(bytes);
+    Status s = w.PutWithDigest(dg, bytes, ObjectKind::kData);
+    std::lock_guard lk(err_mu);
+    if (!s.ok() && err.ok()) err = s;
+    *slot = dg;
+    return s;
+  };
+  auto submit = [&](Window& win, std::string_view chunk) -> Status {
     fresh.push_back({out.size(), Digest{}});
-    Fresh* slot = &fresh.back();
+    Digest* slot = &fresh.back().digest;
     out.push_back({Digest{}, chunk.size()});
-    // The copy is made under err_mu and each task takes err_mu before it
-    // reads it: ThreadSanitizer cannot see TBB's own hand-off (libtbb is not
-    // instrumented) and would otherwise flag, slowly, every byte.
-    std::shared_ptr<const std::string> bytes;
-    {
-      std::lock_guard lk(err_mu);
-      bytes = std::make_shared<const std::string>(chunk);
-    }
-    // Hashes, stores and caches one chunk; its result comes back under
-    // err_mu, which a task also takes before it reads `bytes`.
-    auto store = [&w, &cache, &err_mu, &err, slot, bytes]() -> Status {
-      { std::lock_guard lk(err_mu); }
-      Digest dg = Sha256Of(*bytes);
-      Status s = w.PutWithDigest(dg, *bytes, ObjectKind::kData);
-      if (s.ok()) cache.Insert(dg, bytes);
-      std::lock_guard lk(err_mu);
-      if (!s.ok() && err.ok()) err = s;
-      slot->digest = dg;
-      return s;
-    };
     // A small chunk (most files are one) costs less than handing it to a
-    // worker thread: waking one is a context switch each way.
-    if (chunk.size() < kInlineChunk) return store();
-    tg.run([store] { (void)store(); });
-    in_flight += chunk.size();
-    if (in_flight < max_in_flight) return Status::Ok();
-    tg.wait();
-    in_flight = 0;
+    // worker thread: waking one is a context switch each way. It is also
+    // cached, as the next read of a small file is likely to come soon; a
+    // large one is not (copying it out of the window cost more than reading
+    // it back from the store does when it is wanted).
+    if (chunk.size() < kInlineChunk) {
+      HASHFS_RETURN_IF_ERROR(store(chunk, slot));
+      cache.Insert(*slot, std::make_shared<const std::string>(chunk));
+      return Status::Ok();
+    }
+    { std::lock_guard lk(err_mu); }
+    win.tasks.run([store, chunk, slot] { (void)store(chunk, slot); });
+    return Status::Ok();
+  };
+  // Waits for the tasks reading `win` (so it can be overwritten) and returns
+  // the first error any task had.
+  auto drain = [&](Window& win) -> Status {
+    win.tasks.wait();
     std::lock_guard lk(err_mu);
     return err;
   };
@@ -389,7 +399,8 @@ Result<std::vector<ChunkRef>> FileContent::Rechunk(ObjectWriter& w, const ChunkP
   size_t k = 0;  // next changed interval
   bool reached_eof = false;
   auto chunk_changes = [&]() -> Status {
-    std::string buf;
+    int cur = 0;  // the window holding the bytes from pos on
+    std::string* buf = &windows[0].bytes;
     while (k < iv.size() && !reached_eof) {
       uint64_t d = iv[k].first;
       while (i < n && offsets_[i + 1] <= d) out.push_back(base_[i++]);
@@ -400,8 +411,9 @@ Result<std::vector<ChunkRef>> FileContent::Rechunk(ObjectWriter& w, const ChunkP
         i--;
       }
       uint64_t pos = offsets_[i];
-      buf.clear();
-      size_t at = 0;  // buf[at, buf.size()) holds the bytes from pos on
+      // (*buf)[at, buf->size()) holds the bytes from pos on: none yet. (A
+      // window is never cleared: its tasks may still be reading it.)
+      size_t at = buf->size();
       for (;;) {
         uint64_t want = std::min<uint64_t>(p.max_size, size_ - pos);
         if (want == 0) {
@@ -412,14 +424,18 @@ Result<std::vector<ChunkRef>> FileContent::Rechunk(ObjectWriter& w, const ChunkP
           HASHFS_ASSIGN_OR_RETURN(ChunkRef z, zero_chunk(want));
           out.push_back(z);
           pos += z.size;
-          buf.clear();  // what it held lies before pos, or in the hole
-          at = 0;
+          at = buf->size();  // what it held lies before pos, or in the hole
         } else {
-          size_t have = buf.size() - at;
+          size_t have = buf->size() - at;
           if (have < want) {
-            // Refill a window: to the end of this change plus one chunk's
-            // worth, at least `want`, at most `window`.
-            buf.erase(0, at);
+            // Refill: move to the other window once its tasks are done, and
+            // read into it to the end of this change plus one chunk's worth,
+            // at least `want`, at most `window`.
+            Window& next = windows[1 - cur];
+            HASHFS_RETURN_IF_ERROR(drain(next));
+            next.bytes.assign(*buf, at, have);
+            cur = 1 - cur;
+            buf = &next.bytes;
             at = 0;
             uint64_t change_end = k >= iv.size()            ? pos + p.max_size
                                   : iv[k].second == kEof     ? size_
@@ -427,12 +443,12 @@ Result<std::vector<ChunkRef>> FileContent::Rechunk(ObjectWriter& w, const ChunkP
             change_end = std::min(change_end, size_);
             uint64_t fill = std::clamp<uint64_t>(change_end - pos, want, std::max<uint64_t>(want, window));
             fill = std::min(fill, size_ - pos);
-            buf.resize(static_cast<size_t>(fill));
-            HASHFS_RETURN_IF_ERROR(Read(pos + have, buf.size() - have, buf.data() + have, cache));
+            buf->resize(static_cast<size_t>(fill));
+            HASHFS_RETURN_IF_ERROR(Read(pos + have, buf->size() - have, buf->data() + have, cache));
           }
           size_t len =
-              FindChunkBoundary(reinterpret_cast<const uint8_t*>(buf.data() + at), static_cast<size_t>(want), p);
-          HASHFS_RETURN_IF_ERROR(submit(std::string_view(buf.data() + at, len)));
+              FindChunkBoundary(reinterpret_cast<const uint8_t*>(buf->data() + at), static_cast<size_t>(want), p);
+          HASHFS_RETURN_IF_ERROR(submit(windows[cur], std::string_view(buf->data() + at, len)));
           pos += len;
           at += len;
         }
@@ -454,7 +470,7 @@ Result<std::vector<ChunkRef>> FileContent::Rechunk(ObjectWriter& w, const ChunkP
   // only these tasks, never unrelated ones such as read-ahead.
   tbb::this_task_arena::isolate([&] {
     s = chunk_changes();
-    tg.wait();
+    for (Window& win : windows) win.tasks.wait();
   });
   HASHFS_RETURN_IF_ERROR(s);
   {
