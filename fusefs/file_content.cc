@@ -24,9 +24,11 @@ FileContent::FileContent(std::vector<ChunkRef> base) {
 void FileContent::Changed() {
   static std::atomic<uint64_t> next{1};
   generation_ = next.fetch_add(1, std::memory_order_relaxed);
+  hole_bytes_.reset();
 }
 
 uint64_t FileContent::SetChunks(std::vector<ChunkRef> base) {
+  hole_bytes_.reset();
   base_ = std::move(base);
   offsets_.clear();
   offsets_.reserve(base_.size() + 1);
@@ -105,6 +107,19 @@ std::optional<uint64_t> FileContent::Seek(uint64_t off, bool data, const ZeroChu
   }
   if (data) return std::nullopt;
   return size_;
+}
+
+uint64_t FileContent::HoleBytes(const ZeroChunkTest& is_zero) const {
+  if (hole_bytes_) return *hole_bytes_;
+  uint64_t holes = 0;
+  for (uint64_t off = 0; off < size_;) {
+    Run r = RunAt(off, is_zero);
+    const uint64_t end = std::clamp(r.end, off + 1, size_);  // (runs end past off; never spin)
+    if (r.hole) holes += end - off;
+    off = end;
+  }
+  hole_bytes_ = holes;
+  return holes;
 }
 
 Status FileContent::ReadBase(uint64_t off, size_t len, char* out, ChunkCache& cache) const {

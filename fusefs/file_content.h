@@ -92,6 +92,9 @@ class FileContent {
   // data, zeros written by hand included.
   using ZeroChunkTest = std::function<bool(const ChunkRef&, bool last)>;
   std::optional<uint64_t> Seek(uint64_t off, bool data, const ZeroChunkTest& is_zero) const;
+  // Bytes in holes as Seek finds them, for st_blocks. Remembered until the
+  // content or its base changes (a large sparse file has many zero chunks).
+  uint64_t HoleBytes(const ZeroChunkTest& is_zero) const;
 
   // Reads exactly `len` bytes at `off`; the range must lie within size().
   Status Read(uint64_t off, size_t len, char* out, ChunkCache& cache) const;
@@ -160,6 +163,7 @@ class FileContent {
   };
   Job job_;
   bool unpublished_ = false;  // base_ came from a background flush Flush has not reported
+  mutable std::optional<uint64_t> hole_bytes_;  // HoleBytes' memo; reset by Changed and SetChunks
   uint64_t generation_ = 0;
   void Changed();
 };

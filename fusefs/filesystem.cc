@@ -165,6 +165,10 @@ struct Node {
   Digest base;                        // entry-tree root as last committed
   // Regular files: present while open or changed.
   std::unique_ptr<FileContent> content;
+  // Regular files with a manifest: bytes in whole zero windows of the
+  // manifest `holes_of` (st_blocks; read once per node and manifest).
+  Digest holes_of;
+  uint64_t holes = 0;
 
   bool is_dir() const { return attr.type == FileType::kDirectory; }
 };
@@ -233,6 +237,33 @@ struct Filesystem::Impl {
   // is one window of zeros (ZeroChunkLength of max_size) or a file's tail.
   std::map<uint64_t, Digest> zero_digests;
   const uint64_t zero_window_chunk = ZeroChunkLength(chunking.max_size, chunking);
+  // st_blocks: the chunk a whole window of zeros makes (what a hole is
+  // stored as). Tails of zeros are not counted as holes there: telling them
+  // apart costs a hash per file length.
+  const Digest zero_window_digest = Sha256Of(std::string(static_cast<size_t>(zero_window_chunk), '\0'));
+  bool IsZeroWindow(const ChunkRef& c) const { return c.size == zero_window_chunk && c.digest == zero_window_digest; }
+  // Bytes of a regular file that st_blocks leaves out: holes past the
+  // stored content not yet filled, and whole windows of zeros. Files whose
+  // chunks are in a manifest read it once per node (0 if it is unreadable:
+  // reads report that).
+  uint64_t HoleBytes(Node* n) {
+    if (n->content) return n->content->HoleBytes([this](const ChunkRef& c, bool) { return IsZeroWindow(c); });
+    if (n->attr.layout == ContentLayout::kInline) {
+      uint64_t holes = 0;
+      for (const ChunkRef& c : n->attr.chunks)
+        if (IsZeroWindow(c)) holes += c.size;
+      return holes;
+    }
+    if (n->holes_of == n->attr.content) return n->holes;
+    uint64_t holes = 0;
+    Status s = file_manifest::ForEachChunk(get, n->attr, [&](const ChunkRef& c, uint64_t) {
+      if (IsZeroWindow(c)) holes += c.size;
+      return Status::Ok();
+    });
+    n->holes_of = n->attr.content;
+    n->holes = s.ok() ? holes : 0;
+    return n->holes;
+  }
   bool IsZeroChunk(const ChunkRef& c, bool last) {
     if (!last && c.size != zero_window_chunk) return false;
     auto it = zero_digests.find(c.size);
@@ -638,7 +669,9 @@ struct Filesystem::Impl {
     st.st_gid = n->attr.gid;
     st.st_rdev = n->attr.rdev;
     st.st_blksize = 128 * 1024;
-    st.st_blocks = (st.st_size + 511) / 512;
+    uint64_t stored = static_cast<uint64_t>(st.st_size);
+    if (n->attr.type == FileType::kRegular) stored -= std::min(stored, HoleBytes(n));
+    st.st_blocks = static_cast<blkcnt_t>((stored + 511) / 512);
     auto ts = [](int64_t ns) {
       timespec t;
       t.tv_sec = ns / 1'000'000'000;

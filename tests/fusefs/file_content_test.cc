@@ -214,6 +214,47 @@ TEST(FileContentHoleTest, HolesChunkAsTheirZerosWould) {
   ASSERT_EQ(ReadAll(c, cache), model);
 }
 
+// HoleBytes (st_blocks) counts what Seek calls holes: before a flush, the
+// bytes past the base that no page covers; after it, the zero windows no page
+// covers. A page written into a hole takes exactly its own bytes out of it,
+// also once the count has been asked for before (the count is remembered).
+TEST(FileContentHoleTest, HoleBytesCountsHolesAsSeekFindsThem) {
+  const ChunkParams p;  // 4 MiB chunks at most
+  MemoryStore store;
+  ObjectWriter w(store, 3);
+  ChunkCache cache(GetterFor(w), 8u << 20);
+  const std::string window_zeros(ZeroChunkLength(p.max_size, p), '\0');
+  const ChunkRef window{Sha256Of(window_zeros), window_zeros.size()};
+  auto is_window = [&](const ChunkRef& c, bool) { return c == window; };
+  const uint64_t size = 64ull << 20, at = 20ull << 20, page = FileContent::kPageSize;
+  const std::string data = RandomText(1 << 20, 3);
+  FileContent c({});
+  c.Truncate(size);
+  ASSERT_TRUE(c.Write(at, data.data(), data.size(), cache).ok());
+  EXPECT_EQ(c.HoleBytes(is_window), size - data.size());
+  ASSERT_TRUE(c.Flush(w, p, cache).ok());
+  uint64_t windows = 0;
+  for (const auto& ch : c.base()) windows += ch == window ? ch.size : 0;
+  EXPECT_GE(windows, size - data.size() - 5 * p.max_size) << "zeros around the data and the tail";
+  EXPECT_EQ(c.HoleBytes(is_window), windows);
+  // Cross-check with Seek: the holes it finds add up to the same.
+  uint64_t seek_holes = 0;
+  for (uint64_t off = 0; off < size;) {
+    const uint64_t h = c.Seek(off, /*data=*/false, is_window).value_or(size);
+    const uint64_t d = h < size ? c.Seek(h, /*data=*/true, is_window).value_or(size) : size;
+    seek_holes += d - h;
+    off = d;
+  }
+  EXPECT_EQ(seek_holes, windows);
+  // One byte written in the middle of a hole: one page less of it.
+  ASSERT_TRUE(c.Write(50ull << 20, "x", 1, cache).ok());
+  EXPECT_EQ(c.HoleBytes(is_window), windows - page);
+  ASSERT_TRUE(c.Flush(w, p, cache).ok());
+  EXPECT_LE(c.HoleBytes(is_window), windows - page);
+  c.Truncate(size + (8ull << 20));  // grown: 8 MiB more past the base
+  EXPECT_GE(c.HoleBytes(is_window), windows - 2 * p.max_size + (8ull << 20) - page);
+}
+
 // A terabyte-sized sparse file commits in moments: chunking its zeros (1 TiB
 // read, hashed and compressed) would take far longer than the test's
 // timeout. Its chunks are one zero chunk over and over, then the tail.

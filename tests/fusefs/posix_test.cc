@@ -116,6 +116,54 @@ TEST_F(PosixTest, SeekDataAndSeekHoleFindTheHoles) {
   }
 }
 
+// st_blocks counts stored data, not holes: before and after a commit, after
+// a remount (the chunk list then comes from a manifest: more than 16 chunks)
+// and in the history view. `cp` looks for holes only when st_blocks is below
+// the size, so without this a sparse file (a VM image, say) copied out of the
+// mount or out of history came out fully allocated. A dense file counts all
+// of its bytes.
+TEST_F(PosixTest, StBlocksCountsDataNotHolesSoCopiesStaySparse) {
+  const off_t size = 256 << 20, at = 100 << 20, len = 1 << 20;
+  const off_t most = 24 << 20;  // data plus a few windows of zeros around it and the tail
+  const std::string data = RandomBytes(static_cast<size_t>(len), 7);
+  int fd = open(P("sparse").c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, size), 0);
+  ASSERT_EQ(pwrite(fd, data.data(), data.size(), at), len);
+  ASSERT_TRUE(WriteFile(P("dense"), RandomBytes(9 << 20, 8)));
+  auto allocated = [](const std::string& path) -> off_t {
+    struct stat st {};
+    EXPECT_EQ(stat(path.c_str(), &st), 0) << path << ": " << ErrName(errno);
+    return static_cast<off_t>(st.st_blocks) * 512;
+  };
+  int copies = 0;
+  auto check = [&](const std::string& dir, const std::string& when) {
+    SCOPED_TRACE(when);
+    const off_t a = allocated(dir + "/sparse");
+    EXPECT_GE(a, len);
+    EXPECT_LT(a, most);
+    EXPECT_GE(allocated(dir + "/dense"), 9 << 20);
+    const std::string copy = host_ + "/copy" + std::to_string(copies++);
+    RunResult r = Shell("cp --sparse=auto " + Quote(dir + "/sparse") + " " + Quote(copy), 120);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_LT(allocated(copy), most) << "cp wrote the holes out";
+    RunResult c = Shell("cmp " + Quote(dir + "/sparse") + " " + Quote(copy), 120);
+    EXPECT_EQ(c.code, 0) << c.out << c.err;
+    unlink(copy.c_str());
+  };
+  check(mnt_, "written, open, not committed");
+  ASSERT_EQ(fsync(fd), 0);
+  ASSERT_EQ(close(fd), 0);
+  check(mnt_, "committed");
+  ASSERT_TRUE(Remount());
+  check(mnt_, "remounted");
+  if (!NativeMode() && !PassthroughMode()) {
+    auto ids = CommitIds();
+    ASSERT_FALSE(ids.empty());
+    check(P(".hashfs/history/" + ids.front()), "history view");
+  }
+}
+
 TEST_F(PosixTest, ErrnoConformanceAsRoot) {
   std::string d = P("conf");
   ASSERT_EQ(mkdir(d.c_str(), 0755), 0);
