@@ -44,6 +44,7 @@ class ChunkCache {
   Result<ChunkBytes> Get(const Digest& d);
   // Adds bytes the caller knows hash to `d` (a chunk it just wrote).
   void Insert(const Digest& d, ChunkBytes bytes);
+  size_t capacity() const { return capacity_; }
   // Starts loading each chunk that is neither cached nor loading, in the
   // background, up to kMaxPrefetching at a time (the rest are skipped).
   // Errors are not reported here; a later Get reports them.

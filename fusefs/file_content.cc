@@ -360,22 +360,27 @@ Result<std::vector<ChunkRef>> FileContent::Rechunk(ObjectWriter& w, const ChunkP
     *slot = dg;
     return s;
   };
+  // New chunks go into the chunk cache too (a file is often read soon after
+  // it is written), unless the file is larger than half the cache: then its
+  // chunks would mostly push each other and everything else out, and copying
+  // them there (always into memory not touched lately) cost a sequential
+  // write a fifth of its CPU time (bench/README.md, 2026-12-03).
+  const bool cache_fresh = size_ <= cache.capacity() / 2;
   auto submit = [&](Window& win, std::string_view chunk) -> Status {
     fresh.push_back({out.size(), Digest{}});
     Digest* slot = &fresh.back().digest;
     out.push_back({Digest{}, chunk.size()});
     // A small chunk (most files are one) costs less than handing it to a
-    // worker thread: waking one is a context switch each way. It is also
-    // cached, as the next read of a small file is likely to come soon; a
-    // large one is not (copying it out of the window cost more than reading
-    // it back from the store does when it is wanted).
+    // worker thread: waking one is a context switch each way.
     if (chunk.size() < kInlineChunk) {
       HASHFS_RETURN_IF_ERROR(store(chunk, slot));
-      cache.Insert(*slot, std::make_shared<const std::string>(chunk));
+      if (cache_fresh) cache.Insert(*slot, std::make_shared<const std::string>(chunk));
       return Status::Ok();
     }
     { std::lock_guard lk(err_mu); }
-    win.tasks.run([store, chunk, slot] { (void)store(chunk, slot); });
+    win.tasks.run([store, chunk, slot, &cache, cache_fresh] {
+      if (store(chunk, slot).ok() && cache_fresh) cache.Insert(*slot, std::make_shared<const std::string>(chunk));
+    });
     return Status::Ok();
   };
   // Waits for the tasks reading `win` (so it can be overwritten) and returns

@@ -175,6 +175,39 @@ INSTANTIATE_TEST_SUITE_P(SmallChunks, FileContentTest,
 INSTANTIATE_TEST_SUITE_P(LargeChunks, FileContentTest,
                          ::testing::Combine(::testing::Values(1u, 2u), ::testing::Values(true)));
 
+// A flush caches the new chunks of a file of up to half the chunk cache's
+// size (a file is often read soon after it is written), and not those of a
+// larger one: they would push each other and everything else out, and
+// copying them into the cache cost a sequential write a fifth of its CPU.
+TEST(FileContentCacheTest, NewChunksAreCachedUnlessTheFileExceedsHalfTheCache) {
+  const ChunkParams p = LargeChunks();
+  MemoryStore store;
+  ObjectWriter w(store, 3);
+  std::atomic<int> loads{0};
+  ObjectGetter from_store = GetterFor(w);
+  ChunkCache cache(
+      [&](const Digest& d) {
+        loads++;
+        return from_store(d);
+      },
+      16u << 20);
+  for (const auto& [size, cached] : {std::pair<size_t, bool>{6u << 20, true}, {12u << 20, false}}) {
+    SCOPED_TRACE(size);
+    const std::string data = RandomText(size, size);
+    FileContent c({});
+    ASSERT_TRUE(c.Write(0, data.data(), data.size(), cache).ok());
+    ASSERT_TRUE(c.Flush(w, p, cache).ok());
+    ASSERT_GT(c.base().size(), 4u);
+    loads = 0;
+    EXPECT_EQ(ReadAll(c, cache), data);
+    if (cached) {
+      EXPECT_EQ(loads.load(), 0) << "a chunk just written was read from the store";
+    } else {
+      EXPECT_GT(loads.load(), 0);
+    }
+  }
+}
+
 // Holes (a file grown by truncate or by a write past its end) are chunked
 // without being read: a chunk whose window lies wholly in a hole is the same
 // for every such window. The chunk list must still be exactly what chunking
