@@ -244,8 +244,12 @@ struct Filesystem::Impl {
   bool IsZeroWindow(const ChunkRef& c) const { return c.size == zero_window_chunk && c.digest == zero_window_digest; }
   // Bytes of a regular file that st_blocks leaves out: holes past the
   // stored content not yet filled, and whole windows of zeros. Files whose
-  // chunks are in a manifest read it once per node (0 if it is unreadable:
-  // reads report that).
+  // chunks are in a manifest read it once per node, up to kHoleCountMaxChunks
+  // chunks (4 TiB of 4 MiB windows; a manifest's nodes can repeat, so a few
+  // objects can claim any number of chunks, and getattr must stay quick):
+  // past that, or if the manifest is unreadable (reads report that), the
+  // file counts as having no holes.
+  static constexpr uint64_t kHoleCountMaxChunks = 1u << 20;
   uint64_t HoleBytes(Node* n) {
     if (n->content) return n->content->HoleBytes([this](const ChunkRef& c, bool) { return IsZeroWindow(c); });
     if (n->attr.layout == ContentLayout::kInline) {
@@ -255,8 +259,9 @@ struct Filesystem::Impl {
       return holes;
     }
     if (n->holes_of == n->attr.content) return n->holes;
-    uint64_t holes = 0;
+    uint64_t holes = 0, seen = 0;
     Status s = file_manifest::ForEachChunk(get, n->attr, [&](const ChunkRef& c, uint64_t) {
+      if (++seen > kHoleCountMaxChunks) return Status::Make(Status::Code::kTooBig, "too many chunks to count holes");
       if (IsZeroWindow(c)) holes += c.size;
       return Status::Ok();
     });

@@ -12,7 +12,10 @@
 #include <future>
 #include <mutex>
 
+#include "cas/memory_store.h"
 #include "tests/forwarding_store.h"
+#include "tree/chunker.h"
+#include "tree/codec.h"
 #include "tree/dir_tree.h"
 #include "tree/repository.h"
 
@@ -169,6 +172,71 @@ TEST_F(FilesystemTest, RequestsGoOnWhileACommitChunksClosedFiles) {
       "chunking of closed files (PreflushContent)");
   ASSERT_TRUE(fs_->Sync().ok());
   EXPECT_EQ(HeadRootNames(), (std::vector<std::string>{"d", "small"}));
+}
+
+// A manifest's nodes can repeat, so a few objects can describe a file of
+// 2 EiB in 2^39 chunks: here a crafted store, though a real sparse file that
+// large would look the same. getattr counts holes for st_blocks by walking
+// the manifest, under the mount's lock; it must give up after a bounded
+// number of chunks (and count no holes), not walk them all. Without the
+// bound the lookup below runs for hours.
+TEST(FilesystemHostileTest, StatOfAFileClaimingExabytesStaysQuick) {
+  MemoryStore store;
+  ASSERT_TRUE(Repository::Init(store, RepoConfig{}).ok());
+  auto repo = Repository::Open(store);
+  ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+  {
+    ObjectWriter w(store, 3);
+    const ChunkParams& p = (*repo)->config().chunking;
+    const std::string zeros(ZeroChunkLength(p.max_size, p), '\0');
+    auto zd = w.Put(zeros, ObjectKind::kData);
+    ASSERT_TRUE(zd.ok());
+    ChunkRef ref{*zd, zeros.size()};  // a whole window of zeros: a hole
+    for (uint8_t level = 0; level < 3; level++) {
+      FileNode node;
+      node.level = level;
+      node.refs.assign(8192, ref);
+      auto d = w.Put(EncodeFileNode(node), ObjectKind::kMeta);
+      ASSERT_TRUE(d.ok());
+      ref = {*d, ref.size * 8192};
+    }
+    ASSERT_EQ(ref.size, uint64_t{1} << 61);
+    Inode file;
+    file.type = FileType::kRegular;
+    file.mode = 0644;
+    file.layout = ContentLayout::kManifest;
+    file.content = ref.digest;
+    file.size = ref.size;
+    auto root = dir_tree::Build(w, {Entry{"huge", 0, file}});
+    ASSERT_TRUE(root.ok());
+    Commit c;
+    c.root.type = FileType::kDirectory;
+    c.root.mode = 0755;
+    c.root.content = *root;
+    c.time_ns = 1;
+    c.description = "crafted";
+    auto id = w.Put(EncodeCommit(c), ObjectKind::kMeta);
+    ASSERT_TRUE(id.ok());
+    ASSERT_TRUE(w.Flush().ok());
+    auto epoch = (*repo)->GcEpoch();
+    ASSERT_TRUE(epoch.ok());
+    ASSERT_TRUE((*repo)->Advance("vol", std::nullopt, *id, *epoch).ok());
+  }
+  MountConfig cfg;
+  cfg.volume = "vol";
+  cfg.store_dir = "/";
+  cfg.read_only = true;
+  auto fs = Filesystem::Open(**repo, cfg);
+  ASSERT_TRUE(fs.ok()) << fs.status().ToString();
+  auto looked = std::async(std::launch::async, [&] { return (*fs)->Lookup(1, "huge"); });
+  if (looked.wait_for(120s) != std::future_status::ready) {
+    std::fprintf(stderr, "lookup of a file claiming 2 EiB did not finish in 120 s\n");
+    std::abort();  // the lookup cannot be stopped; fail the run
+  }
+  auto e = looked.get();
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(static_cast<uint64_t>(e->attr.st_size), uint64_t{1} << 61);
+  EXPECT_EQ(static_cast<uint64_t>(e->attr.st_blocks), (uint64_t{1} << 61) / 512) << "holes counted past the bound";
 }
 
 }  // namespace
