@@ -233,7 +233,7 @@ struct Filesystem::Impl {
   } counts;
   Invalidator inval;
   std::mt19937_64 rng{std::random_device{}()};
-  // SEEK_HOLE: digests of all-zero chunks by length (under mu). A zero chunk
+  // SEEK_HOLE: digests of all-zero tails by length (under mu). A zero chunk
   // is one window of zeros (ZeroChunkLength of max_size) or a file's tail.
   std::map<uint64_t, Digest> zero_digests;
   const uint64_t zero_window_chunk = ZeroChunkLength(chunking.max_size, chunking);
@@ -270,7 +270,8 @@ struct Filesystem::Impl {
     return n->holes;
   }
   bool IsZeroChunk(const ChunkRef& c, bool last) {
-    if (!last && c.size != zero_window_chunk) return false;
+    if (c.size == zero_window_chunk) return c.digest == zero_window_digest;
+    if (!last) return false;
     auto it = zero_digests.find(c.size);
     if (it == zero_digests.end()) {
       if (zero_digests.size() >= 64) zero_digests.clear();  // tails of many lengths: bounded
