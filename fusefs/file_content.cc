@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "cas/digest.h"
+#include "cas/tsan_sync.h"
 
 namespace hashfs::fusefs {
 
@@ -346,13 +347,8 @@ Result<std::vector<ChunkRef>> FileContent::Rechunk(ObjectWriter& w, const ChunkP
     tbb::task_group tasks;
   };
   std::array<Window, 2> windows;
-  // Hashes and stores one chunk and records its digest. The bytes are read
-  // only after err_mu is taken, and written by this thread only before it
-  // takes err_mu to submit them or after it waited for the window's tasks and
-  // took err_mu: ThreadSanitizer cannot see TBB's own hand-offs (libtbb is
-  // not instrumented), so err_mu carries them.
+  // Hashes and stores one chunk and records its digest.
   auto store = [&w, &err_mu, &err](std::string_view bytes, Digest* slot) -> Status {
-    { std::lock_guard lk(err_mu); }
     Digest dg = Sha256Of(bytes);
     Status s = w.PutWithDigest(dg, bytes, ObjectKind::kData);
     std::lock_guard lk(err_mu);
@@ -377,9 +373,15 @@ Result<std::vector<ChunkRef>> FileContent::Rechunk(ObjectWriter& w, const ChunkP
       if (cache_fresh) cache.Insert(*slot, std::make_shared<const std::string>(chunk));
       return Status::Ok();
     }
-    { std::lock_guard lk(err_mu); }
-    win.tasks.run([store, chunk, slot, &cache, cache_fresh] {
+    // A task reads the window's bytes and writes its slot; this thread
+    // writes the bytes before the task runs and reads or overwrites them after
+    // waiting. TBB orders both, but TSan cannot see TBB's hand-offs (libtbb is
+    // not instrumented): the window's tag carries them (cas/tsan_sync.h).
+    TsanRelease(&win);
+    win.tasks.run([store, chunk, slot, &cache, cache_fresh, &win] {
+      TsanAcquire(&win);
       if (store(chunk, slot).ok() && cache_fresh) cache.Insert(*slot, std::make_shared<const std::string>(chunk));
+      TsanRelease(&win);
     });
     return Status::Ok();
   };
@@ -387,6 +389,7 @@ Result<std::vector<ChunkRef>> FileContent::Rechunk(ObjectWriter& w, const ChunkP
   // the first error any task had.
   auto drain = [&](Window& win) -> Status {
     win.tasks.wait();
+    TsanAcquire(&win);
     std::lock_guard lk(err_mu);
     return err;
   };
@@ -490,7 +493,10 @@ Result<std::vector<ChunkRef>> FileContent::Rechunk(ObjectWriter& w, const ChunkP
   // only these tasks, never unrelated ones such as read-ahead.
   tbb::this_task_arena::isolate([&] {
     s = chunk_changes();
-    for (Window& win : windows) win.tasks.wait();
+    for (Window& win : windows) {
+      win.tasks.wait();
+      TsanAcquire(&win);
+    }
   });
   HASHFS_RETURN_IF_ERROR(s);
   {

@@ -21,6 +21,7 @@
 
 #include <fmt/format.h>
 
+#include "cas/tsan_sync.h"
 #include "tree/file_manifest.h"
 
 namespace hashfs {
@@ -554,12 +555,24 @@ Result<BackupReport> BackupRun::Run(const std::string& volume) {
   // need reading still spread over the cores in batches of ~1 MiB.
   using Batch = std::vector<Token>;
   size_t batches = std::max(4u, std::thread::hardware_concurrency() * 4);
+  // The serial stages' state moves between threads, and each batch moves
+  // between stages, through TBB's hand-offs, which TSan cannot see: these
+  // tags (and each batch's address) carry them (cas/tsan_sync.h). (Static,
+  // so that reading them is not itself an unordered access.)
+  static const char produce_tag = 0, consume_tag = 0;
+  TsanRelease(&produce_tag);
+  TsanRelease(&consume_tag);
   try {
     tbb::parallel_pipeline(
         batches,
         tbb::make_filter<void, std::shared_ptr<Batch>>(
             tbb::filter_mode::serial_in_order,
             [&](tbb::flow_control& fc) -> std::shared_ptr<Batch> {
+              TsanAcquire(&produce_tag);
+              struct Done {
+                const char* tag;
+                ~Done() { TsanRelease(tag); }
+              } done{&produce_tag};
               auto b = std::make_shared<Batch>();
               uint64_t to_read = 0;
               while (b->size() < 32 && to_read < (1u << 20)) {
@@ -573,24 +586,32 @@ Result<BackupReport> BackupRun::Run(const std::string& volume) {
                 fc.stop();
                 return nullptr;
               }
+              TsanRelease(b.get());
               return b;
             }) &
             tbb::make_filter<std::shared_ptr<Batch>, std::shared_ptr<Batch>>(
                 tbb::filter_mode::parallel,
                 [&](std::shared_ptr<Batch> b) {
+                  TsanAcquire(b.get());
                   for (Token& t : *b) Process(t);
+                  TsanRelease(b.get());
                   return b;
                 }) &
             tbb::make_filter<std::shared_ptr<Batch>, void>(tbb::filter_mode::serial_in_order,
                                                            [&](std::shared_ptr<Batch> b) {
+                                                             TsanAcquire(b.get());
+                                                             TsanAcquire(&consume_tag);
                                                              for (Token& t : *b) {
-                                                               if (!build_error_.ok()) return;
+                                                               if (!build_error_.ok()) break;
                                                                build_error_ = Consume(t);
                                                              }
+                                                             TsanRelease(&consume_tag);
                                                            }));
   } catch (const std::exception& e) {
     build_error_ = Status::IOError(std::string("backup pipeline failed: ") + e.what());
   }
+  TsanAcquire(&produce_tag);
+  TsanAcquire(&consume_tag);
   if (scanner.joinable()) scanner.join();
   HASHFS_RETURN_IF_ERROR(walk_error_);
   HASHFS_RETURN_IF_ERROR(build_error_);
