@@ -713,7 +713,15 @@ struct Filesystem::Impl {
 
   Status EnsureContent(Node* n) {
     if (n->content) return Status::Ok();
-    HASHFS_ASSIGN_OR_RETURN(std::vector<ChunkRef> chunks, file_manifest::Chunks(get, n->attr));
+    if (n->attr.size > kMaxFileSize)
+      return Err(Status::Code::kTooBig, fmt::format("file of {} bytes is larger than the mount serves", n->attr.size));
+    std::vector<ChunkRef> chunks;
+    HASHFS_RETURN_IF_ERROR(file_manifest::ForEachChunk(get, n->attr, [&](const ChunkRef& c, uint64_t) -> Status {
+      if (chunks.size() >= cfg.max_open_chunks)
+        return Status::Make(Status::Code::kTooBig, "file has more chunks than the mount holds open");
+      chunks.push_back(c);
+      return Status::Ok();
+    }));
     n->content = std::make_unique<FileContent>(std::move(chunks));
     if (n->content->size() != n->attr.size) {
       n->content.reset();
@@ -1421,6 +1429,7 @@ Result<struct stat> Filesystem::SetAttr(uint64_t ino, const SetAttrRequest& r) {
   if (r.size) {
     if (n->is_dir()) return Err(Status::Code::kIsDirectory, "is a directory");
     if (a.type != FileType::kRegular) return Status::InvalidArgument("not a regular file");
+    if (*r.size > kMaxFileSize) return Err(Status::Code::kTooBig, "file too large");
     HASHFS_RETURN_IF_ERROR(m.EnsureContent(n));
     n->content->Truncate(*r.size);
     a.size = *r.size;
@@ -1757,7 +1766,10 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t off, const 
   HASHFS_RETURN_IF_ERROR(m.Writable(n));
   HASHFS_RETURN_IF_ERROR(m.EnsureContent(n));
   if (h->second.append) off = n->content->size();
-  if (off + size > (1ull << 60)) return Err(Status::Code::kTooBig, "file too large");
+  // As on ext4: bytes up to the maximum size are written (a short write),
+  // a write starting at or past it fails.
+  if (off >= kMaxFileSize) return Err(Status::Code::kTooBig, "file too large");
+  size = static_cast<size_t>(std::min<uint64_t>(size, kMaxFileSize - off));
   // Bound the memory of dirty pages by chunking them out first: a failure
   // (e.g. ENOSPC) then fails this write before it changes anything.
   if (n->content->dirty_bytes() + size > m.cfg.max_dirty_bytes) HASHFS_RETURN_IF_ERROR(m.ChunkOutDirtyPages(n));
@@ -1809,6 +1821,8 @@ Status Filesystem::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len)
   if (n->attr.type != FileType::kRegular) return Err(Status::Code::kIsDirectory, "not a regular file");
   HASHFS_RETURN_IF_ERROR(m.EnsureContent(n));
   uint64_t size = n->content->size();
+  if (mode == 0 && (off > kMaxFileSize || len > kMaxFileSize - off))
+    return Err(Status::Code::kTooBig, "file too large");
   if (mode == 0) {
     if (off + len > size) {
       n->content->Truncate(off + len);

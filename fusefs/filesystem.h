@@ -60,6 +60,12 @@ struct MountConfig {
   size_t max_dirty_bytes = 64u << 20;
   double entry_timeout = 10.0;    // kernel cache timeouts for the live tree
   size_t max_inodes = 65536;      // inode-table size beyond which unneeded nodes are evicted
+  // An open file's chunk list is held in memory (about 50 bytes a chunk):
+  // opening a file of more chunks fails with kTooBig (EFBIG) before they are
+  // all read, so a crafted store cannot make the mount allocate without
+  // bound. 2^24 chunks hold 16 TiB at the default 1 MiB average chunk size,
+  // and any file of holes up to kMaxFileSize (a chunk per 4 MiB window).
+  uint64_t max_open_chunks = uint64_t{1} << 24;
   // zstd level of the objects the mount writes (0: none). Level 1, not the
   // store's (3 by default, which backup uses): on 2 cores the mount's
   // sequential write is bound by compression, and level 1 writes 1.3x as
@@ -109,6 +115,11 @@ struct Invalidator {
 
 class Filesystem {
  public:
+  // The largest file the mount writes, truncates or opens: 16 TiB, ext4's
+  // limit. Past it write, truncate and fallocate fail with kTooBig (EFBIG),
+  // as does opening a larger file from the store (a crafted store can claim
+  // any size; restore and cat have no such limit).
+  static constexpr uint64_t kMaxFileSize = uint64_t{1} << 44;
   // Opens the volume (creating it empty when it does not exist and the mount
   // is read-write) and starts the committer. `repo` must outlive this.
   static Result<std::unique_ptr<Filesystem>> Open(Repository& repo, MountConfig cfg);

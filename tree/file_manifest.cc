@@ -1,5 +1,7 @@
 #include "tree/file_manifest.h"
 
+#include <limits>
+
 namespace hashfs::file_manifest {
 namespace {
 
@@ -29,6 +31,37 @@ Status Walk(const ObjectGetter& get, const Digest& d, int expect_level, uint64_t
     }
   }
   return Status::Ok();
+}
+
+// The bytes under node d (of level expect_level, or any when -1), reading
+// each node not in memo once.
+Result<uint64_t> CheckNode(const ObjectGetter& get, const Digest& d, int expect_level, NodeMemo* memo,
+                           const std::function<Status(const ChunkRef&)>& fn) {
+  if (auto it = memo->find(d); it != memo->end()) {
+    if (expect_level >= 0 && it->second.level != expect_level)
+      return Status::Corruption("manifest " + d.Hex() + " has the wrong level");
+    return it->second.size;
+  }
+  HASHFS_ASSIGN_OR_RETURN(std::string bytes, get(d));
+  auto node = DecodeFileNode(bytes);
+  if (!node.ok()) return node.status().WithContext("manifest " + d.Hex());
+  if (expect_level >= 0 && node->level != expect_level)
+    return Status::Corruption("manifest " + d.Hex() + " has the wrong level");
+  uint64_t total = 0;
+  for (const auto& r : node->refs) {
+    uint64_t size = r.size;
+    if (node->level == 0) {
+      HASHFS_RETURN_IF_ERROR(fn(r));
+    } else {
+      HASHFS_ASSIGN_OR_RETURN(size, CheckNode(get, r.digest, node->level - 1, memo, fn));
+      if (size != r.size) return Status::Corruption("manifest " + d.Hex() + " has a wrong subtree size");
+    }
+    if (size > std::numeric_limits<uint64_t>::max() - total)
+      return Status::Corruption("manifest " + d.Hex() + " is longer than any file");
+    total += size;
+  }
+  memo->emplace(d, NodeSummary{node->level, total});
+  return total;
 }
 
 }  // namespace
@@ -101,6 +134,24 @@ Status ForEachNode(const ObjectGetter& get, const Inode& inode, const std::funct
   if (inode.type != FileType::kRegular || inode.layout == ContentLayout::kInline) return Status::Ok();
   uint64_t offset = 0;
   return Walk(get, inode.content, -1, &offset, inode.size, nullptr, &fn);
+}
+
+Status CheckDistinctNodes(const ObjectGetter& get, const Inode& inode, NodeMemo* memo,
+                          const std::function<Status(const ChunkRef&)>& fn) {
+  if (inode.type != FileType::kRegular) return Status::InvalidArgument("not a regular file");
+  uint64_t size = 0;
+  if (inode.layout == ContentLayout::kInline) {
+    for (const auto& c : inode.chunks) {
+      HASHFS_RETURN_IF_ERROR(fn(c));
+      if (c.size > std::numeric_limits<uint64_t>::max() - size)
+        return Status::Corruption("file content length differs from its size");
+      size += c.size;
+    }
+  } else {
+    HASHFS_ASSIGN_OR_RETURN(size, CheckNode(get, inode.content, -1, memo, fn));
+  }
+  if (size != inode.size) return Status::Corruption("file content length differs from its size");
+  return Status::Ok();
 }
 
 }  // namespace hashfs::file_manifest

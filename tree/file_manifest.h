@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <unordered_map>
 #include <vector>
 
 #include "tree/dir_tree.h"
@@ -24,6 +25,24 @@ Status ForEachChunk(const ObjectGetter& get, const Inode& inode,
 Result<std::vector<ChunkRef>> Chunks(const ObjectGetter& get, const Inode& inode);
 // Calls fn for every manifest node digest of the inode (none when inline).
 Status ForEachNode(const ObjectGetter& get, const Inode& inode, const std::function<Status(const Digest&)>& fn);
+
+// What CheckDistinctNodes learned about a manifest node: its level and the
+// bytes its subtree holds.
+struct NodeSummary {
+  int level;
+  uint64_t size;
+};
+using NodeMemo = std::unordered_map<Digest, NodeSummary, DigestHash>;
+// Checks the inode's chunk list as ForEachChunk would (every node decodes,
+// has the level its parent implies, every subtree adds up to the size its
+// parent gives, the whole to the file's size), but reads each distinct node
+// once: nodes may repeat (a file of zeros repeats them; a crafted manifest
+// can claim 2^39 chunks in a few objects), so the cost is the number of
+// distinct nodes and their references, not of chunks. fn is called for every
+// reference of every distinct level-0 node (and every inline chunk). memo
+// holds nodes already checked, and may be shared across files.
+Status CheckDistinctNodes(const ObjectGetter& get, const Inode& inode, NodeMemo* memo,
+                          const std::function<Status(const ChunkRef&)>& fn);
 }  // namespace file_manifest
 
 }  // namespace hashfs

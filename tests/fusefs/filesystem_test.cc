@@ -175,32 +175,32 @@ TEST_F(FilesystemTest, RequestsGoOnWhileACommitChunksClosedFiles) {
 }
 
 // A manifest's nodes can repeat, so a few objects can describe a file of
-// 2 EiB in 2^39 chunks: here a crafted store, though a real sparse file that
-// large would look the same. getattr counts holes for st_blocks by walking
-// the manifest, under the mount's lock; it must give up after a bounded
-// number of chunks (and count no holes), not walk them all. Without the
-// bound the lookup below runs for hours.
-TEST(FilesystemHostileTest, StatOfAFileClaimingExabytesStaysQuick) {
+// any size in any number of chunks. CraftedFile builds such a store: volume
+// "vol" holds one file "huge" whose manifest has `levels` levels above
+// `leaf`, each node repeating the level below 8192 times.
+struct CraftedFile {
   MemoryStore store;
-  ASSERT_TRUE(Repository::Init(store, RepoConfig{}).ok());
-  auto repo = Repository::Open(store);
-  ASSERT_TRUE(repo.ok()) << repo.status().ToString();
-  {
+  std::unique_ptr<Repository> repo;
+  uint64_t size = 0;
+
+  void Build(const std::string& leaf, int levels) {
+    ASSERT_TRUE(Repository::Init(store, RepoConfig{}).ok());
+    auto r = Repository::Open(store);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    repo = std::move(*r);
     ObjectWriter w(store, 3);
-    const ChunkParams& p = (*repo)->config().chunking;
-    const std::string zeros(ZeroChunkLength(p.max_size, p), '\0');
-    auto zd = w.Put(zeros, ObjectKind::kData);
-    ASSERT_TRUE(zd.ok());
-    ChunkRef ref{*zd, zeros.size()};  // a whole window of zeros: a hole
-    for (uint8_t level = 0; level < 3; level++) {
+    auto ld = w.Put(leaf, ObjectKind::kData);
+    ASSERT_TRUE(ld.ok());
+    ChunkRef ref{*ld, leaf.size()};
+    for (int level = 0; level < levels; level++) {
       FileNode node;
-      node.level = level;
+      node.level = static_cast<uint8_t>(level);
       node.refs.assign(8192, ref);
       auto d = w.Put(EncodeFileNode(node), ObjectKind::kMeta);
       ASSERT_TRUE(d.ok());
       ref = {*d, ref.size * 8192};
     }
-    ASSERT_EQ(ref.size, uint64_t{1} << 61);
+    size = ref.size;
     Inode file;
     file.type = FileType::kRegular;
     file.mode = 0644;
@@ -218,25 +218,113 @@ TEST(FilesystemHostileTest, StatOfAFileClaimingExabytesStaysQuick) {
     auto id = w.Put(EncodeCommit(c), ObjectKind::kMeta);
     ASSERT_TRUE(id.ok());
     ASSERT_TRUE(w.Flush().ok());
-    auto epoch = (*repo)->GcEpoch();
+    auto epoch = repo->GcEpoch();
     ASSERT_TRUE(epoch.ok());
-    ASSERT_TRUE((*repo)->Advance("vol", std::nullopt, *id, *epoch).ok());
+    ASSERT_TRUE(repo->Advance("vol", std::nullopt, *id, *epoch).ok());
   }
-  MountConfig cfg;
-  cfg.volume = "vol";
-  cfg.store_dir = "/";
-  cfg.read_only = true;
-  auto fs = Filesystem::Open(**repo, cfg);
-  ASSERT_TRUE(fs.ok()) << fs.status().ToString();
-  auto looked = std::async(std::launch::async, [&] { return (*fs)->Lookup(1, "huge"); });
-  if (looked.wait_for(120s) != std::future_status::ready) {
-    std::fprintf(stderr, "lookup of a file claiming 2 EiB did not finish in 120 s\n");
-    std::abort();  // the lookup cannot be stopped; fail the run
+
+  std::unique_ptr<Filesystem> Mount(uint64_t max_open_chunks = MountConfig{}.max_open_chunks) {
+    MountConfig cfg;
+    cfg.max_open_chunks = max_open_chunks;
+    cfg.volume = "vol";
+    cfg.store_dir = "/";
+    cfg.read_only = true;
+    auto fs = Filesystem::Open(*repo, cfg);
+    EXPECT_TRUE(fs.ok()) << fs.status().ToString();
+    return fs.ok() ? std::move(*fs) : nullptr;
   }
-  auto e = looked.get();
+};
+
+// Runs fn, or aborts the test binary if it has not returned after 120 s (a
+// walk of 2^39 chunks cannot be stopped).
+template <typename F>
+auto WithinTwoMinutes(const char* what, F fn) {
+  auto f = std::async(std::launch::async, fn);
+  if (f.wait_for(120s) != std::future_status::ready) {
+    std::fprintf(stderr, "%s did not finish in 120 s\n", what);
+    std::abort();
+  }
+  return f.get();
+}
+
+// A file of 2 EiB in 2^39 chunks, from a crafted store, though a real sparse
+// file that large would look the same. getattr counts holes for st_blocks by
+// walking the manifest, under the mount's lock; it must give up after a
+// bounded number of chunks (and count no holes), not walk them all. Without
+// the bound the lookup below runs for hours.
+TEST(FilesystemHostileTest, StatOfAFileClaimingExabytesStaysQuick) {
+  CraftedFile crafted;
+  const ChunkParams p;  // RepoConfig{}'s
+  ASSERT_NO_FATAL_FAILURE(crafted.Build(std::string(ZeroChunkLength(p.max_size, p), '\0'), 3));
+  ASSERT_EQ(crafted.size, uint64_t{1} << 61);
+  auto fs = crafted.Mount();
+  ASSERT_TRUE(fs);
+  auto e = WithinTwoMinutes("lookup of a file claiming 2 EiB", [&] { return fs->Lookup(1, "huge"); });
   ASSERT_TRUE(e.ok()) << e.status().ToString();
   EXPECT_EQ(static_cast<uint64_t>(e->attr.st_size), uint64_t{1} << 61);
   EXPECT_EQ(static_cast<uint64_t>(e->attr.st_blocks), (uint64_t{1} << 61) / 512) << "holes counted past the bound";
+}
+
+// Opening it is refused (EFBIG) before its chunk list is read: holding it
+// would take terabytes of memory.
+TEST(FilesystemHostileTest, OpeningAFileClaimingExabytesFailsAtOnce) {
+  CraftedFile crafted;
+  const ChunkParams p;
+  ASSERT_NO_FATAL_FAILURE(crafted.Build(std::string(ZeroChunkLength(p.max_size, p), '\0'), 3));
+  auto fs = crafted.Mount();
+  ASSERT_TRUE(fs);
+  auto e = fs->Lookup(1, "huge");
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  auto fh = WithinTwoMinutes("open of a file claiming 2 EiB", [&] { return fs->Open(e->ino, O_RDONLY); });
+  ASSERT_FALSE(fh.ok());
+  EXPECT_EQ(fh.status().code(), Status::Code::kTooBig) << fh.status().ToString();
+}
+
+// A small file (64 MiB) claiming 2^26 one-byte chunks: within the size
+// limit, but its chunk list alone would take gigabytes. Opening it fails once
+// max_open_chunks chunks are read (here 2^16, so the test is quick; the
+// default 2^24 takes 7 s); without that cap it allocates ~4 GiB and succeeds.
+TEST(FilesystemHostileTest, OpeningAFileOfTooManyChunksStopsAtTheCap) {
+  CraftedFile crafted;
+  ASSERT_NO_FATAL_FAILURE(crafted.Build("x", 2));
+  ASSERT_EQ(crafted.size, uint64_t{1} << 26);  // bytes, and chunks
+  ASSERT_GT(crafted.size, MountConfig{}.max_open_chunks);
+  auto fs = crafted.Mount(uint64_t{1} << 16);
+  ASSERT_TRUE(fs);
+  auto e = fs->Lookup(1, "huge");
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  auto fh = fs->Open(e->ino, O_RDONLY);
+  ASSERT_FALSE(fh.ok());
+  EXPECT_EQ(fh.status().code(), Status::Code::kTooBig) << fh.status().ToString();
+}
+
+// Writes, truncates and fallocates past kMaxFileSize fail with kTooBig and
+// change nothing.
+TEST_F(FilesystemTest, FilesStopAtTheMaximumSize) {
+  auto created = fs_->Create(kRootIno, "f", 0644, O_RDWR, me_);
+  ASSERT_TRUE(created.ok());
+  const uint64_t ino = created->first.ino, fh = created->second, max = Filesystem::kMaxFileSize;
+  ASSERT_TRUE(fs_->Write(ino, fh, 0, "abc", 3).ok());
+  EXPECT_EQ(fs_->Write(ino, fh, max, "x", 1).status().code(), Status::Code::kTooBig);
+  EXPECT_EQ(fs_->Write(ino, fh, UINT64_MAX - 1, "xy", 2).status().code(), Status::Code::kTooBig);
+  SetAttrRequest r;
+  r.size = max + 1;
+  EXPECT_EQ(fs_->SetAttr(ino, r).status().code(), Status::Code::kTooBig);
+  EXPECT_EQ(fs_->Fallocate(ino, 0, max - 1, 2).code(), Status::Code::kTooBig);
+  EXPECT_EQ(fs_->Fallocate(ino, 0, 1, UINT64_MAX).code(), Status::Code::kTooBig);
+  auto st = fs_->GetAttr(ino);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->st_size, 3);
+  // A write across the maximum is short.
+  auto n = fs_->Write(ino, fh, max - 1, "xy", 2);
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 1u);
+  st = fs_->GetAttr(ino);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(static_cast<uint64_t>(st->st_size), max);
+  r.size = 3;
+  ASSERT_TRUE(fs_->SetAttr(ino, r).ok());
+  EXPECT_TRUE(fs_->Release(ino, fh).ok());
 }
 
 }  // namespace

@@ -265,6 +265,23 @@ TEST_F(PosixTest, ReadWritePreadPwriteHolesAndOffsetsBeyond4GiB) {
   EXPECT_EQ(Pread(fd, 8, g4 + 4), std::string(8, '\0'));
   EXPECT_EQ(Pread(fd, 6, g5 + 1), std::string("\0\0big", 5));
   EXPECT_EQ(Pread(fd, 16, (3ll << 30) + 12345), std::string(16, '\0'));
+  // 16 TiB (ext4's limit; Filesystem::kMaxFileSize) is the largest size:
+  // past it EFBIG and nothing changes; a write across it is short, as on
+  // ext4. (An exabyte of holes would be a chunk list of terabytes at commit.)
+  const off_t t16 = off_t{1} << 44;
+  EXPECT_EQ(pwrite(fd, "x", 1, t16), -1);
+  EXPECT_EQ(errno, EFBIG) << ErrName(errno);
+  EXPECT_EQ(ftruncate(fd, t16 + 1), -1);
+  EXPECT_EQ(errno, EFBIG) << ErrName(errno);
+  EXPECT_EQ(fallocate(fd, 0, t16 - 1, 2), -1);
+  EXPECT_EQ(errno, EFBIG) << ErrName(errno);
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, g5 + 6);
+  EXPECT_EQ(pwrite(fd, "xy", 2, t16 - 1), 1) << ErrName(errno);
+  ASSERT_EQ(fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, t16);
+  EXPECT_EQ(Pread(fd, 4, t16 - 2), std::string("\0x", 2));
+  ASSERT_EQ(ftruncate(fd, g5 + 6), 0) << ErrName(errno);
   ASSERT_EQ(close(fd), 0);
 
   // A 3 MiB sequential write read back in odd-sized pieces.

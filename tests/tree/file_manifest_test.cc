@@ -30,12 +30,27 @@ struct Chunked {
   uint64_t offset;
 };
 
+// Every chunk with its offset, by ForEachChunk. CheckDistinctNodes must come
+// to the same verdict (the same error code, or OK having seen the same set
+// of chunks).
 Result<std::vector<Chunked>> Walk(const ObjectGetter& get, const Inode& inode) {
   std::vector<Chunked> out;
-  HASHFS_RETURN_IF_ERROR(file_manifest::ForEachChunk(get, inode, [&](const ChunkRef& c, uint64_t off) {
+  Status s = file_manifest::ForEachChunk(get, inode, [&](const ChunkRef& c, uint64_t off) {
     out.push_back({c, off});
     return Status::Ok();
-  }));
+  });
+  file_manifest::NodeMemo memo;
+  std::set<Digest> seen;
+  Status distinct = file_manifest::CheckDistinctNodes(get, inode, &memo, [&](const ChunkRef& c) {
+    seen.insert(c.digest);
+    return Status::Ok();
+  });
+  EXPECT_EQ(distinct.code(), s.code()) << "CheckDistinctNodes: " << distinct.ToString() << "; ForEachChunk: "
+                                       << s.ToString();
+  HASHFS_RETURN_IF_ERROR(s);
+  std::set<Digest> all;
+  for (const auto& c : out) all.insert(c.ref.digest);
+  EXPECT_TRUE(seen == all) << "CheckDistinctNodes saw other chunks";
   return out;
 }
 
@@ -342,6 +357,72 @@ TEST(FileManifestCorruptionTest, WrongLevelMissingNodeAndWrongType) {
   Inode dir;
   dir.type = FileType::kDirectory;
   EXPECT_EQ(Walk(GetterFor(w), dir).status().code(), Status::Code::kInvalidArgument);
+}
+
+// Nodes can repeat: here each of 3 levels repeats the one below 8192 times,
+// 2^39 references to one 4 MiB chunk, a 2 EiB file in 4 objects (a crafted
+// store; a huge file of zeros repeats nodes the same way). CheckDistinctNodes
+// reads each node once (ForEachChunk would make 2^39 calls), memoizes them
+// for the next file, and reports sizes that overflow 64 bits as corruption.
+TEST(FileManifestTest, CheckDistinctNodesReadsRepeatedNodesOnce) {
+  MemoryStore store;
+  ObjectWriter w(store, 0);
+  std::vector<ChunkRef> level{{Sha256Of("zeros"), uint64_t{4} << 20}};
+  std::vector<Digest> nodes;
+  for (uint8_t l = 0; l < 4; l++) {
+    FileNode node;
+    node.level = l;
+    node.refs.assign(8192, level[0]);
+    auto d = w.Put(EncodeFileNode(node), ObjectKind::kMeta);
+    ASSERT_TRUE(d.ok());
+    nodes.push_back(*d);
+    level[0] = {*d, l < 3 ? level[0].size * 8192 : 0};  // 2^35, 2^48, 2^61 (level 3's 2^74 does not fit)
+  }
+  int gets = 0;
+  ObjectGetter counting = [&](const Digest& d) {
+    gets++;
+    return w.Get(d);
+  };
+  Inode inode = RegularInode();
+  inode.layout = ContentLayout::kManifest;
+  inode.content = nodes[2];
+  inode.size = uint64_t{1} << 61;
+  file_manifest::NodeMemo memo;
+  uint64_t calls = 0;
+  auto count = [&](const ChunkRef&) {
+    calls++;
+    return Status::Ok();
+  };
+  HFS_EXPECT_OK(file_manifest::CheckDistinctNodes(counting, inode, &memo, count));
+  EXPECT_EQ(gets, 3);
+  EXPECT_EQ(calls, 8192u);
+  // Another file over the same nodes reads none of them again.
+  Inode smaller = inode;
+  smaller.content = nodes[1];
+  smaller.size = uint64_t{1} << 48;
+  HFS_EXPECT_OK(file_manifest::CheckDistinctNodes(counting, smaller, &memo, count));
+  EXPECT_EQ(gets, 3);
+  smaller.size++;
+  EXPECT_EQ(file_manifest::CheckDistinctNodes(counting, smaller, &memo, count).code(), Status::Code::kCorruption);
+  // 8192 subtrees of 2^61 bytes: 2^74, more than 64 bits hold.
+  Inode overflow = inode;
+  overflow.content = nodes[3];
+  Status s = file_manifest::CheckDistinctNodes(counting, overflow, &memo, count);
+  EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.ToString();
+  file_manifest::NodeMemo fresh;
+  s = file_manifest::CheckDistinctNodes(counting, overflow, &fresh, count);
+  EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.ToString();
+  // A remembered node met at a level its parent does not imply.
+  FileNode skip;
+  skip.level = 2;
+  skip.refs.push_back({nodes[0], uint64_t{1} << 35});
+  Inode wrong = RegularInode();
+  wrong.layout = ContentLayout::kManifest;
+  wrong.content = *w.Put(EncodeFileNode(skip), ObjectKind::kMeta);
+  wrong.size = uint64_t{1} << 35;
+  s = file_manifest::CheckDistinctNodes(counting, wrong, &memo, count);
+  EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.ToString();
+  EXPECT_NE(s.message().find("wrong level"), std::string::npos) << s.ToString();
 }
 
 TEST(FileManifestCorruptionTest, CallbackErrorStopsTheWalk) {
