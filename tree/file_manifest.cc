@@ -12,7 +12,7 @@ bool IsBoundary(const ChunkRef& r) { return (r.digest.Prefix64() & kBoundaryMask
 
 Status Walk(const ObjectGetter& get, const Digest& d, int expect_level, uint64_t* offset, uint64_t limit,
             const std::function<Status(const ChunkRef&, uint64_t)>* chunk_fn,
-            const std::function<Status(const Digest&)>* node_fn) {
+            const std::function<Status(const Digest&)>* node_fn, const ChunkWalker* walker = nullptr) {
   if (node_fn) HASHFS_RETURN_IF_ERROR((*node_fn)(d));
   HASHFS_ASSIGN_OR_RETURN(std::string bytes, get(d));
   auto node = DecodeFileNode(bytes);
@@ -26,8 +26,14 @@ Status Walk(const ObjectGetter& get, const Digest& d, int expect_level, uint64_t
       if (*offset > limit) return Status::Corruption("manifest " + d.Hex() + " is longer than its file");
     } else {
       uint64_t before = *offset;
-      HASHFS_RETURN_IF_ERROR(Walk(get, r.digest, node->level - 1, offset, limit, chunk_fn, node_fn));
+      if (walker && walker->enter && !walker->enter(r.digest, *offset, r.size)) {
+        if (r.size > limit - *offset) return Status::Corruption("manifest " + d.Hex() + " is longer than its file");
+        *offset += r.size;
+        continue;
+      }
+      HASHFS_RETURN_IF_ERROR(Walk(get, r.digest, node->level - 1, offset, limit, chunk_fn, node_fn, walker));
       if (*offset - before != r.size) return Status::Corruption("manifest " + d.Hex() + " has a wrong subtree size");
+      if (walker && walker->leave) walker->leave(r.digest);
     }
   }
   return Status::Ok();
@@ -118,6 +124,17 @@ Status ForEachChunk(const ObjectGetter& get, const Inode& inode,
     HASHFS_RETURN_IF_ERROR(Walk(get, inode.content, -1, &offset, inode.size, &fn, nullptr));
   }
   if (offset != inode.size) return Status::Corruption("file content length differs from its size");
+  return Status::Ok();
+}
+
+Status WalkChunks(const ObjectGetter& get, const Inode& inode, const ChunkWalker& walker) {
+  if (inode.type != FileType::kRegular) return Status::InvalidArgument("not a regular file");
+  if (inode.layout == ContentLayout::kInline) return ForEachChunk(get, inode, walker.chunk);
+  if (walker.enter && !walker.enter(inode.content, 0, inode.size)) return Status::Ok();
+  uint64_t offset = 0;
+  HASHFS_RETURN_IF_ERROR(Walk(get, inode.content, -1, &offset, inode.size, &walker.chunk, nullptr, &walker));
+  if (offset != inode.size) return Status::Corruption("file content length differs from its size");
+  if (walker.leave) walker.leave(inode.content);
   return Status::Ok();
 }
 

@@ -21,6 +21,18 @@ Status SetContent(ObjectWriter& w, std::vector<ChunkRef> chunks, Inode* inode);
 // Calls fn(chunk, file_offset) for every chunk in order.
 Status ForEachChunk(const ObjectGetter& get, const Inode& inode,
                     const std::function<Status(const ChunkRef&, uint64_t offset)>& fn);
+// ForEachChunk that may skip manifest subtrees. enter(node, offset, size) is
+// called before each manifest node's subtree is walked (the root too):
+// false skips it (its bytes count as walked; nothing in it is read or
+// checked), true walks it, and leave(node) is called once it was walked
+// whole. Either may be empty. For readers that meet the same nodes again,
+// e.g. restore skipping a subtree it found to be holes.
+struct ChunkWalker {
+  std::function<bool(const Digest& node, uint64_t offset, uint64_t size)> enter;
+  std::function<void(const Digest& node)> leave;
+  std::function<Status(const ChunkRef&, uint64_t offset)> chunk;
+};
+Status WalkChunks(const ObjectGetter& get, const Inode& inode, const ChunkWalker& walker);
 // Every chunk in order.
 Result<std::vector<ChunkRef>> Chunks(const ObjectGetter& get, const Inode& inode);
 // Calls fn for every manifest node digest of the inode (none when inline).

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <semaphore>
+#include <set>
 #include <thread>
 
 #include "cas/tsan_sync.h"
@@ -182,18 +183,44 @@ void RestoreRun::RestoreFile(int dirfd, const std::string& name, const std::stri
   // A chunk found all zero is a hole wherever it recurs: a sparse file's
   // hole is one zero chunk many times over, fetched and checked once.
   std::optional<Digest> zero_chunk;
-  Status s = file_manifest::ForEachChunk(get_, n, [&](const ChunkRef& c, uint64_t off) -> Status {
+  // Likewise a manifest subtree that wrote nothing (all holes, or damaged
+  // chunks already reported): where it recurs it is skipped whole. Manifest
+  // nodes repeat in long runs of zeros, and a crafted store can claim 2^39
+  // chunks in a few objects; this keeps such a walk to its distinct nodes.
+  std::set<Digest> empty_nodes;
+  std::vector<uint64_t> written_at_entry;  // per node being walked
+  uint64_t written = 0;  // chunks that wrote bytes
+  // Damaged chunks are listed up to kMaxChunkErrors per file, then counted.
+  constexpr uint64_t kMaxChunkErrors = 20;
+  uint64_t chunk_errors = 0;
+  auto chunk_error = [&](uint64_t off, const std::string& why) {
+    if (++chunk_errors <= kMaxChunkErrors) Error(path, "chunk at offset " + std::to_string(off) + ": " + why);
+  };
+  file_manifest::ChunkWalker walker;
+  walker.enter = [&](const Digest& node, uint64_t, uint64_t size) {
+    if (empty_nodes.count(node)) {
+      progress_->bytes_done += size;
+      return false;
+    }
+    written_at_entry.push_back(written);
+    return true;
+  };
+  walker.leave = [&](const Digest& node) {
+    if (written_at_entry.back() == written) empty_nodes.insert(node);
+    written_at_entry.pop_back();
+  };
+  walker.chunk = [&](const ChunkRef& c, uint64_t off) -> Status {
     if (zero_chunk && c.digest == *zero_chunk) {
       progress_->bytes_done += c.size;
       return Status::Ok();
     }
     auto data = get_(c.digest);
     if (!data.ok()) {
-      Error(path, "chunk at offset " + std::to_string(off) + ": " + data.status().ToString());
+      chunk_error(off, data.status().ToString());
       return Status::Ok();  // leave a hole, carry on with the rest
     }
     if (data->size() != c.size) {
-      Error(path, "chunk at offset " + std::to_string(off) + " has the wrong length");
+      chunk_error(off, "wrong length");
       return Status::Ok();
     }
     // Write in 64 KiB pieces and leave all-zero pieces as holes (sparse files).
@@ -213,10 +240,16 @@ void RestoreRun::RestoreFile(int dirfd, const std::string& name, const std::stri
         done += static_cast<size_t>(w);
       }
     }
-    if (!wrote) zero_chunk = c.digest;
+    if (wrote)
+      written++;
+    else
+      zero_chunk = c.digest;
     progress_->bytes_done += c.size;
     return Status::Ok();
-  });
+  };
+  Status s = file_manifest::WalkChunks(get_, n, walker);
+  if (chunk_errors > kMaxChunkErrors)
+    Error(path, std::to_string(chunk_errors - kMaxChunkErrors) + " more damaged chunk references not listed");
   if (!s.ok()) {
     Error(path, s.ToString());
     return;

@@ -425,6 +425,58 @@ TEST(FileManifestTest, CheckDistinctNodesReadsRepeatedNodesOnce) {
   EXPECT_NE(s.message().find("wrong level"), std::string::npos) << s.ToString();
 }
 
+// WalkChunks: a skipped subtree's bytes count as walked (later offsets are
+// right), nothing in it is read; leave is called for walked subtrees only;
+// a skipped subtree that claims more than the file holds is corruption.
+TEST(FileManifestTest, WalkChunksSkipsSubtrees) {
+  MemoryStore store;
+  ObjectWriter w(store, 0);
+  HandManifest m = Hand(w, 3, 5);  // root over 3 leaves of 5 chunks
+  std::vector<Chunked> got;
+  std::vector<Digest> entered, left;
+  file_manifest::ChunkWalker walker;
+  walker.enter = [&](const Digest& d, uint64_t off, uint64_t size) {
+    entered.push_back(d);
+    if (d == m.root.refs[1].digest) {
+      EXPECT_EQ(off, m.root.refs[0].size);
+      EXPECT_EQ(size, m.root.refs[1].size);
+      return false;
+    }
+    return true;
+  };
+  walker.leave = [&](const Digest& d) { left.push_back(d); };
+  walker.chunk = [&](const ChunkRef& c, uint64_t off) {
+    got.push_back({c, off});
+    return Status::Ok();
+  };
+  HFS_ASSERT_OK(file_manifest::WalkChunks(GetterFor(w), m.inode, walker));
+  ASSERT_EQ(got.size(), 10u);
+  uint64_t off = 0;
+  for (size_t i = 0; i < 15; i++) {
+    if (i < 5 || i >= 10) {
+      const Chunked& g = got[i < 5 ? i : i - 5];
+      EXPECT_EQ(g.ref, m.chunks[i]) << i;
+      EXPECT_EQ(g.offset, off) << i;
+    }
+    off += m.chunks[i].size;
+  }
+  EXPECT_EQ(entered, (std::vector<Digest>{m.inode.content, m.root.refs[0].digest, m.root.refs[1].digest,
+                                          m.root.refs[2].digest}));
+  EXPECT_EQ(left, (std::vector<Digest>{m.root.refs[0].digest, m.root.refs[2].digest, m.inode.content}));
+  // Skipping the root walks nothing.
+  got.clear();
+  walker.enter = [](const Digest&, uint64_t, uint64_t) { return false; };
+  HFS_ASSERT_OK(file_manifest::WalkChunks(GetterFor(w), m.inode, walker));
+  EXPECT_TRUE(got.empty());
+  // A skipped child longer than the file.
+  FileNode bad = m.root;
+  bad.refs[1].size = ~uint64_t{0} - 5;
+  Inode inode = m.inode;
+  inode.content = *w.Put(EncodeFileNode(bad), ObjectKind::kMeta);
+  walker.enter = [&](const Digest& d, uint64_t, uint64_t) { return d != m.root.refs[1].digest; };
+  EXPECT_EQ(file_manifest::WalkChunks(GetterFor(w), inode, walker).code(), Status::Code::kCorruption);
+}
+
 TEST(FileManifestCorruptionTest, CallbackErrorStopsTheWalk) {
   MemoryStore store;
   ObjectWriter w(store, 0);

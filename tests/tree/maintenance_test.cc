@@ -442,6 +442,73 @@ TEST_F(MaintenanceTest, SparseFileBacksUpAndRestoresWithoutItsHoles) {
   EXPECT_LT(static_cast<uint64_t>(st.st_blocks) * 512, size / 4);
 }
 
+// Manifest nodes repeat (a long run of zeros repeats one node of 8192 zero
+// windows; a crafted store can claim 2^39 chunks in a few objects). Restore
+// skips a subtree it already walked and that wrote nothing (holes, or
+// damaged chunks already reported), so it reads each such node once; and it
+// lists at most 20 damaged chunks per file, then a count.
+TEST_F(MaintenanceTest, RestoreSkipsRepeatedSubtreesThatWroteNothing) {
+  const ChunkParams& p = repo_->config().chunking;
+  ChunkRef zero = Chunk(std::string(ZeroChunkLength(p.max_size, p), '\0'));
+  auto node = [&](uint8_t level, std::vector<ChunkRef> refs) -> ChunkRef {
+    FileNode n;
+    n.level = level;
+    uint64_t bytes = 0;
+    for (const auto& r : refs) bytes += r.size;
+    n.refs = std::move(refs);
+    auto d = w_->Put(EncodeFileNode(n), ObjectKind::kMeta);
+    EXPECT_TRUE(d.ok());
+    return {d.ok() ? *d : Digest{}, bytes};
+  };
+  auto file = [](const ChunkRef& root) {
+    Inode in;
+    in.type = FileType::kRegular;
+    in.mode = 0644;
+    in.layout = ContentLayout::kManifest;
+    in.content = root.digest;
+    in.size = root.size;
+    return in;
+  };
+  // 16 x 32 GiB of holes, then a node with data: a 512 GiB sparse file.
+  ChunkRef holes = node(0, std::vector<ChunkRef>(8192, zero));
+  ChunkRef tail = node(0, {Chunk("the end"), Chunk("of the file")});
+  std::vector<ChunkRef> top(16, holes);
+  top.push_back(tail);
+  ChunkRef sparse = node(1, top);
+  // 16 x 8192 references to a chunk that is not stored.
+  ChunkRef lost{Sha256Of("never stored"), 1000};
+  ChunkRef damaged = node(1, std::vector<ChunkRef>(16, node(0, std::vector<ChunkRef>(8192, lost))));
+  Digest c = MakeCommit({E("sparse", file(sparse)), E("damaged", file(damaged))});
+  HFS_ASSERT_OK(w_->Flush());
+
+  testing::TempDir td;
+  const std::string dest = td.path() + "/out";
+  auto rr = Restore(*repo_, Load(c), "", dest, RestoreOptions{});
+  HFS_ASSERT_OK(rr.status());
+  EXPECT_EQ(store_.GetsOf(holes.digest), 1) << "a subtree of holes was read again";
+  EXPECT_EQ(store_.GetsOf(zero.digest), 1);
+  struct stat st;
+  ASSERT_EQ(stat((dest + "/sparse").c_str(), &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), sparse.size);
+  EXPECT_LT(st.st_blocks, 1024) << "holes were written";
+  std::string end(18, 'x');
+  int fd = open((dest + "/sparse").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(pread(fd, end.data(), end.size(), static_cast<off_t>(sparse.size - end.size())), 18);
+  close(fd);
+  EXPECT_EQ(end, "the endof the file");
+  // The damaged file: 20 chunks listed, then how many more (of the first
+  // node's 8192; the 15 repeats are skipped), nothing about "sparse".
+  std::vector<std::string> about;
+  for (const auto& e : rr->errors) {
+    EXPECT_EQ(e.rfind("damaged: ", 0), 0u) << e;
+    about.push_back(e);
+  }
+  ASSERT_EQ(about.size(), 21u);
+  EXPECT_NE(about.back().find("8172 more damaged chunk references not listed"), std::string::npos) << about.back();
+  EXPECT_EQ(store_.GetsOf(lost.digest), 8192);
+}
+
 TEST_F(MaintenanceTest, DiffAddRemoveModifyMetadata) {
   Digest a = MakeCommit({F("keep.txt", "same"), F("mod.txt", "old content"), F("meta.txt", "m"),
                          F("gone.txt", "bye!"), D("sub", {F("x", "x1")})});
