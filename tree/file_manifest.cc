@@ -113,28 +113,25 @@ Status SetContent(ObjectWriter& w, std::vector<ChunkRef> chunks, Inode* inode) {
 
 Status ForEachChunk(const ObjectGetter& get, const Inode& inode,
                     const std::function<Status(const ChunkRef&, uint64_t)>& fn) {
-  if (inode.type != FileType::kRegular) return Status::InvalidArgument("not a regular file");
-  uint64_t offset = 0;
-  if (inode.layout == ContentLayout::kInline) {
-    for (const auto& c : inode.chunks) {
-      HASHFS_RETURN_IF_ERROR(fn(c, offset));
-      offset += c.size;
-    }
-  } else {
-    HASHFS_RETURN_IF_ERROR(Walk(get, inode.content, -1, &offset, inode.size, &fn, nullptr));
-  }
-  if (offset != inode.size) return Status::Corruption("file content length differs from its size");
-  return Status::Ok();
+  ChunkWalker walker;
+  walker.chunk = fn;
+  return WalkChunks(get, inode, walker);
 }
 
 Status WalkChunks(const ObjectGetter& get, const Inode& inode, const ChunkWalker& walker) {
   if (inode.type != FileType::kRegular) return Status::InvalidArgument("not a regular file");
-  if (inode.layout == ContentLayout::kInline) return ForEachChunk(get, inode, walker.chunk);
-  if (walker.enter && !walker.enter(inode.content, 0, inode.size)) return Status::Ok();
   uint64_t offset = 0;
-  HASHFS_RETURN_IF_ERROR(Walk(get, inode.content, -1, &offset, inode.size, &walker.chunk, nullptr, &walker));
+  if (inode.layout == ContentLayout::kInline) {
+    for (const auto& c : inode.chunks) {
+      HASHFS_RETURN_IF_ERROR(walker.chunk(c, offset));
+      offset += c.size;
+    }
+  } else {
+    if (walker.enter && !walker.enter(inode.content, 0, inode.size)) return Status::Ok();
+    HASHFS_RETURN_IF_ERROR(Walk(get, inode.content, -1, &offset, inode.size, &walker.chunk, nullptr, &walker));
+  }
   if (offset != inode.size) return Status::Corruption("file content length differs from its size");
-  if (walker.leave) walker.leave(inode.content);
+  if (inode.layout != ContentLayout::kInline && walker.leave) walker.leave(inode.content);
   return Status::Ok();
 }
 
