@@ -125,6 +125,16 @@ class MaintenanceTest : public ::testing::Test {
     HFS_EXPECT_OK(file_manifest::SetContent(*w_, chunks, &n));
     return n;
   }
+  // A regular file whose manifest root is `root` (written by hand).
+  static Inode ManifestFileInode(const ChunkRef& root) {
+    Inode in;
+    in.type = FileType::kRegular;
+    in.mode = 0644;
+    in.layout = ContentLayout::kManifest;
+    in.content = root.digest;
+    in.size = root.size;
+    return in;
+  }
   // A file of `n` distinct chunks: more than kMaxInlineChunks makes a manifest.
   Inode BigFileInode(const std::string& tag, int n) {
     Inode in;
@@ -460,15 +470,6 @@ TEST_F(MaintenanceTest, RestoreSkipsRepeatedSubtreesThatWroteNothing) {
     EXPECT_TRUE(d.ok());
     return {d.ok() ? *d : Digest{}, bytes};
   };
-  auto file = [](const ChunkRef& root) {
-    Inode in;
-    in.type = FileType::kRegular;
-    in.mode = 0644;
-    in.layout = ContentLayout::kManifest;
-    in.content = root.digest;
-    in.size = root.size;
-    return in;
-  };
   // 16 x 32 GiB of holes, then a node with data: a 512 GiB sparse file.
   ChunkRef holes = node(0, std::vector<ChunkRef>(8192, zero));
   ChunkRef tail = node(0, {Chunk("the end"), Chunk("of the file")});
@@ -478,7 +479,7 @@ TEST_F(MaintenanceTest, RestoreSkipsRepeatedSubtreesThatWroteNothing) {
   // 16 x 8192 references to a chunk that is not stored.
   ChunkRef lost{Sha256Of("never stored"), 1000};
   ChunkRef damaged = node(1, std::vector<ChunkRef>(16, node(0, std::vector<ChunkRef>(8192, lost))));
-  Digest c = MakeCommit({E("sparse", file(sparse)), E("damaged", file(damaged))});
+  Digest c = MakeCommit({E("sparse", ManifestFileInode(sparse)), E("damaged", ManifestFileInode(damaged))});
   HFS_ASSERT_OK(w_->Flush());
 
   testing::TempDir td;
@@ -988,12 +989,7 @@ TEST_F(MaintenanceTest, VerifyReadsRepeatedManifestNodesOnce) {
     HFS_ASSERT_OK(d.status());
     ref = {*d, ref.size * 8192};
   }
-  Inode huge;
-  huge.type = FileType::kRegular;
-  huge.mode = 0644;
-  huge.layout = ContentLayout::kManifest;
-  huge.content = ref.digest;
-  huge.size = ref.size;
+  Inode huge = ManifestFileInode(ref);
   ASSERT_EQ(huge.size, uint64_t{1} << 61);
   Digest c1 = MakeCommit({E("huge", huge), E("again", huge), F("small", "fine")});
   Advance("vol", c1);
