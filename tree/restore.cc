@@ -349,13 +349,13 @@ void RestoreRun::FinishDir(int dirfd, const std::string& path, const Inode& dir)
   report.dirs++;
 }
 
+// Tag for TsanRelease/TsanAcquire around RestoreTree's file tasks.
+const char kRestoreHandoff = 0;
+
 // How many threads restore files: more than the cores, because a restore
 // mostly waits (page faults on the store, writes into the page cache), and
 // overlapping those waits is what makes it fast (5 GiB on 2 cores: 12.8-13.7 s
 // instead of 18.7-19.4 s with a thread per core).
-// Tag for TsanRelease/TsanAcquire around RestoreTree's file tasks.
-const char kRestoreHandoff = 0;
-
 int RestoreThreads() {
   int hc = static_cast<int>(std::thread::hardware_concurrency());
   return std::clamp(3 * std::max(hc, 1), 4, 32);
