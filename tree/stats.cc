@@ -3,74 +3,106 @@
 #include <unordered_map>
 
 #include "cas/object_codec.h"
+#include "tree/codec.h"
+#include "tree/dir_tree.h"
 #include "tree/walk.h"
 
 namespace hashfs {
 namespace {
 
 // Logical bytes below directory trees, excluding hardlinked entries (those
-// are counted once per commit from the link table). Memoized by digest.
+// are counted once per commit from the link table). Memoized by the digest of
+// every trie node, not only of every directory: commits that change one
+// entry of a large directory share all but one path of its trie, so each
+// distinct node is read and decoded once however many commits hold it.
 class SizeCounter {
  public:
   explicit SizeCounter(ObjectGetter get) : get_(std::move(get)) {}
 
+  // `root` is a directory's tree: its trie's root node.
   Result<uint64_t> TreeBytes(const Digest& root) {
     if (auto it = dirs_.find(root); it != dirs_.end()) return it->second;
+    // One frame per trie node being summed; a leaf's subdirectory entry
+    // pushes that directory's root node. Iterative: trees may be deep.
     struct Frame {
-      Digest dir;
-      std::vector<Entry> entries;
+      Digest node_digest;
+      DirNode node;
       size_t next = 0;
       uint64_t sum = 0;
+      int dir_depth;   // 1 for the root directory
+      int trie_depth;  // 0 for a directory's root node
     };
     std::vector<Frame> stack;
-    auto open = [&](const Digest& d) -> Status {
-      auto entries = dir_tree::ListSorted(get_, d);
-      if (!entries.ok()) return entries.status().WithContext("directory " + d.Hex());
-      if (stack.size() >= static_cast<size_t>(kMaxTreeDepth) && !entries->empty())
+    auto push = [&](const Digest& d, int dir_depth, int trie_depth) -> Status {
+      if (trie_depth > kMaxTrieDepth) return Status::Corruption("directory " + d.Hex() + ": trie deeper than its hash");
+      auto bytes = get_(d);
+      if (!bytes.ok()) return bytes.status().WithContext("directory " + d.Hex());
+      auto node = DecodeDirNode(*bytes);
+      if (!node.ok()) return node.status().WithContext("directory node " + d.Hex());
+      if (dir_depth > kMaxTreeDepth && (!node->entries.empty() || !node->children.empty()))
         return Status::Corruption("directory tree is deeper than " + std::to_string(kMaxTreeDepth) + " levels");
-      stack.push_back(Frame{d, std::move(entries).value(), 0, 0});
+      stack.push_back(Frame{d, std::move(node).value(), 0, 0, dir_depth, trie_depth});
       return Status::Ok();
     };
-    HASHFS_RETURN_IF_ERROR(open(root));
+    HASHFS_RETURN_IF_ERROR(push(root, 1, 0));
     for (;;) {
       Frame& top = stack.back();
-      if (top.next < top.entries.size()) {
-        const Entry& e = top.entries[top.next++];
+      if (!top.node.leaf && top.next < top.node.children.size()) {
+        const Digest child = top.node.children[top.next++].first;
+        if (auto it = dirs_.find(child); it != dirs_.end())
+          top.sum += it->second;
+        else
+          HASHFS_RETURN_IF_ERROR(push(child, top.dir_depth, top.trie_depth + 1));  // invalidates `top`
+        continue;
+      }
+      if (top.node.leaf && top.next < top.node.entries.size()) {
+        const Entry& e = top.node.entries[top.next++];
         if (e.link_id != 0) continue;
         if (e.inode.type == FileType::kRegular) {
           top.sum += e.inode.size;
         } else if (e.inode.type == FileType::kDirectory) {
-          if (auto it = dirs_.find(e.inode.content); it != dirs_.end())
+          const Digest sub = e.inode.content;
+          if (auto it = dirs_.find(sub); it != dirs_.end())
             top.sum += it->second;
           else
-            HASHFS_RETURN_IF_ERROR(open(e.inode.content));  // invalidates `top`
+            HASHFS_RETURN_IF_ERROR(push(sub, top.dir_depth + 1, 0));  // invalidates `top`
         }
         continue;
       }
       uint64_t sum = top.sum;
-      dirs_[top.dir] = sum;
+      dirs_[top.node_digest] = sum;
       stack.pop_back();
       if (stack.empty()) return sum;
       stack.back().sum += sum;
     }
   }
 
-  Result<uint64_t> LinkBytes(const Digest& links) {
+  // Regular-file bytes of a link table (zero digest: empty), memoized by node.
+  Result<uint64_t> LinkBytes(const Digest& links, int trie_depth = 0) {
     if (links.IsZero()) return uint64_t{0};
     if (auto it = links_.find(links); it != links_.end()) return it->second;
+    if (trie_depth > kMaxTrieDepth) return Status::Corruption("link table " + links.Hex() + ": trie deeper than its hash");
+    auto bytes = get_(links);
+    if (!bytes.ok()) return bytes.status().WithContext("link table " + links.Hex());
+    auto node = DecodeLinkNode(*bytes);
+    if (!node.ok()) return node.status().WithContext("link table node " + links.Hex());
     uint64_t sum = 0;
-    HASHFS_RETURN_IF_ERROR(link_table::ForEach(get_, links, [&](const LinkRecord& r) {
+    for (const auto& r : node->records)
       if (r.inode.type == FileType::kRegular) sum += r.inode.size;
-      return Status::Ok();
-    }));
+    for (const auto& c : node->children) {
+      HASHFS_ASSIGN_OR_RETURN(uint64_t s, LinkBytes(c.first, trie_depth + 1));
+      sum += s;
+    }
     links_[links] = sum;
     return sum;
   }
 
  private:
+  static constexpr int kMaxTrieDepth = 16;  // as dir_tree: 16 nibbles of a 64-bit hash prefix
+
   ObjectGetter get_;
-  std::unordered_map<Digest, uint64_t, DigestHash> dirs_;
-  std::unordered_map<Digest, uint64_t, DigestHash> links_;
+  std::unordered_map<Digest, uint64_t, DigestHash> dirs_;   // directory trie node -> bytes below it
+  std::unordered_map<Digest, uint64_t, DigestHash> links_;  // link table trie node -> bytes below it
 };
 
 }  // namespace

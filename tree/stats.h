@@ -1,6 +1,7 @@
 // Repository statistics: object counts and sizes, and how much deduplication
-// and compression save. Directory subtree sizes are memoized by digest, so
-// many commits of one large tree cost about one walk. Read-only; thread-safe.
+// and compression save. Sizes below every directory trie node are memoized
+// by digest, so many commits of one large tree cost about one walk plus the
+// nodes each commit changed. Read-only; thread-safe.
 #pragma once
 
 #include <cstdint>

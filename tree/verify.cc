@@ -4,15 +4,19 @@
 #include <tbb/parallel_for.h>
 #include <tbb/task_group.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "cas/object_codec.h"
 #include "cas/tsan_sync.h"
+#include "tree/codec.h"
+#include "tree/dir_tree.h"
 #include "tree/file_manifest.h"
 #include "tree/walk.h"
 
@@ -170,12 +174,17 @@ class TreeChecker {
   }
 
  private:
+  // One node of a directory's trie being checked. A directory's root node
+  // carries the directory's entry name; its inner nodes share its paths.
   struct Frame {
-    Digest dir;
-    std::string name;  // entry name in the parent ("" for the root)
-    std::vector<Entry> entries;
+    Digest node;
+    std::string name;  // dir_root: entry name in the parent directory ("" for the commit root)
+    bool dir_root = false;
+    DirNode n;         // empty if unreadable
     size_t next = 0;
-    std::vector<Problem> problems;
+    int dir_depth = 1;   // 1 for the commit's root directory
+    int trie_depth = 0;  // 0 for a directory's root node
+    std::vector<Problem> problems;  // paths relative to the node's directory
     bool uses_links = false;
   };
 
@@ -198,6 +207,7 @@ class TreeChecker {
 
   std::optional<std::string> CheckChunk(const Digest& d) {
     if (bad_.count(d)) return "data object " + d.Hex() + " is corrupt";
+    if (present_.count(d)) return std::nullopt;
     auto present = store_.Contains(d);
     if (!present.ok()) return "cannot check data object " + d.Hex() + ": " + present.status().message();
     if (!*present) {
@@ -208,6 +218,8 @@ class TreeChecker {
       }
       return "data object " + d.Hex() + " is missing";
     }
+    if (present_.size() >= kMaxPresentMemo) present_.clear();
+    present_.insert(d);
     return std::nullopt;
   }
 
@@ -239,26 +251,60 @@ class TreeChecker {
     return it != memo_.end() ? &it->second : nullptr;
   }
 
-  Frame Open(const Digest& dir, std::string name) {
+  Frame Open(const Digest& node, std::string name, bool dir_root, int dir_depth, int trie_depth) {
     Frame f;
-    f.dir = dir;
+    f.node = node;
     f.name = std::move(name);
-    auto entries = dir_tree::ListSorted(get_, dir);
-    if (entries.ok())
-      f.entries = std::move(entries).value();
-    else if (!Unfetched(entries.status()))
-      f.problems.push_back({"", "directory is unreadable: " + entries.status().message()});
+    f.dir_root = dir_root;
+    f.dir_depth = dir_depth;
+    f.trie_depth = trie_depth;
+    if (trie_depth > kMaxTrieDepth) {
+      f.problems.push_back({"", "directory is unreadable: node " + node.Hex() + ": trie deeper than its hash"});
+      return f;
+    }
+    auto bytes = get_(node);
+    if (!bytes.ok()) {
+      if (!Unfetched(bytes.status()))
+        f.problems.push_back({"", "directory is unreadable: " + bytes.status().message()});
+      return f;
+    }
+    auto n = DecodeDirNode(*bytes);
+    if (!n.ok()) {
+      f.problems.push_back({"", "directory is unreadable: node " + node.Hex() + ": " + n.status().message()});
+      return f;
+    }
+    f.n = std::move(n).value();
     return f;
   }
 
+  // Problems in name order (the directory itself first): stable by the first
+  // path component, so each entry's own problems keep their order.
+  static void SortProblems(std::vector<Problem>& ps) {
+    auto head = [](const Problem& p) { return std::string_view(p.path).substr(0, p.path.find('/')); };
+    std::stable_sort(ps.begin(), ps.end(), [&](const Problem& a, const Problem& b) { return head(a) < head(b); });
+  }
+
+  // Walks the directory tree at `root` node by node: a trie node already
+  // checked (in this commit or another) is not read again, so commits that
+  // changed one entry of a large directory cost one path of its trie.
   std::vector<Problem> CheckTree(const Digest& root, const LinkCtx& links) {
     if (const MemoVal* m = Memo(root, links.root)) return m->problems;
     std::vector<Frame> stack;
-    stack.push_back(Open(root, ""));
+    stack.push_back(Open(root, "", true, 1, 0));
     for (;;) {
       Frame& top = stack.back();
-      if (top.next < top.entries.size()) {
-        const Entry& e = top.entries[top.next++];
+      if (!top.n.leaf && top.next < top.n.children.size()) {
+        const Digest child = top.n.children[top.next++].first;
+        if (const MemoVal* m = Memo(child, links.root)) {
+          top.problems.insert(top.problems.end(), m->problems.begin(), m->problems.end());
+          top.uses_links |= m->uses_links;
+        } else {
+          stack.push_back(Open(child, "", false, top.dir_depth, top.trie_depth + 1));  // invalidates `top`
+        }
+        continue;
+      }
+      if (top.n.leaf && top.next < top.n.entries.size()) {
+        const Entry& e = top.n.entries[top.next++];
         const Inode* in = &e.inode;
         if (e.link_id != 0) {
           top.uses_links = true;
@@ -282,8 +328,8 @@ class TreeChecker {
             for (const auto& p : m->problems) top.problems.push_back({Under(e.name, p.path), p.reason});
             top.uses_links |= m->uses_links;
           } else {
-            Frame f = Open(in->content, e.name);
-            if (stack.size() >= static_cast<size_t>(kMaxTreeDepth) && !f.entries.empty())
+            Frame f = Open(in->content, e.name, true, top.dir_depth + 1, 0);
+            if (f.dir_depth > kMaxTreeDepth && (!f.n.entries.empty() || !f.n.children.empty()))
               top.problems.push_back(
                   {e.name, "directory tree is deeper than " + std::to_string(kMaxTreeDepth) + " levels"});
             else
@@ -296,15 +342,22 @@ class TreeChecker {
       }
       Frame done = std::move(stack.back());
       stack.pop_back();
-      MemoVal& slot = memo_[MemoKey{done.dir, done.uses_links ? links.root : Digest{}}];
+      SortProblems(done.problems);
+      MemoVal& slot = memo_[MemoKey{done.node, done.uses_links ? links.root : Digest{}}];
       slot.problems = done.problems;
       slot.uses_links = done.uses_links;
       if (stack.empty()) return std::move(done.problems);
       Frame& parent = stack.back();
-      for (auto& p : done.problems) parent.problems.push_back({Under(done.name, p.path), std::move(p.reason)});
+      for (auto& p : done.problems)
+        parent.problems.push_back({done.dir_root ? Under(done.name, p.path) : std::move(p.path), std::move(p.reason)});
       parent.uses_links |= done.uses_links;
     }
   }
+
+  static constexpr int kMaxTrieDepth = 16;  // as dir_tree: 16 nibbles of a 64-bit hash prefix
+  // Data objects found present, so that the chunks of files many commits
+  // share are looked up once; cleared when full (~20 MiB).
+  static constexpr size_t kMaxPresentMemo = 256 * 1024;
 
   ObjectStore& store_;
   const std::map<Digest, std::string>& bad_;
@@ -312,7 +365,8 @@ class TreeChecker {
   std::mutex unfetched_mu_;
   std::set<Digest> unfetched_;  // lazy clone: reachable objects not in the store
   ObjectGetter get_;
-  std::unordered_map<MemoKey, MemoVal, MemoKeyHash> memo_;
+  std::unordered_map<MemoKey, MemoVal, MemoKeyHash> memo_;  // by directory trie node
+  std::unordered_set<Digest, DigestHash> present_;
   std::map<std::pair<Digest, uint64_t>, std::optional<std::string>> manifests_;
   file_manifest::NodeMemo nodes_;  // manifest nodes whose chunks are all intact
   std::unordered_map<Digest, LinkCtx, DigestHash> links_;

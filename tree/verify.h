@@ -5,11 +5,12 @@
 // Pass 1 decodes and re-hashes every object (store.ForEachObject), in
 // parallel on all cores. Pass 2 walks every commit of every volume history
 // and every snapshot; each object a commit reaches must be present, must not
-// have failed pass 1 and, for tree objects, must decode. Directory subtrees
+// have failed pass 1 and, for tree objects, must decode. Directory trie nodes
 // shared between commits are checked once (memoized by digest, and by link
-// table for subtrees holding hardlinks). Read-only; safe beside writers and
-// garbage collection (objects stored after pass 1 are trusted to be
-// present-and-correct if present). Thread-safe.
+// table for subtrees holding hardlinks), so a commit that changed one entry
+// costs one path of each trie it changed, not a walk of its whole tree.
+// Read-only; safe beside writers and garbage collection (objects stored after
+// pass 1 are trusted to be present-and-correct if present). Thread-safe.
 #pragma once
 
 #include <cstdint>
