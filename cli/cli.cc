@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -20,6 +21,11 @@ std::string StorePath(const GlobalOptions& g) {
   if (const char* x = getenv("XDG_DATA_HOME"); x && *x) return std::string(x) + "/hashfs";
   const char* home = getenv("HOME");
   return std::string(home && *home ? home : ".") + "/.local/share/hashfs";
+}
+
+GlobalOptions ForStoreWideWalks(GlobalOptions g) {
+  g.resident_map_budget = std::max<uint64_t>(g.resident_map_budget, 256ull << 20);
+  return g;
 }
 
 Result<std::unique_ptr<LmdbStore>> OpenStore(const GlobalOptions& g) {

@@ -33,7 +33,7 @@ int RunInit(const GlobalOptions& g, const RepoConfig& cfg) {
 }
 
 int RunStats(const GlobalOptions& g, bool as_json) {
-  auto o = OpenRepo(g);
+  auto o = OpenRepo(ForStoreWideWalks(g));
   if (!o.ok()) return Fail(o.status());
   auto st = ComputeStats(*o->repo);
   if (!st.ok()) return Fail(st.status());
@@ -62,7 +62,7 @@ int RunStats(const GlobalOptions& g, bool as_json) {
 }
 
 int RunGc(const GlobalOptions& g) {
-  auto o = OpenRepo(g);
+  auto o = OpenRepo(ForStoreWideWalks(g));
   if (!o.ok()) return Fail(o.status());
   auto lazy = LazyRemoteName(*o->store);
   if (!lazy.ok()) return Fail(lazy.status());
@@ -79,7 +79,7 @@ int RunGc(const GlobalOptions& g) {
 }
 
 int RunVerify(const GlobalOptions& g, bool as_json) {
-  auto o = OpenRepo(g);
+  auto o = OpenRepo(ForStoreWideWalks(g));
   if (!o.ok()) {
     // A store too damaged to open (e.g. a truncated data.mdb) is damage found.
     int code = Fail(o.status());
