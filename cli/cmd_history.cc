@@ -14,27 +14,36 @@ int RunLog(const GlobalOptions& g, const std::string& volume, size_t limit, bool
   if (!o.ok()) return Fail(o.status());
   auto hist = o->repo->History(volume, limit);
   if (!hist.ok()) return Fail(hist.status());
-  nlohmann::json arr = nlohmann::json::array();
+  // JSON is streamed one commit at a time, laid out as nlohmann's dump(2) of
+  // the whole array would be: a volume may hold a million commits.
+  if (as_json) fmt::print("{}", hist->empty() ? "[]" : "[\n");
   size_t n = 0;
   for (const auto& h : *hist) {
     auto c = o->repo->LoadCommit(h.commit);
     if (!c.ok()) return Fail(c.status());
     if (as_json) {
-      arr.push_back({{"id", h.commit.Hex()},
-                     {"ref", fmt::format("{}~{}", volume, n)},
-                     {"seq", h.seq},
-                     {"time_ns", c->time_ns},
-                     {"time", FormatTime(c->time_ns)},
-                     {"parent", c->parent.IsZero() ? nlohmann::json(nullptr) : nlohmann::json(c->parent.Hex())},
-                     {"root", c->root.content.Hex()},
-                     {"description", c->description}});
+      nlohmann::json j = {{"id", h.commit.Hex()},
+                          {"ref", fmt::format("{}~{}", volume, n)},
+                          {"seq", h.seq},
+                          {"time_ns", c->time_ns},
+                          {"time", FormatTime(c->time_ns)},
+                          {"parent", c->parent.IsZero() ? nlohmann::json(nullptr) : nlohmann::json(c->parent.Hex())},
+                          {"root", c->root.content.Hex()},
+                          {"description", c->description}};
+      std::string text = j.dump(2);
+      std::string indented = "  ";
+      for (char ch : text) {
+        indented += ch;
+        if (ch == '\n') indented += "  ";
+      }
+      fmt::print("{}{}\n", indented, n + 1 < hist->size() ? "," : "");
     } else {
       fmt::print("{}  {}  {}~{:<3} {}\n", h.commit.Hex().substr(0, 12), FormatTime(c->time_ns), volume, n,
                  c->description);
     }
     n++;
   }
-  if (as_json) fmt::print("{}\n", arr.dump(2));
+  if (as_json) fmt::print("{}\n", hist->empty() ? "" : "]");
   return kExitOk;
 }
 
