@@ -277,11 +277,24 @@ class TreeChecker {
     return f;
   }
 
-  // Problems in name order (the directory itself first): stable by the first
-  // path component, so each entry's own problems keep their order.
+  // Problems in name order (the directory itself first): by the first path
+  // component, then by position, so each entry's own problems keep their
+  // order. (Indices with std::sort, not std::stable_sort: its temporary
+  // buffer pairs operator new(nothrow) with operator delete, which ASan
+  // reports.)
   static void SortProblems(std::vector<Problem>& ps) {
+    if (ps.size() < 2) return;
     auto head = [](const Problem& p) { return std::string_view(p.path).substr(0, p.path.find('/')); };
-    std::stable_sort(ps.begin(), ps.end(), [&](const Problem& a, const Problem& b) { return head(a) < head(b); });
+    std::vector<size_t> order(ps.size());
+    for (size_t i = 0; i < order.size(); i++) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      int c = head(ps[a]).compare(head(ps[b]));
+      return c < 0 || (c == 0 && a < b);
+    });
+    std::vector<Problem> sorted;
+    sorted.reserve(ps.size());
+    for (size_t i : order) sorted.push_back(std::move(ps[i]));
+    ps = std::move(sorted);
   }
 
   // Walks the directory tree at `root` node by node: a trie node already
