@@ -649,6 +649,16 @@ Result<PushReport> DiscordRemote::Push(Repository& repo, const std::vector<std::
     roots.push_back(d);
     report.published.push_back(s);
   }
+  // The refs are one sealed attachment (about 75 bytes per kept commit):
+  // refuse before uploading anything rather than after.
+  if (uint64_t refs_bytes = next.ToJson().size() + kSealOverhead + 64; refs_bytes > cfg_.attachment_limit) {
+    uint64_t commits = next.snapshots.size();
+    for (const auto& [n, v] : next.volumes) commits += v.history.size();
+    return Status::Make(Status::Code::kTooBig,
+                        fmt::format("the remote's refs for {} kept commits would take {} bytes, more than one "
+                                    "{}-byte attachment; drop old commits with 'hashfs forget' and push again",
+                                    commits, refs_bytes, cfg_.attachment_limit));
+  }
   // Commits the remote already publishes are complete there (publication
   // follows upload, and remote gc keeps what published refs reach).
   std::vector<Digest> kept = old.KeptCommits();

@@ -22,6 +22,8 @@
 #include "cas/lmdb_store.h"
 #include "remote/discord_remote.h"
 #include "tests/test_util.h"
+#include "tree/codec.h"
+#include "tree/object_writer.h"
 #include "tree/repository.h"
 
 namespace {
@@ -565,6 +567,59 @@ TEST_F(RemoteE2E, TooLargeShrinksPacks) {
   EXPECT_LT(st["status_counts"].value("413", 0), 20) << st.dump();
   auto clone = Hashfs("b", "clone origin " + RemoteArgs(emu) + " --all");
   ASSERT_EQ(clone.code, 0) << clone.err;
+  ExpectRestores("b", "v1", dir_ + "/src");
+}
+
+// The published refs are one sealed attachment of about 75 bytes per kept
+// commit. A history longer than that holds (2,000 commits against 128 KiB)
+// is refused before anything is uploaded, with the way out named; after
+// forget the push goes through and a clone restores.
+TEST_F(RemoteE2E, PushRefusesRefsLargerThanAnAttachmentBeforeUploading) {
+  Emulator emu("--seed 12 --create-window 1");
+  MakeStore("a");
+  AddRemote("a", emu, "--attachment-limit 131072 --request-limit 400000");
+  {
+    // 2,000 more commits of the same tree, as a busy mount makes them.
+    auto store = hashfs::LmdbStore::Open(dir_ + "/a", hashfs::LmdbOptions{});
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    auto repo = hashfs::Repository::Open(**store);
+    ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+    auto head = (*repo)->Head("v1");
+    ASSERT_TRUE(head.ok() && head->has_value());
+    hashfs::Digest cur = **head;
+    auto c = (*repo)->LoadCommit(cur);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    hashfs::Commit next = *c;
+    hashfs::ObjectWriter w(**store, 3);
+    for (int i = 0; i < 2000; i++) {
+      next.parent = cur;
+      next.time_ns++;
+      next.description = "commit " + std::to_string(i);
+      auto id = w.Put(hashfs::EncodeCommit(next), hashfs::ObjectKind::kMeta);
+      ASSERT_TRUE(id.ok()) << id.status().ToString();
+      ASSERT_TRUE(w.Flush().ok());
+      auto epoch = (*repo)->GcEpoch();
+      ASSERT_TRUE(epoch.ok());
+      hashfs::Status s = (*repo)->Advance("v1", cur, *id, *epoch);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      cur = *id;
+    }
+  }
+  auto push = Hashfs("a", "push origin");
+  EXPECT_EQ(push.code, 1) << push.err;
+  EXPECT_NE(push.err.find("2001 kept commits"), std::string::npos) << push.err;
+  EXPECT_NE(push.err.find("hashfs forget"), std::string::npos) << push.err;
+  EXPECT_EQ(emu.Get("/_emulator/stats")["attachments"].get<int>(), 0) << "nothing may be uploaded";
+
+  auto forget = Hashfs("a", "forget v1 --keep-last 100");
+  ASSERT_EQ(forget.code, 0) << forget.err;
+  push = Hashfs("a", "push origin");
+  ASSERT_EQ(push.code, 0) << push.err;
+  auto clone = Hashfs("b", "clone origin " + RemoteArgs(emu) + " --all");
+  ASSERT_EQ(clone.code, 0) << clone.err;
+  auto log = Hashfs("b", "log v1 --json");
+  ASSERT_EQ(log.code, 0) << log.err;
+  EXPECT_EQ(json::parse(log.out).size(), 100u);
   ExpectRestores("b", "v1", dir_ + "/src");
 }
 
