@@ -64,7 +64,7 @@ uint64_t DirNodeCache::hits() const {
 
 namespace {
 
-constexpr int kMaxDepth = 16;  // 16 nibbles of a 64-bit hash prefix
+constexpr int kMaxDepth = kMaxTrieDepth;
 
 std::string LinkKey(uint64_t id) {
   std::string k(8, '\0');

@@ -21,6 +21,9 @@
 namespace hashfs {
 
 inline constexpr size_t kHamtLeafMax = 512;
+// Deepest trie level: the 16 nibbles of a 64-bit hash prefix. A deeper node
+// is corruption.
+inline constexpr int kMaxTrieDepth = 16;
 
 // Reads objects: an ObjectStore, or an ObjectWriter (read-your-writes).
 using ObjectGetter = std::function<Result<std::string>(const Digest&)>;

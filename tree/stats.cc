@@ -98,8 +98,6 @@ class SizeCounter {
   }
 
  private:
-  static constexpr int kMaxTrieDepth = 16;  // as dir_tree: 16 nibbles of a 64-bit hash prefix
-
   ObjectGetter get_;
   std::unordered_map<Digest, uint64_t, DigestHash> dirs_;   // directory trie node -> bytes below it
   std::unordered_map<Digest, uint64_t, DigestHash> links_;  // link table trie node -> bytes below it

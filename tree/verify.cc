@@ -367,7 +367,6 @@ class TreeChecker {
     }
   }
 
-  static constexpr int kMaxTrieDepth = 16;  // as dir_tree: 16 nibbles of a 64-bit hash prefix
   // Data objects found present, so that the chunks of files many commits
   // share are looked up once; cleared when full (~20 MiB).
   static constexpr size_t kMaxPresentMemo = 256 * 1024;
