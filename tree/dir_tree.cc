@@ -123,6 +123,10 @@ struct Hamt {
     if (!n.ok()) return n.status().WithContext("node " + d.Hex());
     return n;
   }
+  static Result<Node> LoadAt(const ObjectGetter& get, const Digest& d, int depth) {
+    if (depth > kMaxDepth) return Status::Corruption("node " + d.Hex() + ": trie deeper than its hash");
+    return Load(get, d);
+  }
   // Read-only: through the cache when there is one (no copy of the node).
   static Result<std::shared_ptr<const Node>> LoadShared(const ObjectGetter& get, const Digest& d, Cache* cache) {
     if (cache) {
@@ -400,6 +404,10 @@ Status ForEachNode(const ObjectGetter& get, const Digest& root, const std::funct
   return DirHamt::ForEachNode(get, root, fn);
 }
 
+Result<DirNode> LoadNode(const ObjectGetter& get, const Digest& d, int trie_depth) {
+  return DirHamt::LoadAt(get, d, trie_depth);
+}
+
 }  // namespace dir_tree
 
 namespace link_table {
@@ -445,6 +453,10 @@ Status ForEach(const ObjectGetter& get, const Digest& root, const std::function<
 Status ForEachNode(const ObjectGetter& get, const Digest& root, const std::function<Status(const Digest&)>& fn) {
   if (root.IsZero()) return Status::Ok();
   return LinkHamt::ForEachNode(get, root, fn);
+}
+
+Result<LinkNode> LoadNode(const ObjectGetter& get, const Digest& d, int trie_depth) {
+  return LinkHamt::LoadAt(get, d, trie_depth);
 }
 
 }  // namespace link_table

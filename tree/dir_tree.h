@@ -77,6 +77,11 @@ Status ForEach(const ObjectGetter& get, const Digest& root, const std::function<
 Result<std::vector<Entry>> ListSorted(const ObjectGetter& get, const Digest& root);
 // Digests of the tree's own nodes (not of what entries refer to).
 Status ForEachNode(const ObjectGetter& get, const Digest& root, const std::function<Status(const Digest&)>& fn);
+// One node, for walkers that memoize per node: `trie_depth` is its depth
+// below the directory's root node (0). A read failure is returned as is; a
+// node that does not decode or lies deeper than kMaxTrieDepth is Corruption
+// with "node <hex>" in front.
+Result<DirNode> LoadNode(const ObjectGetter& get, const Digest& d, int trie_depth);
 }  // namespace dir_tree
 
 namespace link_table {
@@ -86,6 +91,8 @@ Result<Digest> Apply(ObjectWriter& w, const Digest& root, std::vector<LinkEdit> 
 Result<std::optional<LinkRecord>> Lookup(const ObjectGetter& get, const Digest& root, uint64_t id);
 Status ForEach(const ObjectGetter& get, const Digest& root, const std::function<Status(const LinkRecord&)>& fn);
 Status ForEachNode(const ObjectGetter& get, const Digest& root, const std::function<Status(const Digest&)>& fn);
+// As dir_tree::LoadNode, for a link table's node.
+Result<LinkNode> LoadNode(const ObjectGetter& get, const Digest& d, int trie_depth);
 }  // namespace link_table
 
 }  // namespace hashfs

@@ -3,7 +3,6 @@
 #include <unordered_map>
 
 #include "cas/object_codec.h"
-#include "tree/codec.h"
 #include "tree/dir_tree.h"
 #include "tree/walk.h"
 
@@ -34,11 +33,8 @@ class SizeCounter {
     };
     std::vector<Frame> stack;
     auto push = [&](const Digest& d, int dir_depth, int trie_depth) -> Status {
-      if (trie_depth > kMaxTrieDepth) return Status::Corruption("directory " + d.Hex() + ": trie deeper than its hash");
-      auto bytes = get_(d);
-      if (!bytes.ok()) return bytes.status().WithContext("directory " + d.Hex());
-      auto node = DecodeDirNode(*bytes);
-      if (!node.ok()) return node.status().WithContext("directory node " + d.Hex());
+      auto node = dir_tree::LoadNode(get_, d, trie_depth);
+      if (!node.ok()) return node.status().WithContext("directory " + d.Hex());
       if (dir_depth > kMaxTreeDepth && (!node->entries.empty() || !node->children.empty()))
         return Status::Corruption("directory tree is deeper than " + std::to_string(kMaxTreeDepth) + " levels");
       stack.push_back(Frame{d, std::move(node).value(), 0, 0, dir_depth, trie_depth});
@@ -81,11 +77,8 @@ class SizeCounter {
   Result<uint64_t> LinkBytes(const Digest& links, int trie_depth = 0) {
     if (links.IsZero()) return uint64_t{0};
     if (auto it = links_.find(links); it != links_.end()) return it->second;
-    if (trie_depth > kMaxTrieDepth) return Status::Corruption("link table " + links.Hex() + ": trie deeper than its hash");
-    auto bytes = get_(links);
-    if (!bytes.ok()) return bytes.status().WithContext("link table " + links.Hex());
-    auto node = DecodeLinkNode(*bytes);
-    if (!node.ok()) return node.status().WithContext("link table node " + links.Hex());
+    auto node = link_table::LoadNode(get_, links, trie_depth);
+    if (!node.ok()) return node.status().WithContext("link table " + links.Hex());
     uint64_t sum = 0;
     for (const auto& r : node->records)
       if (r.inode.type == FileType::kRegular) sum += r.inode.size;

@@ -15,7 +15,6 @@
 
 #include "cas/object_codec.h"
 #include "cas/tsan_sync.h"
-#include "tree/codec.h"
 #include "tree/dir_tree.h"
 #include "tree/file_manifest.h"
 #include "tree/walk.h"
@@ -258,19 +257,9 @@ class TreeChecker {
     f.dir_root = dir_root;
     f.dir_depth = dir_depth;
     f.trie_depth = trie_depth;
-    if (trie_depth > kMaxTrieDepth) {
-      f.problems.push_back({"", "directory is unreadable: node " + node.Hex() + ": trie deeper than its hash"});
-      return f;
-    }
-    auto bytes = get_(node);
-    if (!bytes.ok()) {
-      if (!Unfetched(bytes.status()))
-        f.problems.push_back({"", "directory is unreadable: " + bytes.status().message()});
-      return f;
-    }
-    auto n = DecodeDirNode(*bytes);
+    auto n = dir_tree::LoadNode(get_, node, trie_depth);
     if (!n.ok()) {
-      f.problems.push_back({"", "directory is unreadable: node " + node.Hex() + ": " + n.status().message()});
+      if (!Unfetched(n.status())) f.problems.push_back({"", "directory is unreadable: " + n.status().message()});
       return f;
     }
     f.n = std::move(n).value();

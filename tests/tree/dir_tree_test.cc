@@ -77,10 +77,7 @@ struct Env {
   }
 };
 
-Result<DirNode> LoadNode(const ObjectGetter& get, const Digest& d) {
-  HASHFS_ASSIGN_OR_RETURN(std::string b, get(d));
-  return DecodeDirNode(b);
-}
+Result<DirNode> LoadNode(const ObjectGetter& get, const Digest& d) { return dir_tree::LoadNode(get, d, 0); }
 
 uint8_t TopNibble(const std::string& name) { return Sha256Of(name).bytes[0] >> 4; }
 
@@ -98,6 +95,31 @@ TEST(DirTreeTest, EmptyDirectory) {
   EXPECT_TRUE(list.empty());
   HFS_ASSERT_OK_AND_ASSIGN(auto found, dir_tree::Lookup(env.get(), e, "x"));
   EXPECT_FALSE(found.has_value());
+}
+
+// The node loader that per-node walkers (verify, stats) use: a read failure
+// comes back as is (a lazy clone's NotFound stays NotFound), undecodable
+// bytes and a depth past kMaxTrieDepth are Corruption naming the node.
+TEST(DirTreeTest, LoadNodeChecksDepthAndDecoding) {
+  Env env;
+  auto names = RandomNames(600, 7);
+  std::vector<Entry> entries;
+  for (size_t i = 0; i < names.size(); i++) entries.push_back(FileEntry(names[i], i));
+  HFS_ASSERT_OK_AND_ASSIGN(Digest root, dir_tree::Build(*env.w, entries));
+  HFS_ASSERT_OK_AND_ASSIGN(DirNode n, dir_tree::LoadNode(env.get(), root, 0));
+  EXPECT_FALSE(n.leaf);
+  HFS_ASSERT_OK(dir_tree::LoadNode(env.get(), n.children[0].first, kMaxTrieDepth).status());
+  auto deep = dir_tree::LoadNode(env.get(), n.children[0].first, kMaxTrieDepth + 1);
+  EXPECT_TRUE(deep.status().IsCorruption()) << deep.status().ToString();
+  EXPECT_NE(deep.status().message().find(n.children[0].first.Hex()), std::string::npos);
+  auto missing = dir_tree::LoadNode(env.get(), Sha256Of("nowhere"), 0);
+  EXPECT_TRUE(missing.status().IsNotFound()) << missing.status().ToString();
+  HFS_ASSERT_OK_AND_ASSIGN(Digest junk, env.w->Put("not a node", ObjectKind::kMeta));
+  auto bad = dir_tree::LoadNode(env.get(), junk, 0);
+  EXPECT_TRUE(bad.status().IsCorruption()) << bad.status().ToString();
+  EXPECT_NE(bad.status().message().find("node " + junk.Hex()), std::string::npos) << bad.status().ToString();
+  auto bad_link = link_table::LoadNode(env.get(), junk, 0);
+  EXPECT_TRUE(bad_link.status().IsCorruption()) << bad_link.status().ToString();
 }
 
 TEST(DirTreeTest, BuildLookupListForEach) {
