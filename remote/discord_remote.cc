@@ -650,7 +650,8 @@ Result<PushReport> DiscordRemote::Push(Repository& repo, const std::vector<std::
     report.published.push_back(s);
   }
   // The refs are one sealed attachment (about 75 bytes per kept commit):
-  // refuse before uploading anything rather than after.
+  // refuse before uploading anything rather than after. (64 bytes of slack:
+  // PublishRefs sets seq and time_ns, which may lengthen the JSON a little.)
   if (uint64_t refs_bytes = next.ToJson().size() + kSealOverhead + 64; refs_bytes > cfg_.attachment_limit) {
     uint64_t commits = next.snapshots.size();
     for (const auto& [n, v] : next.volumes) commits += v.history.size();
