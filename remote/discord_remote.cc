@@ -11,6 +11,7 @@
 
 #include "cas/object_codec.h"
 #include "remote/parallel.h"
+#include "remote/sealed_refs.h"
 #include "tree/gc.h"
 
 namespace hashfs::remote {
@@ -360,26 +361,41 @@ Result<std::optional<RemoteRefs>> DiscordRemote::LatestRefs() {
   if (!p.message) return std::optional<RemoteRefs>();
   HASHFS_ASSIGN_OR_RETURN(DiscordMessage m, api_->GetMessage(p.channel, p.message));
   CacheUrls(m);
-  if (m.attachments.size() != 1) return Status::Corruption("ref-log message has no refs attachment");
-  PackLocation loc{p.channel, m.id, m.attachments[0].id, m.attachments[0].size};
+  auto parsed = RefLogHeader::Parse(m.content);
+  if (!parsed.ok())
+    return Status::Corruption(fmt::format("ref-log message {} no longer reads as one: {}", m.id,
+                                          parsed.status().message()));
+  const RefLogHeader& h = *parsed;
+  if (h.seq != p.seq)
+    return Status::Corruption(fmt::format("ref-log message {} says seq {} where it was found as seq {}: the channel "
+                                          "was tampered with",
+                                          m.id, h.seq, p.seq));
+  // The attachments by name, in part order; a missing name is damage.
+  std::vector<PackLocation> locs;
+  for (uint32_t i = 0; i < std::max<uint32_t>(h.parts, 1); i++) {
+    std::string name = h.parts ? RefsPartName(h.seq, i) : fmt::format("refs-{}.bin", h.seq);
+    auto a = std::find_if(m.attachments.begin(), m.attachments.end(),
+                          [&](const DiscordAttachment& x) { return x.filename == name; });
+    if (a == m.attachments.end())
+      return Status::Corruption(fmt::format("ref-log message {} has no attachment {}", m.id, name));
+    locs.push_back(PackLocation{p.channel, m.id, a->id, a->size});
+  }
+  if (m.attachments.size() != locs.size())
+    return Status::Corruption(fmt::format("ref-log message {} has {} attachments, its header names {}", m.id,
+                                          m.attachments.size(), locs.size()));
   Status last;
   for (int attempt = 0; attempt < kVerifyDownloadAttempts; attempt++) {
-    HASHFS_ASSIGN_OR_RETURN(std::string sealed, DownloadAttachment(loc, std::nullopt));
-    auto plain = Unseal(key_->enc_key(), sealed, kRefsAad);
-    if (!plain.ok()) {
-      last = plain.status();
-      continue;
+    std::vector<std::string> sealed;
+    for (const auto& loc : locs) {
+      HASHFS_ASSIGN_OR_RETURN(std::string b, DownloadAttachment(loc, std::nullopt));
+      sealed.push_back(std::move(b));
     }
-    HASHFS_ASSIGN_OR_RETURN(RemoteRefs r, RemoteRefs::FromJson(*plain));
-    // The message's plaintext header chose this message; only the sealed
-    // refs are authentic. A header whose seq differs from the sealed one is
-    // an old refs attachment replayed under a newer number (a rollback).
-    if (r.seq != p.seq)
-      return Status::Corruption(fmt::format(
-          "ref-log message {} claims seq {} but its sealed refs are seq {}: the channel was tampered with "
-          "(a replayed, older state); refusing it",
-          p.message, p.seq, r.seq));
-    return std::optional<RemoteRefs>(std::move(r));
+    // The header chose this message; OpenRefs checks that the sealed refs
+    // are this seq's (a replayed older state is refused).
+    auto r = OpenRefs(key_->enc_key(), p.seq, h.parts, sealed);
+    if (r.ok()) return std::optional<RemoteRefs>(std::move(r).value());
+    last = r.status();
+    if (!last.IsCorruption()) break;  // damaged in transit: download again
   }
   return last.WithContext("ref-log message " + std::to_string(p.message));
 }
@@ -572,15 +588,19 @@ Status DiscordRemote::PublishRefs(RemoteRefs refs) {
   HASHFS_ASSIGN_OR_RETURN(RefsPointer ptr, LoadPointer());
   refs.seq = std::max(refs.seq, ptr.seq) + 1;
   refs.time_ns = NowNs();
-  std::string sealed = Seal(key_->enc_key(), refs.ToJson(), kRefsAad);
+  HASHFS_ASSIGN_OR_RETURN(std::vector<std::string> sealed,
+                          SealRefs(key_->enc_key(), refs, cfg_.attachment_limit, RequestBudget()));
+  std::vector<UploadFile> files;
+  for (uint32_t i = 0; i < sealed.size(); i++) files.push_back({RefsPartName(refs.seq, i), sealed[i]});
   RefLogHeader h;
+  h.parts = static_cast<uint32_t>(files.size());
   h.seq = refs.seq;
   h.gc_generation = refs.gc_generation;
   h.kdf = manifest_.kdf;
   h.wrapped_key = manifest_.wrapped_key;
   const uint64_t primary = cfg_.channels.front();
   HASHFS_ASSIGN_OR_RETURN(DiscordMessage m,
-                          api_->CreateMessage(primary, h.Content(), {{fmt::format("refs-{}.bin", refs.seq), sealed}}));
+                          api_->CreateMessage(primary, h.Content(), files));
   CacheUrls(m);
   HASHFS_RETURN_IF_ERROR(SavePointer(RefsPointer{primary, m.id, refs.seq, refs.gc_generation}));
   HASHFS_RETURN_IF_ERROR(index_.Put("refs", refs.ToJson()));
@@ -649,16 +669,21 @@ Result<PushReport> DiscordRemote::Push(Repository& repo, const std::vector<std::
     roots.push_back(d);
     report.published.push_back(s);
   }
-  // The refs are one sealed attachment (about 75 bytes per kept commit):
-  // refuse before uploading anything rather than after. (64 bytes of slack:
-  // PublishRefs sets seq and time_ns, which may lengthen the JSON a little.)
-  if (uint64_t refs_bytes = next.ToJson().size() + kSealOverhead + 64; refs_bytes > cfg_.attachment_limit) {
-    uint64_t commits = next.snapshots.size();
-    for (const auto& [n, v] : next.volumes) commits += v.history.size();
-    return Status::Make(Status::Code::kTooBig,
-                        fmt::format("the remote's refs for {} kept commits would take {} bytes, more than one "
-                                    "{}-byte attachment; drop old commits with 'hashfs forget' and push again",
-                                    commits, refs_bytes, cfg_.attachment_limit));
+  // The refs are compressed (about 38 bytes per kept commit) into at most
+  // 10 attachments of one message: refuse before uploading anything rather
+  // than after. (64 bytes of slack: PublishRefs sets seq and time_ns, which
+  // may lengthen the compressed refs a little.)
+  {
+    HASHFS_ASSIGN_OR_RETURN(std::string z, CompressRefs(next));
+    if (auto fit = RefsPartCount(z.size() + 64, cfg_.attachment_limit, RequestBudget()); !fit.ok()) {
+      uint64_t commits = next.snapshots.size();
+      for (const auto& [n, v] : next.volumes) commits += v.history.size();
+      return Status::Make(Status::Code::kTooBig,
+                          fmt::format("the remote's refs for {} kept commits would take {} compressed bytes, more "
+                                      "than one message holds ({} attachments of {} bytes, {} bytes in all); drop "
+                                      "old commits with 'hashfs forget' and push again",
+                                      commits, z.size(), kMaxRefsParts, cfg_.attachment_limit, RequestBudget()));
+    }
   }
   // Commits the remote already publishes are complete there (publication
   // follows upload, and remote gc keeps what published refs reach).

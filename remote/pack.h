@@ -107,8 +107,4 @@ Result<PackIndex> DecodePack(const MasterKey& key, std::string_view pack);
 Result<PreparedObject> OpenEntry(const MasterKey& key, std::string_view pack_id, const PackEntry& e,
                                  std::string_view sealed);
 
-// Encrypted remote blobs other than packs (ref-log state): Seal with a
-// purpose-specific aad.
-inline constexpr std::string_view kRefsAad = "hashfs-remote-refs-v1";
-
 }  // namespace hashfs::remote

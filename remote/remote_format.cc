@@ -1,5 +1,6 @@
 #include "remote/remote_format.h"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <utility>
@@ -236,8 +237,9 @@ std::vector<Digest> RemoteRefs::KeptCommits() const {
 }
 
 std::string RefLogHeader::Content() const {
-  return std::string(kRefsPrefix) +
-         json({{"seq", seq}, {"gen", gc_generation}, {"kdf", KdfJson(kdf)}, {"key", Base64Encode(wrapped_key)}}).dump();
+  json j = {{"seq", seq}, {"gen", gc_generation}, {"kdf", KdfJson(kdf)}, {"key", Base64Encode(wrapped_key)}};
+  if (parts) j["parts"] = parts;
+  return std::string(kRefsPrefix) + j.dump();
 }
 
 Result<RefLogHeader> RefLogHeader::Parse(std::string_view content) {
@@ -248,6 +250,9 @@ Result<RefLogHeader> RefLogHeader::Parse(std::string_view content) {
     RefLogHeader h;
     h.seq = Int(j, "seq", uint64_t{0});
     h.gc_generation = Int(j, "gen", uint64_t{0});
+    h.parts = Int(j, "parts", uint32_t{0});
+    if (j.contains("parts") && (h.parts == 0 || h.parts > kMaxRefsParts))
+      return Status::Corruption(fmt::format("ref-log header: 'parts' must be 1..{}", kMaxRefsParts));
     HASHFS_ASSIGN_OR_RETURN(h.kdf, KdfFrom(j.value("kdf", json())));
     HASHFS_ASSIGN_OR_RETURN(h.wrapped_key, WrappedKeyFrom(j));
     return h;

@@ -7,9 +7,10 @@
 //                                    "refs": {"channel":"id","message":"id","seq":N}}
 //  * Pack messages: content "hashfs:packs:1", 1..10 attachments "<pack id hex>.hfp".
 //  * Ref-log messages (append-only): content "hashfs:refs:1 " + JSON
-//      {"seq":N, "gen":G, "kdf":{...}, "key":...} (the key is repeated so a
-//      lost pin loses nothing) and one attachment "refs-<seq>.bin" =
-//      Seal(enc key, RemoteRefs JSON, aad "hashfs-remote-refs-v1").
+//      {"seq":N, "gen":G, "kdf":{...}, "key":..., "parts":P} (the key is
+//      repeated so a lost pin loses nothing) and P attachments holding the
+//      sealed, compressed RemoteRefs JSON (remote/sealed_refs.h; no "parts":
+//      the format-1 single attachment).
 // Pure functions; thread-safe.
 #pragma once
 
@@ -27,6 +28,7 @@ inline constexpr std::string_view kManifestPrefix = "hashfs:manifest:1 ";
 inline constexpr std::string_view kPacksContent = "hashfs:packs:1";
 inline constexpr std::string_view kRefsPrefix = "hashfs:refs:1 ";
 inline constexpr std::string_view kPackSuffix = ".hfp";
+inline constexpr uint32_t kMaxRefsParts = 10;  // refs attachments per ref-log message (Discord's files per message)
 
 // The remote's local configuration (ref table remote/NAME/config). No secrets.
 struct RemoteConfig {
@@ -81,6 +83,7 @@ Result<RefsPointer> DecodeRefsPointer(std::string_view v);
 // Ref-log message content ("hashfs:refs:1 {...}") and its parse.
 struct RefLogHeader {
   uint64_t seq = 0, gc_generation = 0;
+  uint32_t parts = 0;  // refs attachments, 1..kMaxRefsParts; 0: format 1 (one, uncompressed)
   ScryptParams kdf;
   std::string wrapped_key;
   std::string Content() const;

@@ -57,7 +57,7 @@ void CheckUnseal(std::string_view key, std::string_view blob, std::string_view a
 }
 
 void Framing(std::string_view in) {
-  const std::string aads[] = {"", std::string(kRefsAad), "hfi1" + fuzz::Pattern(16, 5, 9)};
+  const std::string aads[] = {"", std::string(kRefsAadV1), "hfi1" + fuzz::Pattern(16, 5, 9)};
   for (const auto& aad : aads) CheckUnseal(EncKey(), in, aad);
   CheckUnseal(fuzz::OtherKey().enc_key(), in, "");
 
@@ -116,14 +116,14 @@ void WrappedKeys(std::string_view in) {
   }
   auto other = MasterKey::Unwrap(fuzz::Pattern(32, 7, 7), wrapped);
   FUZZ_CHECK(!other.ok() && other.status().code() == Status::Code::kPermission);
-  auto other_aad = MasterKey::Unwrap(kek, fuzz::DetSeal(kek, in, kRefsAad));
+  auto other_aad = MasterKey::Unwrap(kek, fuzz::DetSeal(kek, in, kRefsAadV1));
   FUZZ_CHECK(!other_aad.ok() && other_aad.status().code() == Status::Code::kPermission);
 }
 
 void DecryptedRefs(std::string_view in) {
-  CheckUnseal(EncKey(), in, kRefsAad);
-  std::string sealed = fuzz::DetSeal(EncKey(), in, kRefsAad);
-  auto plain = Unseal(EncKey(), sealed, kRefsAad);
+  CheckUnseal(EncKey(), in, kRefsAadV1);
+  std::string sealed = fuzz::DetSeal(EncKey(), in, kRefsAadV1);
+  auto plain = Unseal(EncKey(), sealed, kRefsAadV1);
   FUZZ_CHECK(plain.ok() && *plain == in);
   auto r = RemoteRefs::FromJson(*plain);
   if (!r.ok()) {

@@ -427,6 +427,8 @@ void RemoteSeeds() {
   h.gc_generation = 2;
   h.kdf = m.kdf;
   h.wrapped_key = m.wrapped_key;
+  Write("remote_format", "reflog-header-v1", Mode(1, h.Content()));
+  h.parts = 3;
   Write("remote_format", "reflog-header", Mode(1, h.Content()));
   Write("remote_format", "manifest-kdf-max",
         Mode(0, std::string(remote::kManifestPrefix) + R"({"format":1,"kdf":)" + Kdf(1u << 22, 32, 16) + R"(,"key":")" +
@@ -448,6 +450,8 @@ void RemoteSeeds() {
   refs.snapshots = r->snapshots;
   Write("remote_format", "refs", Mode(2, refs.ToJson()));
   Write("remote_format", "refs-empty", Mode(2, remote::RemoteRefs{}.ToJson()));
+  Write("remote_format", "refs-compressed", Mode(8, Must(remote::CompressRefs(refs))));
+  Write("remote_format", "refs-compressed-empty", Mode(8, Must(remote::CompressRefs(remote::RemoteRefs{}))));
   remote::RemoteConfig cfg{"origin", "discord", {1100000000000000001ull, 1100000000000000002ull}};
   Write("remote_format", "config", Mode(3, cfg.ToJson()));
   remote::PackIndex pidx;
@@ -463,13 +467,13 @@ void RemoteSeeds() {
         Mode(7, remote::EncodeRefsPointer({1100000000000000001ull, 1100000000000000777ull, 7, 2})));
 
   // Crypto: sealed blobs, wrapped keys, decrypted refs, encodings, KDF parameters.
-  Write("crypto", "sealed-refs-aad", Mode(0, fuzz::DetSeal(key.enc_key(), "hello, hashfs", remote::kRefsAad)));
+  Write("crypto", "sealed-refs-aad", Mode(0, fuzz::DetSeal(key.enc_key(), "hello, hashfs", remote::kRefsAadV1)));
   Write("crypto", "sealed-no-aad", Mode(0, fuzz::DetSeal(key.enc_key(), "", "")));
   Write("crypto", "plaintext", Mode(0, "a plaintext to seal"));
   Write("crypto", "wrapped-key", Mode(1, m.wrapped_key));
   Write("crypto", "master-key", Mode(1, key.raw()));
   Write("crypto", "refs-json", Mode(2, refs.ToJson()));
-  Write("crypto", "refs-attachment", Mode(2, fuzz::DetSeal(key.enc_key(), refs.ToJson(), remote::kRefsAad)));
+  Write("crypto", "refs-attachment", Mode(2, fuzz::DetSeal(key.enc_key(), refs.ToJson(), remote::kRefsAadV1)));
   Write("crypto", "base64-key", Mode(3, remote::Base64Encode(m.wrapped_key)));
   Write("crypto", "hex-id", Mode(3, remote::HexEncode(plan.pack_id)));
   Write("crypto", "kdf-cheap", Mode(3, std::string("\x0a\x01\x01\x10", 4) + fuzz::Pattern(16, 29, 5)));

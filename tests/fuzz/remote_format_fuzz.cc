@@ -1,11 +1,13 @@
 // libFuzzer target: what the remote keeps besides packs (remote/remote_format.h)
 // and the local remote index's records (remote/remote_index.h).
 //
-// Input: mode (1 byte) % 8, then the bytes to decode:
+// Input: mode (1 byte) % 9, then the bytes to decode:
 //   0 Manifest::Parse (pinned message content)      4 DecodePackRecord (remote/NAME/p/<id>)
 //   1 RefLogHeader::Parse (ref-log message content)  5 DecodeLocation (remote/NAME/o/<keyed id>)
-//   2 RemoteRefs::FromJson (decrypted refs-<seq>.bin) 6 DecodeDecimal (remote/NAME/sync/<ch>, gen)
+//   2 RemoteRefs::FromJson (decrypted refs JSON)     6 DecodeDecimal (remote/NAME/sync/<ch>, gen)
 //   3 RemoteConfig::FromJson (remote/NAME/config)    7 DecodeRefsPointer (remote/NAME/refsptr)
+//   8 DecompressRefs, and OpenRefs of the same bytes sealed as 1..3 parts
+//     (the reassembled plaintext of a format-2 ref-log message)
 //
 // Checks:
 //  * Manifest / ref-log header: NotFound exactly when the prefix is missing,
@@ -14,6 +16,10 @@
 //    that CheckScryptParams either refuses (InvalidArgument) or that need at
 //    most 1 GiB, ids that are exactly the JSON's (canonical decimal strings,
 //    never 0); Parse(Content()) gives the same value and the content is stable.
+//  * Compressed refs: an accepted frame inflates within kMaxRefsJsonSize and
+//    kMaxRefsInflation times its size; OpenRefs of the bytes sealed as parts
+//    accepts exactly when the frame inflates to refs of the header's seq,
+//    and gives those refs; refusals are Corruption.
 //  * Refs: refusals are Corruption; accepted refs meet the documented limits
 //    (valid names, non-empty strictly ascending history ending at the head,
 //    valid chunking and zstd level), KeptCommits is exactly the named commits
@@ -125,6 +131,8 @@ void RefLogHeaders(std::string_view s) {
   CheckKdfJson(j, h->kdf);
   CheckInt(j, "seq", h->seq);
   CheckInt(j, "gen", h->gc_generation);
+  CheckInt(j, "parts", h->parts);
+  FUZZ_CHECK(h->parts <= kMaxRefsParts && (h->parts > 0 || !j.contains("parts")));
   std::string c = h->Content();
   auto again = RefLogHeader::Parse(c);
   FUZZ_CHECK_MSG(again.ok(), again.status().ToString());
@@ -159,6 +167,32 @@ void Refs(std::string_view s) {
   }
   fuzz::CheckRemoteRefs(*r);
   fuzz::CheckRefsRoundTrip(*r);
+}
+
+void CompressedRefs(std::string_view s) {
+  auto plain = DecompressRefs(s);
+  if (plain.ok()) {
+    FUZZ_CHECK(plain->size() <= kMaxRefsJsonSize && plain->size() <= kMaxRefsInflation * s.size() + 4096);
+  } else {
+    fuzz::CheckRefusal(plain.status());
+  }
+  constexpr uint64_t kSeq = 7;
+  const uint32_t n = s.empty() ? 1 : 1 + static_cast<uint8_t>(s.back()) % 3;
+  const size_t piece = (s.size() + n - 1) / n;
+  std::vector<std::string> parts;
+  for (uint32_t i = 0; i < n; i++)
+    parts.push_back(fuzz::DetSeal(fuzz::FixedKey().enc_key(), s.substr(std::min(s.size(), i * piece), piece),
+                                  RefsPartAad(kSeq, i, n)));
+  auto opened = OpenRefs(fuzz::FixedKey().enc_key(), kSeq, n, parts);
+  auto direct = plain.ok() ? RemoteRefs::FromJson(*plain) : Result<RemoteRefs>(plain.status());
+  if (direct.ok() && direct->seq == kSeq) {
+    FUZZ_CHECK_MSG(opened.ok(), opened.status().ToString());
+    FUZZ_CHECK(fuzz::Same(*opened, *direct));
+  } else {
+    FUZZ_CHECK(!opened.ok());
+    fuzz::CheckRefusal(opened.status());
+  }
+  if (plain.ok()) Refs(*plain);
 }
 
 void Configs(std::string_view s) {
@@ -237,7 +271,7 @@ void RefsPointers(std::string_view v) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   std::string_view in = fuzz::AsView(data + 1, size - 1);
-  switch (data[0] % 8) {
+  switch (data[0] % 9) {
     case 0: Manifests(in); break;
     case 1: RefLogHeaders(in); break;
     case 2: Refs(in); break;
@@ -245,7 +279,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 4: PackRecords(in); break;
     case 5: Locations(in); break;
     case 6: Decimals(in); break;
-    default: RefsPointers(in); break;
+    case 7: RefsPointers(in); break;
+    default: CompressedRefs(in); break;
   }
   return 0;
 }

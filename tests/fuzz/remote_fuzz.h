@@ -24,6 +24,7 @@
 #include "cas/object_codec.h"
 #include "remote/crypto.h"
 #include "remote/pack.h"
+#include "remote/sealed_refs.h"
 #include "remote/remote_format.h"
 #include "remote/remote_index.h"
 #include "tests/fuzz/fuzz_util.h"
@@ -265,7 +266,8 @@ inline bool Same(const remote::Manifest& a, const remote::Manifest& b) {
          a.refs_channel == b.refs_channel && a.refs_message == b.refs_message && a.refs_seq == b.refs_seq;
 }
 inline bool Same(const remote::RefLogHeader& a, const remote::RefLogHeader& b) {
-  return a.seq == b.seq && a.gc_generation == b.gc_generation && Same(a.kdf, b.kdf) && a.wrapped_key == b.wrapped_key;
+  return a.seq == b.seq && a.gc_generation == b.gc_generation && a.parts == b.parts && Same(a.kdf, b.kdf) &&
+         a.wrapped_key == b.wrapped_key;
 }
 inline bool Same(const remote::RemoteVolume& a, const remote::RemoteVolume& b) {
   return a.head == b.head && a.head_seq == b.head_seq && a.history == b.history;

@@ -502,7 +502,6 @@ TEST_F(RemoteE2E, LazyCloneFetchesOnDemand) {
   EXPECT_EQ(emu.Get("/_emulator/stats")["bytes_downloaded"].get<uint64_t>(), cdn2);
 }
 
-// Discord allows less than configured: 413 shrinks the packs instead of looping.
 // Discord is untrusted: someone who can post to the channel re-posts an
 // older (authentic, sealed) refs attachment under a higher seq, to roll the
 // remote back. Clients must refuse it, not follow it.
@@ -541,7 +540,7 @@ TEST_F(RemoteE2E, ReplayedOlderRefsUnderANewerSeqAreRefused) {
   WriteFile(dir_ + "/payload.json", json{{"content", "hashfs:refs:1 " + header.dump()}}.dump());
   json posted = json::parse(emu.Bot(std::string("/channels/") + kChannel + "/messages",
                                     "-F 'payload_json=<" + dir_ + "/payload.json;type=application/json' -F 'files[0]=@" +
-                                        sealed + ";filename=refs-50.bin'"),
+                                        sealed + ";filename=refs-50-0.bin'"),
                             nullptr, false);
   ASSERT_TRUE(posted.contains("id")) << posted.dump();
 
@@ -550,11 +549,14 @@ TEST_F(RemoteE2E, ReplayedOlderRefsUnderANewerSeqAreRefused) {
   EXPECT_NE(clone.err.find("tampered"), std::string::npos) << clone.err;
   auto pull = Hashfs("a", "pull origin");
   EXPECT_NE(pull.code, 0);
-  EXPECT_NE(pull.err.find("claims seq 50 but its sealed refs are seq 1"), std::string::npos) << pull.err;
+  // Each sealed part is bound to its seq: it does not authenticate as seq 50.
+  EXPECT_NE(pull.err.find("of the refs of seq 50 does not authenticate"), std::string::npos) << pull.err;
+  EXPECT_NE(pull.err.find("tampered"), std::string::npos) << pull.err;
   // The local store is untouched.
   ExpectRestores("a", "v1", dir_ + "/src");
 }
 
+// Discord allows less than configured: 413 shrinks the packs instead of looping.
 TEST_F(RemoteE2E, TooLargeShrinksPacks) {
   Emulator emu("--seed 8 --create-window 1 --file-limit 120000 --request-limit 400000");
   MakeStore("a");
@@ -570,44 +572,48 @@ TEST_F(RemoteE2E, TooLargeShrinksPacks) {
   ExpectRestores("b", "v1", dir_ + "/src");
 }
 
-// The published refs are one sealed attachment of about 75 bytes per kept
-// commit. A history longer than that holds (2,000 commits against 128 KiB)
-// is refused before anything is uploaded, with the way out named; after
-// forget the push goes through and a clone restores.
-TEST_F(RemoteE2E, PushRefusesRefsLargerThanAnAttachmentBeforeUploading) {
+// `n` more commits of the head's tree on `volume` of store `name`, as a busy
+// mount makes them.
+void AddCommits(const std::string& store_dir, const std::string& volume, int n) {
+  auto store = hashfs::LmdbStore::Open(store_dir, hashfs::LmdbOptions{});
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto repo = hashfs::Repository::Open(**store);
+  ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+  auto head = (*repo)->Head(volume);
+  ASSERT_TRUE(head.ok() && head->has_value());
+  hashfs::Digest cur = **head;
+  auto c = (*repo)->LoadCommit(cur);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  hashfs::Commit next = *c;
+  hashfs::ObjectWriter w(**store, 3);
+  for (int i = 0; i < n; i++) {
+    next.parent = cur;
+    next.time_ns++;
+    next.description = "commit " + std::to_string(i);
+    auto id = w.Put(hashfs::EncodeCommit(next), hashfs::ObjectKind::kMeta);
+    ASSERT_TRUE(id.ok()) << id.status().ToString();
+    ASSERT_TRUE(w.Flush().ok());
+    auto epoch = (*repo)->GcEpoch();
+    ASSERT_TRUE(epoch.ok());
+    hashfs::Status s = (*repo)->Advance(volume, cur, *id, *epoch);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    cur = *id;
+  }
+}
+
+// The published refs are compressed (about 38 bytes per kept commit) into at
+// most 10 attachments of one message. A history longer than one message
+// holds (4,001 commits, about 154 KB, against a 128 KiB request budget) is
+// refused before anything is uploaded, with the way out named; after forget
+// the push goes through and a clone restores.
+TEST_F(RemoteE2E, PushRefusesRefsLargerThanAMessageBeforeUploading) {
   Emulator emu("--seed 12 --create-window 1");
   MakeStore("a");
-  AddRemote("a", emu, "--attachment-limit 131072 --request-limit 400000");
-  {
-    // 2,000 more commits of the same tree, as a busy mount makes them.
-    auto store = hashfs::LmdbStore::Open(dir_ + "/a", hashfs::LmdbOptions{});
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    auto repo = hashfs::Repository::Open(**store);
-    ASSERT_TRUE(repo.ok()) << repo.status().ToString();
-    auto head = (*repo)->Head("v1");
-    ASSERT_TRUE(head.ok() && head->has_value());
-    hashfs::Digest cur = **head;
-    auto c = (*repo)->LoadCommit(cur);
-    ASSERT_TRUE(c.ok()) << c.status().ToString();
-    hashfs::Commit next = *c;
-    hashfs::ObjectWriter w(**store, 3);
-    for (int i = 0; i < 2000; i++) {
-      next.parent = cur;
-      next.time_ns++;
-      next.description = "commit " + std::to_string(i);
-      auto id = w.Put(hashfs::EncodeCommit(next), hashfs::ObjectKind::kMeta);
-      ASSERT_TRUE(id.ok()) << id.status().ToString();
-      ASSERT_TRUE(w.Flush().ok());
-      auto epoch = (*repo)->GcEpoch();
-      ASSERT_TRUE(epoch.ok());
-      hashfs::Status s = (*repo)->Advance("v1", cur, *id, *epoch);
-      ASSERT_TRUE(s.ok()) << s.ToString();
-      cur = *id;
-    }
-  }
+  AddRemote("a", emu, "--attachment-limit 131072 --request-limit 196608");
+  AddCommits(dir_ + "/a", "v1", 4000);
   auto push = Hashfs("a", "push origin");
   EXPECT_EQ(push.code, 1) << push.err;
-  EXPECT_NE(push.err.find("2001 kept commits"), std::string::npos) << push.err;
+  EXPECT_NE(push.err.find("4001 kept commits"), std::string::npos) << push.err;
   EXPECT_NE(push.err.find("hashfs forget"), std::string::npos) << push.err;
   EXPECT_EQ(emu.Get("/_emulator/stats")["attachments"].get<int>(), 0) << "nothing may be uploaded";
 
@@ -621,6 +627,47 @@ TEST_F(RemoteE2E, PushRefusesRefsLargerThanAnAttachmentBeforeUploading) {
   ASSERT_EQ(log.code, 0) << log.err;
   EXPECT_EQ(json::parse(log.out).size(), 100u);
   ExpectRestores("b", "v1", dir_ + "/src");
+}
+
+// Refs larger than one attachment are cut into several (here 4,001 commits,
+// about 154 KB compressed, against 128 KiB attachments): a fresh clone
+// reassembles them, keeps the whole history, and later pushes and pulls go
+// on from there.
+TEST_F(RemoteE2E, LongHistoryRefsSpanSeveralAttachments) {
+  Emulator emu("--seed 13 --create-window 1 --faults flip=0.05");
+  MakeStore("a");
+  AddRemote("a", emu, "--attachment-limit 131072 --request-limit 400000");
+  AddCommits(dir_ + "/a", "v1", 4000);
+  auto push = Hashfs("a", "push origin");
+  ASSERT_EQ(push.code, 0) << push.err;
+  // The newest ref-log message holds several parts, each within the limit.
+  json msgs = emu.Get(std::string("/_emulator/channels/") + kChannel + "/messages");
+  json newest;
+  for (const auto& m : msgs)
+    if (m["content"].get<std::string>().rfind("hashfs:refs:1 ", 0) == 0) newest = m;
+  ASSERT_FALSE(newest.is_null()) << msgs.dump();
+  json header = json::parse(newest["content"].get<std::string>().substr(14), nullptr, false);
+  ASSERT_TRUE(header.contains("parts")) << header.dump();
+  EXPECT_GE(header["parts"].get<int>(), 2);
+  json full = json::parse(emu.Bot(std::string("/channels/") + kChannel + "/messages/" + newest["id"].get<std::string>()),
+                          nullptr, false);
+  ASSERT_EQ(full["attachments"].size(), header["parts"].get<size_t>()) << full.dump();
+  for (const auto& a : full["attachments"]) EXPECT_LE(a["size"].get<uint64_t>(), 131072u) << a.dump();
+
+  auto clone = Hashfs("b", "clone origin " + RemoteArgs(emu) + " --all");
+  ASSERT_EQ(clone.code, 0) << clone.err;
+  auto log = Hashfs("b", "log v1 --json");
+  ASSERT_EQ(log.code, 0) << log.err;
+  EXPECT_EQ(json::parse(log.out).size(), 4001u);
+  ExpectRestores("b", "v1", dir_ + "/src");
+  // One more commit on a, pushed and pulled into b.
+  AddCommits(dir_ + "/a", "v1", 1);
+  ASSERT_EQ(Hashfs("a", "push origin").code, 0);
+  auto pull = Hashfs("b", "pull origin");
+  ASSERT_EQ(pull.code, 0) << pull.err;
+  log = Hashfs("b", "log v1 --json");
+  ASSERT_EQ(log.code, 0) << log.err;
+  EXPECT_EQ(json::parse(log.out).size(), 4002u);
 }
 
 // A lazily cloned store mounted read-write: reads fetch what they need from

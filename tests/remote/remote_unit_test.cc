@@ -2,6 +2,7 @@
 // tampering, truncation, garbage), the local remote index, ref-log/manifest
 // formats, and the rate-limit/retry logic against a scripted HTTP fake.
 #include <gtest/gtest.h>
+#include <zstd.h>
 
 #include <chrono>
 #include <deque>
@@ -16,6 +17,7 @@
 #include "remote/pack.h"
 #include "remote/remote_format.h"
 #include "remote/remote_index.h"
+#include "remote/sealed_refs.h"
 
 namespace hashfs::remote {
 namespace {
@@ -275,6 +277,132 @@ TEST(RemoteFormat, RefsManifestRoundTrip) {
   EXPECT_EQ(mb->refs_message, 77u);
   EXPECT_TRUE(Manifest::Parse("hello").status().IsNotFound());
   EXPECT_FALSE(Manifest::Parse(std::string(kManifestPrefix) + "{").ok());
+}
+
+// Refs of `commits` kept commits of one volume.
+RemoteRefs LongRefs(uint64_t seq, int commits) {
+  RemoteRefs r;
+  r.seq = seq;
+  RemoteVolume v;
+  for (int i = 1; i <= commits; i++) v.history.emplace_back(i, Sha256Of("commit " + std::to_string(i)));
+  v.head_seq = v.history.back().first;
+  v.head = v.history.back().second;
+  r.volumes["work"] = v;
+  r.snapshots["keep"] = v.history.front().second;
+  return r;
+}
+
+// Format 2 refs: compressed, cut into parts under both limits, each part
+// bound to its seq, index and count; format 1 still opens.
+TEST(SealedRefs, SplitsCompressesAndBindsEveryPart) {
+  const std::string key = RandomBytes(32);
+  RemoteRefs r = LongRefs(9, 2000);
+  const std::string json = r.ToJson();
+  auto z = CompressRefs(r);
+  ASSERT_TRUE(z.ok()) << z.status().ToString();
+  EXPECT_LT(z->size() * 10, json.size() * 6) << "hex digests compress to about half";
+
+  // One part when it fits; several of at most the part limit otherwise.
+  auto one = SealRefs(key, r, 1 << 20, 4 << 20);
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  ASSERT_EQ(one->size(), 1u);
+  auto parts = SealRefs(key, r, 16384, 4 << 20);
+  ASSERT_TRUE(parts.ok()) << parts.status().ToString();
+  ASSERT_EQ(parts->size(), (z->size() + 16384 - kSealOverhead - 1) / (16384 - kSealOverhead));
+  ASSERT_GE(parts->size(), 3u);
+  for (const auto& p : *parts) EXPECT_LE(p.size(), 16384u);
+  auto back = OpenRefs(key, 9, static_cast<uint32_t>(parts->size()), *parts);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->ToJson(), json);
+
+  const auto n = static_cast<uint32_t>(parts->size());
+  auto corrupt = [&](const std::vector<std::string>& v, uint64_t seq, uint32_t count) {
+    auto o = OpenRefs(key, seq, count, v);
+    EXPECT_TRUE(o.status().IsCorruption()) << o.status().ToString();
+    return o.status().message();
+  };
+  // Replayed under another seq, parts swapped, one left out, a bit flipped.
+  EXPECT_NE(corrupt(*parts, 10, n).find("tampered"), std::string::npos);
+  auto swapped = *parts;
+  std::swap(swapped[0], swapped[1]);
+  corrupt(swapped, 9, n);
+  auto fewer = *parts;
+  fewer.pop_back();
+  corrupt(fewer, 9, n);
+  corrupt(fewer, 9, n - 1);
+  auto flipped = *parts;
+  flipped[1][40] ^= 1;
+  corrupt(flipped, 9, n);
+  corrupt(*parts, 9, 0);
+  EXPECT_FALSE(OpenRefs(RandomBytes(32), 9, n, *parts).ok());
+
+  // Too large for 10 parts, or for the message's total: TooBig, never cut.
+  auto too_many = SealRefs(key, r, 4096, 4 << 20);
+  EXPECT_EQ(too_many.status().code(), Status::Code::kTooBig) << too_many.status().ToString();
+  auto too_much = SealRefs(key, r, 1 << 20, z->size());
+  EXPECT_EQ(too_much.status().code(), Status::Code::kTooBig) << too_much.status().ToString();
+  auto count = RefsPartCount(z->size(), 1 << 20, z->size() + kSealOverhead);
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, 1u);
+
+  // Format 1: the plain JSON sealed whole; its seq must be the header's.
+  std::vector<std::string> v1 = {Seal(key, json, kRefsAadV1)};
+  auto old = OpenRefs(key, 9, 0, v1);
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_EQ(old->ToJson(), json);
+  EXPECT_NE(corrupt(v1, 50, 0).find("claims seq 50 but its sealed refs are seq 9"), std::string::npos);
+  corrupt(v1, 9, 1);
+}
+
+// The header's part count round-trips and is bounded; a format-1 header has
+// none.
+TEST(SealedRefs, HeaderCarriesThePartCount) {
+  RefLogHeader h;
+  h.seq = 4;
+  h.kdf.salt = "0123456789abcdef";
+  h.wrapped_key = RandomBytes(92);
+  EXPECT_EQ(h.Content().find("parts"), std::string::npos);
+  auto v1 = RefLogHeader::Parse(h.Content());
+  ASSERT_TRUE(v1.ok()) << v1.status().ToString();
+  EXPECT_EQ(v1->parts, 0u);
+  h.parts = 3;
+  auto v2 = RefLogHeader::Parse(h.Content());
+  ASSERT_TRUE(v2.ok()) << v2.status().ToString();
+  EXPECT_EQ(v2->parts, 3u);
+  for (uint32_t bad : {0u, kMaxRefsParts + 1}) {
+    std::string c = h.Content();
+    c.replace(c.find("\"parts\":3"), 9, "\"parts\":" + std::to_string(bad));
+    EXPECT_TRUE(RefLogHeader::Parse(c).status().IsCorruption()) << c;
+  }
+}
+
+// Hostile compressed refs: more than one frame, no recorded size, a size
+// beyond the limits, a size that is not what the frame holds.
+TEST(SealedRefs, DecompressRefusesHostileFrames) {
+  auto z = CompressRefs(LongRefs(1, 50));
+  ASSERT_TRUE(z.ok());
+  ASSERT_TRUE(DecompressRefs(*z).ok());
+  EXPECT_TRUE(DecompressRefs(*z + *z).status().IsCorruption());
+  EXPECT_TRUE(DecompressRefs(z->substr(0, z->size() - 1)).status().IsCorruption());
+  EXPECT_TRUE(DecompressRefs("").status().IsCorruption());
+  EXPECT_TRUE(DecompressRefs("not zstd at all").status().IsCorruption());
+  // 1 MiB of zeros compresses to a few dozen bytes: over the inflation bound.
+  std::string zeros(1 << 20, '\0');
+  std::string bomb(ZSTD_compressBound(zeros.size()), '\0');
+  bomb.resize(ZSTD_compress(bomb.data(), bomb.size(), zeros.data(), zeros.size(), 3));
+  auto b = DecompressRefs(bomb);
+  ASSERT_TRUE(b.status().IsCorruption()) << b.status().ToString();
+  EXPECT_NE(b.status().message().find("claim"), std::string::npos) << b.status().ToString();
+  // A frame without its content size.
+  ZSTD_CCtx* c = ZSTD_createCCtx();
+  ASSERT_EQ(ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 0), 0u);
+  std::string unsized(ZSTD_compressBound(100), '\0');
+  unsized.resize(ZSTD_compress2(c, unsized.data(), unsized.size(), zeros.data(), 100));
+  ZSTD_freeCCtx(c);
+  ASSERT_EQ(ZSTD_getFrameContentSize(unsized.data(), unsized.size()), ZSTD_CONTENTSIZE_UNKNOWN);
+  auto u = DecompressRefs(unsized);
+  ASSERT_TRUE(u.status().IsCorruption());
+  EXPECT_NE(u.status().message().find("does not record"), std::string::npos) << u.status().ToString();
 }
 
 // A scripted HttpClient: a fake Discord route with a fixed-window bucket, so
