@@ -1935,6 +1935,12 @@ Status Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_vie
   bool exists = it != xs.end() && it->first == name;
   if (exists && (flags & XATTR_CREATE)) return Status::Exists("attribute exists");
   if (!exists && (flags & XATTR_REPLACE)) return Err(Status::Code::kNoAttribute, "no such attribute");
+  // All of a file's xattrs are bounded together (ENOSPC, as ext4 says when
+  // its xattr space is full), so that no directory's listing outgrows an
+  // object and stops committing.
+  if (XattrBytes(xs) - (exists ? it->first.size() + it->second.size() : 0) + name.size() + value.size() >
+      kMaxXattrBytes)
+    return Status::NoSpace(fmt::format("a file's extended attributes are limited to {} bytes in all", kMaxXattrBytes));
   if (name == kAclAccessXattr) {
     // An access ACL sets the mode's permission bits; one that says no more
     // than the mode (3 entries) is not stored, as on native file systems.

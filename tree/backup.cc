@@ -88,6 +88,9 @@ Status ReadXattrs(const std::string& path, std::vector<std::pair<std::string, st
   }
   std::sort(out->begin(), out->end());
   if (out->size() > kMaxXattrs) return Status::InvalidArgument("too many xattrs");
+  if (size_t total = XattrBytes(*out); total > kMaxXattrBytes)
+    return Status::InvalidArgument(
+        fmt::format("xattrs of {} bytes in all exceed hashfs's limit of {} per file", total, kMaxXattrBytes));
   return Status::Ok();
 }
 

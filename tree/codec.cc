@@ -44,6 +44,12 @@ bool IsValidEntryName(std::string_view name) {
   return name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
 }
 
+size_t XattrBytes(const std::vector<std::pair<std::string, std::string>>& xattrs) {
+  size_t n = 0;
+  for (const auto& [k, v] : xattrs) n += k.size() + v.size();
+  return n;
+}
+
 namespace {
 
 // Thrown inside decoding only; converted to Status::Corruption at the API edge.

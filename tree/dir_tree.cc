@@ -6,7 +6,20 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "cas/object_codec.h"
+
 namespace hashfs {
+
+// The largest encoded entry or link record the write paths can make (codec.cc
+// layout; 8-byte length prefixes): name, link id, the inode's fixed fields, a
+// symlink target and an inline chunk list (only one of them occurs, both
+// counted), and kMaxXattrs xattrs of kMaxXattrBytes in all. A leaf of
+// kHamtLeafMax of them must be a storable object, or a directory's commit
+// could fail for good.
+constexpr size_t kMaxEncodedEntrySize = (8 + kMaxNameLength) + 8 + 53 + (8 + kMaxSymlinkLength) + 1 +
+                                        (8 + kMaxInlineChunks * 40) + 8 + kMaxXattrs * 16 + kMaxXattrBytes;
+static_assert(kHamtLeafMax * kMaxEncodedEntrySize + 4096 <= kMaxObjectSize,
+              "a full directory-trie leaf could exceed the object size limit");
 
 ObjectGetter GetterFor(ObjectStore& s) {
   return [&s](const Digest& d) { return s.Get(d); };

@@ -96,8 +96,16 @@ inline constexpr size_t kMaxSymlinkLength = 4096;
 inline constexpr size_t kMaxXattrs = 1024;
 inline constexpr size_t kMaxXattrNameLength = 255;
 inline constexpr size_t kMaxXattrValueLength = 64 * 1024;
+// Names plus values of all of one inode's xattrs, enforced where xattrs enter
+// a store (the mount's setxattr, backup), not by decoders: a directory-trie
+// leaf of kHamtLeafMax entries then stays within kMaxObjectSize (dir_tree.cc
+// checks the arithmetic).
+inline constexpr size_t kMaxXattrBytes = 96 * 1024;
 inline constexpr size_t kMaxInlineChunks = 16;
 inline constexpr size_t kMaxDescriptionLength = 4096;
+
+// Names plus values of `xattrs` (what kMaxXattrBytes bounds).
+size_t XattrBytes(const std::vector<std::pair<std::string, std::string>>& xattrs);
 
 // A valid name for a directory entry: 1..255 bytes, no '/', no NUL, not "." or "..".
 bool IsValidEntryName(std::string_view name);

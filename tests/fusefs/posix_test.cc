@@ -1071,6 +1071,61 @@ TEST_F(PosixTest, Xattrs) {
   }
 }
 
+// A file's xattrs are bounded together (kMaxXattrBytes, 96 KiB): setxattr
+// past that is ENOSPC, as on ext4 when its xattr space is full. Without the
+// bound a directory whose files carried 30 x 64 KiB each made a listing
+// object over the 64 MiB object limit, and from then on no commit of the
+// volume went through (fsync EINVAL, and unmount lost the pending changes).
+// At the bound, a directory of 512 full files (one trie leaf, the largest)
+// still commits, and everything is there after a remount.
+TEST_F(PosixTest, XattrsOfAFileAreBoundedSoEveryDirectoryCommits) {
+  HASHFS_ONLY();
+  ASSERT_EQ(mkdir(P("d").c_str(), 0755), 0);
+  const std::string v64 = RandomBytes(64 * 1024, 7);
+  // What used to break commits: many large values per file.
+  for (int f = 0; f < 40; f++) {
+    std::string p = P("d/f" + std::to_string(f));
+    ASSERT_TRUE(WriteFile(p, "x"));
+    ASSERT_EQ(setxattr(p.c_str(), "user.x0", v64.data(), v64.size(), 0), 0) << ErrName(errno);
+    errno = 0;
+    EXPECT_EQ(setxattr(p.c_str(), "user.x1", v64.data(), v64.size(), 0), -1) << "past 96 KiB in all";
+    EXPECT_EQ(errno, ENOSPC) << ErrName(errno);
+  }
+  // Up to the bound exactly: names + values = 96 KiB. Replacing a value
+  // counts the new size instead of the old, and removing frees room.
+  const std::string n0 = "user.a", n1 = "user.b";
+  const std::string a = RandomBytes(48 * 1024 - n0.size(), 8), b = RandomBytes(48 * 1024 - n1.size(), 9);
+  for (int f = 0; f < 512; f++) {
+    std::string p = P("d/f" + std::to_string(f));
+    if (f >= 40) {
+      ASSERT_TRUE(WriteFile(p, "x"));
+    }
+    removexattr(p.c_str(), "user.x0");
+    ASSERT_EQ(setxattr(p.c_str(), n0.c_str(), a.data(), a.size(), 0), 0) << f << ": " << ErrName(errno);
+    ASSERT_EQ(setxattr(p.c_str(), n1.c_str(), b.data(), b.size(), 0), 0) << f << ": " << ErrName(errno);
+  }
+  std::string p0 = P("d/f0");
+  errno = 0;
+  EXPECT_EQ(setxattr(p0.c_str(), "user.c", "1", 1, 0), -1);
+  EXPECT_EQ(errno, ENOSPC);
+  EXPECT_EQ(setxattr(p0.c_str(), n1.c_str(), b.data(), b.size(), XATTR_REPLACE), 0) << ErrName(errno);
+  int dfd = open(P("d").c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(dfd, 0);
+  EXPECT_EQ(fsync(dfd), 0) << "the directory's listing must commit: " << ErrName(errno);
+  close(dfd);
+  ASSERT_TRUE(Remount());
+  std::vector<char> buf(65536);
+  for (int f : {0, 39, 40, 511}) {
+    std::string p = P("d/f" + std::to_string(f));
+    ssize_t r = getxattr(p.c_str(), n1.c_str(), buf.data(), buf.size());
+    ASSERT_EQ(r, static_cast<ssize_t>(b.size())) << f << ": " << ErrName(errno);
+    EXPECT_EQ(std::string(buf.data(), b.size()), b);
+    EXPECT_EQ(getxattr(p.c_str(), "user.x0", buf.data(), buf.size()), -1);
+  }
+  auto verify = Hashfs({"verify"});
+  EXPECT_EQ(verify.code, 0) << verify.err;
+}
+
 TEST_F(PosixTest, Statfs) {
   struct statvfs sv;
   ASSERT_EQ(statvfs(mnt_.c_str(), &sv), 0);

@@ -20,7 +20,9 @@
 #include <mutex>
 
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "tests/forwarding_store.h"
@@ -412,6 +414,43 @@ TEST_F(MaintenanceTest, BackupScanTotalsCountWhatTheBackupTakes) {
     EXPECT_EQ(r->bytes_total, bytes);
     EXPECT_EQ(r->files_unchanged, run == 0 ? 0 : files);
   }
+}
+
+// A file whose xattrs exceed kMaxXattrBytes in all (tmpfs holds them; ext4
+// does not) is reported and left out, like an unreadable file: stored, it
+// could make its directory's listing too large to commit. Its neighbours are
+// backed up, xattrs and all.
+TEST_F(MaintenanceTest, BackupReportsAFileWhoseXattrsExceedTheLimit) {
+  testing::TempDir td;
+  const std::string src = td.path() + "/src";
+  ASSERT_EQ(mkdir(src.c_str(), 0755), 0);
+  if (mount("tmpfs", src.c_str(), "tmpfs", 0, "size=16m") != 0) GTEST_SKIP() << "needs root to mount a tmpfs";
+  struct Unmount {
+    std::string p;
+    ~Unmount() { umount2(p.c_str(), MNT_DETACH); }
+  } unmount{src};
+  std::ofstream(src + "/big") << "big";
+  std::ofstream(src + "/fits") << "fits";
+  const std::string v = testing::RandomBytes(60000, 3);
+  if (setxattr((src + "/big").c_str(), "user.a", v.data(), v.size(), 0) != 0)
+    GTEST_SKIP() << "tmpfs here has no user xattrs";
+  ASSERT_EQ(setxattr((src + "/big").c_str(), "user.b", v.data(), v.size(), 0), 0);
+  ASSERT_EQ(setxattr((src + "/fits").c_str(), "user.a", v.data(), v.size(), 0), 0);
+  auto r = Backup(*repo_, src, "v", BackupOptions{});
+  HFS_ASSERT_OK(r.status());
+  ASSERT_EQ(r->errors.size(), 1u);
+  EXPECT_NE(r->errors[0].find("big"), std::string::npos) << r->errors[0];
+  EXPECT_NE(r->errors[0].find("xattrs of 120012 bytes"), std::string::npos) << r->errors[0];
+  std::map<std::string, Inode> files;
+  Commit c = Load(r->commit);
+  HFS_ASSERT_OK(dir_tree::ForEach(repo_->getter(), c.root.content, [&](const Entry& e) {
+    files[e.name] = e.inode;
+    return Status::Ok();
+  }));
+  ASSERT_EQ(files.size(), 1u);
+  ASSERT_TRUE(files.count("fits"));
+  ASSERT_EQ(files["fits"].xattrs.size(), 1u);
+  EXPECT_EQ(files["fits"].xattrs[0].second, v);
 }
 
 // A sparse file is backed up without reading its holes, into the same
