@@ -484,7 +484,7 @@ Status DiscordRemote::UploadBatch(ObjectStore& src, int zstd_level, uint64_t cha
   uint64_t size = packs[0].bytes.size();
   uint64_t biggest = 0;
   for (const auto& e : packs[0].index.entries) biggest = std::max<uint64_t>(biggest, e.length);
-  uint64_t floor = biggest + kSealOverhead + kPackHeaderSize + kPackFooterSize + 8 + kIndexRecordSize;
+  uint64_t floor = OneObjectPackSize(biggest - kSealOverhead);  // an entry's length includes its seal
   uint64_t cur = pack_limit_.load();
   if (size <= cur) {
     if (packs[0].index.entries.size() == 1 || size <= floor)

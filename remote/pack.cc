@@ -9,7 +9,6 @@
 namespace hashfs::remote {
 namespace {
 
-constexpr size_t kIndexHeaderSize = 8;  // version + count
 
 void PutLE(std::string* s, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; i++) s->push_back(static_cast<char>(v >> (8 * i)));

@@ -36,11 +36,20 @@ inline constexpr size_t kPackIdSize = 16;
 inline constexpr size_t kPackHeaderSize = 8 + kPackIdSize;
 inline constexpr size_t kPackFooterSize = kPackIdSize + 4 + 8;
 inline constexpr size_t kIndexRecordSize = 32 + 32 + 8 + 4 + 1;
+inline constexpr size_t kIndexHeaderSize = 8;  // version + count
 inline constexpr uint32_t kPackIndexVersion = 1;
 // Default attachment (pack) limit: Discord's per-file limit for bots.
 inline constexpr uint64_t kDefaultPackLimit = 10ull << 20;
 // Smallest pack limit the remote shrinks to on 413 answers.
 inline constexpr uint64_t kMinPackLimit = 64ull << 10;
+
+// Bytes of a pack holding one object whose stored frame is `frame_size`
+// bytes: an object with a larger frame fits in no attachment of that limit,
+// and push refuses it.
+constexpr uint64_t OneObjectPackSize(uint64_t frame_size) {
+  return kPackHeaderSize + kSealOverhead + frame_size + kSealOverhead + kIndexHeaderSize + kIndexRecordSize +
+         kPackFooterSize;
+}
 
 struct PackEntry {
   Digest keyed_id;

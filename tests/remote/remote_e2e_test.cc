@@ -670,6 +670,24 @@ TEST_F(RemoteE2E, LongHistoryRefsSpanSeveralAttachments) {
   EXPECT_EQ(json::parse(log.out).size(), 4002u);
 }
 
+// A store whose largest chunk, stored raw, needs a bigger pack than the
+// attachment limit: `remote add` says so at once (the chunk size is fixed for
+// the store's life), and push refuses such a chunk with a one-line reason.
+TEST_F(RemoteE2E, RemoteAddWarnsWhenAChunkMayNotFitAnAttachment) {
+  Emulator emu("--seed 14 --create-window 1");
+  MakeStore("a");  // chunks up to 64 KiB, some incompressible
+  auto add = Hashfs("a", "remote add origin " + RemoteArgs(emu, "--attachment-limit 65536"));
+  ASSERT_EQ(add.code, 0) << add.err;
+  EXPECT_NE(add.err.find("warning: this store's chunks are up to 65536 bytes"), std::string::npos) << add.err;
+  auto push = Hashfs("a", "push origin");
+  EXPECT_EQ(push.code, 1);
+  EXPECT_NE(push.err.find("does not fit in a 65536-byte attachment"), std::string::npos) << push.err;
+  // With room for a whole chunk: no warning.
+  auto add2 = Hashfs("a", "remote add other " + RemoteArgs(emu, "--attachment-limit 131072"));
+  ASSERT_EQ(add2.code, 0) << add2.err;
+  EXPECT_EQ(add2.err.find("warning"), std::string::npos) << add2.err;
+}
+
 // A lazily cloned store mounted read-write: reads fetch what they need from
 // the channel (verified), writes go to the local store.
 TEST_F(RemoteE2E, LazyCloneMountsAndFetchesOnRead) {

@@ -168,6 +168,16 @@ TEST(Pack, RespectsLimit) {
   EXPECT_GT(added, 15);
   EXPECT_LE(bytes.size(), limit);
   EXPECT_GT(bytes.size(), limit - 3200);
+  // A pack of one incompressible object is exactly OneObjectPackSize of its
+  // frame (what `remote add` warns about): the frame is the plain bytes and
+  // the stored header.
+  std::string plain = Bytes(70000, 7);
+  PreparedObject f = FrameForUpload(Sha256Of(plain), plain, ObjectKind::kData, 3);
+  EXPECT_EQ(f.stored.size(), kStoredHeaderSize + plain.size());
+  PackWriter one(mk, 1 << 20);
+  EXPECT_EQ(one.SizeWith(f.stored.size()), OneObjectPackSize(f.stored.size()));
+  one.Add(mk.KeyedId(f.digest), f.digest, ObjectKind::kData, f.stored);
+  EXPECT_EQ(one.Finish().first.size(), OneObjectPackSize(kStoredHeaderSize + plain.size()));
 }
 
 TEST(Pack, TamperingTruncationAndGarbageRejected) {
