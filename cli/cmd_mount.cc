@@ -251,6 +251,18 @@ int RunUmount(const GlobalOptions& g, const std::string& mnt) {
   for (const auto& r : fusefs::ListMountRecords(StorePath(g)))
     if (r.mountpoint == path) rec = r;
 
+  // Commit first, while the mount still serves: once the kernel lets go, a
+  // commit that fails (a full disk) can only be logged, and what was pending
+  // is gone. A daemon that does not answer is unmounted all the same.
+  if (rec && !rec->read_only) {
+    auto r = fusefs::ControlRequest(StorePath(g), rec->volume, "sync");
+    if (r.ok() && r->rfind("err", 0) == 0)
+      return Fail(Status::IOError(fmt::format(
+          "{} stays mounted: its pending changes could not be committed ({}); make room (or fix the cause) and run "
+          "umount again, or 'fusermount3 -u {}' to unmount and drop them",
+          path, r->substr(std::min<size_t>(4, r->size())), path)));
+  }
+
   pid_t child = fork();
   if (child < 0) return Fail(Status::FromErrno(errno, "fork"));
   if (child == 0) {

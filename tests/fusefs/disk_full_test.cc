@@ -1,7 +1,8 @@
 // A store on a filesystem that fills up under a mount's writes: writes and
 // fsync fail with ENOSPC (the daemon stays up), everything committed and
-// everything written stays readable, `hashfs verify` is clean, and once space
-// is freed the pending changes commit without losing a byte.
+// everything written stays readable, `hashfs verify` is clean, `hashfs
+// umount` refuses while the pending changes cannot commit, and once space is
+// freed they commit without losing a byte.
 #include "fuse_test_util.h"
 
 namespace fusetest {
@@ -90,6 +91,21 @@ void DiskFullTest::FillAndRecover(const std::vector<std::string>& mount_args, bo
   // The store on disk is consistent while full.
   RunResult v = Hashfs({"verify"});
   EXPECT_EQ(v.code, 0) << v.out << v.err;
+
+  // What is pending cannot commit now, so `hashfs umount` refuses and the
+  // mount keeps serving it (before, the kernel mount went first, the daemon's
+  // last commit failed into its log, umount said nothing, and those bytes
+  // were gone).
+  fd = open(P("big").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(fsync(fd), -1) << "nothing pending: the umount check below proves nothing";
+  EXPECT_EQ(errno, ENOSPC) << ErrName(errno);
+  close(fd);
+  RunResult u = Hashfs({"umount", mnt_}, 120);
+  EXPECT_EQ(u.code, 1) << u.out << u.err;
+  EXPECT_NE(u.err.find("stays mounted"), std::string::npos) << u.err;
+  ASSERT_TRUE(FindMount(mnt_).mounted) << "umount unmounted a volume whose pending changes could not commit";
+  EXPECT_EQ(ReadFile(P("big")).size(), written);
 
   // Free space: the pending changes commit and new writes work.
   RunResult r = Shell("mount -o remount,size=400m " + Quote(small_));
