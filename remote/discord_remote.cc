@@ -383,21 +383,26 @@ Result<std::optional<RemoteRefs>> DiscordRemote::LatestRefs() {
   if (m.attachments.size() != locs.size())
     return Status::Corruption(fmt::format("ref-log message {} has {} attachments, its header names {}", m.id,
                                           m.attachments.size(), locs.size()));
-  Status last;
-  for (int attempt = 0; attempt < kVerifyDownloadAttempts; attempt++) {
-    std::vector<std::string> sealed;
-    for (const auto& loc : locs) {
-      HASHFS_ASSIGN_OR_RETURN(std::string b, DownloadAttachment(loc, std::nullopt));
-      sealed.push_back(std::move(b));
+  // Each part authenticates alone: one damaged in transit is downloaded
+  // again (3 tries), the others are kept.
+  std::vector<std::string> sealed;
+  for (uint32_t i = 0; i < locs.size(); i++) {
+    Status last;
+    for (int attempt = 0; attempt < kVerifyDownloadAttempts; attempt++) {
+      HASHFS_ASSIGN_OR_RETURN(std::string b, DownloadAttachment(locs[i], std::nullopt));
+      last = OpenRefsPart(key_->enc_key(), h.seq, i, h.parts, b).status();
+      if (last.ok()) {
+        sealed.push_back(std::move(b));
+        break;
+      }
     }
-    // The header chose this message; OpenRefs checks that the sealed refs
-    // are this seq's (a replayed older state is refused).
-    auto r = OpenRefs(key_->enc_key(), p.seq, h.parts, sealed);
-    if (r.ok()) return std::optional<RemoteRefs>(std::move(r).value());
-    last = r.status();
-    if (!last.IsCorruption()) break;  // damaged in transit: download again
+    if (!last.ok()) return last.WithContext("ref-log message " + std::to_string(p.message));
   }
-  return last.WithContext("ref-log message " + std::to_string(p.message));
+  // The header chose this message; OpenRefs also checks that the sealed
+  // refs are this seq's (a replayed older state is refused).
+  auto r = OpenRefs(key_->enc_key(), h.seq, h.parts, sealed);
+  if (!r.ok()) return r.status().WithContext("ref-log message " + std::to_string(p.message));
+  return std::optional<RemoteRefs>(std::move(r).value());
 }
 
 // ---------------------------------------------------------------------------

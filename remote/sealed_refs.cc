@@ -82,6 +82,19 @@ Result<std::vector<std::string>> SealRefs(std::string_view enc_key, const Remote
   return out;
 }
 
+Result<std::string> OpenRefsPart(std::string_view enc_key, uint64_t seq, uint32_t part, uint32_t parts,
+                                 std::string_view sealed) {
+  auto plain = Unseal(enc_key, sealed, parts == 0 ? std::string(kRefsAadV1) : RefsPartAad(seq, part, parts));
+  if (plain.ok()) return plain;
+  if (parts == 0)
+    return Status::Corruption(fmt::format(
+        "the refs of seq {} do not authenticate: damaged in transit, or the channel was tampered with", seq));
+  return Status::Corruption(
+      fmt::format("part {} of {} of the refs of seq {} does not authenticate: damaged in transit, or the channel "
+                  "was tampered with (a part replayed, moved or left out)",
+                  part, parts, seq));
+}
+
 Result<RemoteRefs> OpenRefs(std::string_view enc_key, uint64_t seq, uint32_t parts,
                             const std::vector<std::string>& sealed) {
   const uint32_t want = parts == 0 ? 1 : parts;
@@ -90,21 +103,12 @@ Result<RemoteRefs> OpenRefs(std::string_view enc_key, uint64_t seq, uint32_t par
                                           sealed.size(), want));
   std::string json;
   if (parts == 0) {
-    auto plain = Unseal(enc_key, sealed[0], kRefsAadV1);
-    if (!plain.ok())
-      return Status::Corruption(fmt::format(
-          "the refs of seq {} do not authenticate: damaged in transit, or the channel was tampered with", seq));
-    json = std::move(plain).value();
+    HASHFS_ASSIGN_OR_RETURN(json, OpenRefsPart(enc_key, seq, 0, 0, sealed[0]));
   } else {
     std::string z;
     for (uint32_t i = 0; i < parts; i++) {
-      auto plain = Unseal(enc_key, sealed[i], RefsPartAad(seq, i, parts));
-      if (!plain.ok())
-        return Status::Corruption(
-            fmt::format("part {} of {} of the refs of seq {} does not authenticate: damaged in transit, or the "
-                        "channel was tampered with (a part replayed, moved or left out)",
-                        i, parts, seq));
-      z += *plain;
+      HASHFS_ASSIGN_OR_RETURN(std::string piece, OpenRefsPart(enc_key, seq, i, parts, sealed[i]));
+      z += piece;
     }
     HASHFS_ASSIGN_OR_RETURN(json, DecompressRefs(z));
   }

@@ -51,6 +51,10 @@ Result<std::string> DecompressRefs(std::string_view frame);
 // Format 2 attachments of `refs` (sealed under refs.seq), in part order.
 Result<std::vector<std::string>> SealRefs(std::string_view enc_key, const RemoteRefs& refs, uint64_t part_limit,
                                           uint64_t total_limit);
+// Opens one attachment: part `part` of `parts` of the refs of `seq` (format
+// 1: parts == 0, the plain JSON). Corruption when it does not authenticate.
+Result<std::string> OpenRefsPart(std::string_view enc_key, uint64_t seq, uint32_t part, uint32_t parts,
+                                 std::string_view sealed);
 // Opens the attachments of a ref-log message whose header says `seq` and
 // `parts` (0: format 1), in part order. Corruption when a part does not
 // authenticate (damaged, or the channel was tampered with), when the count
