@@ -23,6 +23,10 @@
 namespace hashfs::cli {
 namespace {
 
+// How long a daemon whose mount is gone keeps retrying its last commit on a
+// full disk (and how much longer than that `hashfs umount` waits for it).
+constexpr std::chrono::minutes kFinalCommitPatience{10};
+
 struct MountArgs {
   std::string volume, mountpoint, at;
   bool read_only = false;
@@ -129,6 +133,19 @@ int Serve(GlobalOptions g, const MountArgs& a, bool read_only, std::optional<Dig
   });
   control.reset();
   Status synced = (*fs)->Sync();
+  // The kernel has let go (a plain umount or fusermount3 -u, which cannot be
+  // refused): on a full disk, wait for room rather than drop what is
+  // pending. `hashfs umount` waits as long for this process.
+  const auto give_up = std::chrono::steady_clock::now() + kFinalCommitPatience;
+  for (int waited = 0; synced.code() == Status::Code::kNoSpace && std::chrono::steady_clock::now() < give_up;
+       waited++) {
+    if (waited % 60 == 0)
+      Log(fmt::format("final commit: {}; retrying every second for up to {} minutes: free space in the store's "
+                      "file system",
+                      synced.ToString(), kFinalCommitPatience.count()));
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    synced = (*fs)->Sync();
+  }
   Digest head = (*fs)->head();
   fs->reset();
   // The lock goes before the record: a lock held with no record would read
@@ -283,7 +300,7 @@ int RunUmount(const GlobalOptions& g, const std::string& mnt) {
   }
   if (!rec) return kExitOk;  // not a mount of this store: nothing to wait for
   // The daemon commits what is pending once the kernel lets go; wait for it.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+  auto deadline = std::chrono::steady_clock::now() + kFinalCommitPatience + std::chrono::minutes(1);
   while (fusefs::ProcessAlive(rec->pid)) {
     if (std::chrono::steady_clock::now() > deadline)
       return Fail(fmt::format("unmounted {}, but the mount process {} is still committing", path, rec->pid));

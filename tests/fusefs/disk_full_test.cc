@@ -37,7 +37,11 @@ class DiskFullTest : public FuseTest {
   // Fills the store with one file's writes (fsync'd every 8 MiB, or never, so
   // that the dirty pages are chunked out by background flushes), then checks
   // the failure, the data, and recovery once space is freed.
-  void FillAndRecover(const std::vector<std::string>& mount_args, bool fsync_every_8_mib);
+  // With `plain_umount_while_full`, the volume is then unmounted with
+  // fusermount3 -u while the disk is still full, and the daemon must keep
+  // retrying its last commit until space is freed.
+  void FillAndRecover(const std::vector<std::string>& mount_args, bool fsync_every_8_mib,
+                      bool plain_umount_while_full = false);
 
   std::string small_;
 };
@@ -50,7 +54,15 @@ TEST_F(DiskFullTest, BackgroundFlushOnAFullDiskFailsALaterWriteAndLosesNothing) 
   FillAndRecover({"--dirty-limit", "4"}, false);
 }
 
-void DiskFullTest::FillAndRecover(const std::vector<std::string>& mount_args, bool fsync_every_8_mib) {
+// fusermount3 -u while the disk is full cannot be refused: the daemon keeps
+// what is pending and retries its last commit every second until there is
+// room (before, it logged the failure and exited, and the bytes were lost).
+TEST_F(DiskFullTest, PlainUmountOnAFullDiskWaitsForRoomAndLosesNothing) {
+  FillAndRecover({"--dirty-limit", "4"}, false, /*plain_umount_while_full=*/true);
+}
+
+void DiskFullTest::FillAndRecover(const std::vector<std::string>& mount_args, bool fsync_every_8_mib,
+                                  bool plain_umount_while_full) {
   ASSERT_TRUE(Mount(kVolume, mnt_, mount_args));
   const std::string before = RandomBytes(1 << 20, 1);
   ASSERT_TRUE(WriteFile(P("before"), before));
@@ -106,6 +118,29 @@ void DiskFullTest::FillAndRecover(const std::vector<std::string>& mount_args, bo
   EXPECT_NE(u.err.find("stays mounted"), std::string::npos) << u.err;
   ASSERT_TRUE(FindMount(mnt_).mounted) << "umount unmounted a volume whose pending changes could not commit";
   EXPECT_EQ(ReadFile(P("big")).size(), written);
+
+  if (plain_umount_while_full) {
+    std::vector<pid_t> daemons = DaemonPids();
+    ASSERT_EQ(daemons.size(), 1u);
+    RunResult f = Shell("fusermount3 -u " + Quote(mnt_), 60);
+    ASSERT_EQ(f.code, 0) << f.err;
+    mounts_.erase(std::remove(mounts_.begin(), mounts_.end(), mnt_), mounts_.end());
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    ASSERT_TRUE(ProcessAlive(daemons[0])) << "the daemon gave up its pending changes on a full disk";
+    RunResult grow = Shell("mount -o remount,size=400m " + Quote(small_));
+    ASSERT_EQ(grow.code, 0) << grow.err;
+    for (int i = 0; i < 300 && ProcessAlive(daemons[0]); i++)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_FALSE(ProcessAlive(daemons[0])) << "the daemon did not commit and exit once there was room";
+    v = Hashfs({"verify"});
+    EXPECT_EQ(v.code, 0) << v.out << v.err;
+    ASSERT_TRUE(Mount(kVolume, mnt_, mount_args));
+    EXPECT_EQ(ReadFile(P("before")), before);
+    got = ReadFile(P("big"));
+    EXPECT_EQ(got.size(), written);
+    EXPECT_TRUE(got == big_data.substr(0, written)) << "bytes pending at the plain umount were lost";
+    return;
+  }
 
   // Free space: the pending changes commit and new writes work.
   RunResult r = Shell("mount -o remount,size=400m " + Quote(small_));
