@@ -373,7 +373,7 @@ Result<std::optional<RemoteRefs>> DiscordRemote::LatestRefs() {
   // The attachments by name, in part order; a missing name is damage.
   std::vector<PackLocation> locs;
   for (uint32_t i = 0; i < std::max<uint32_t>(h.parts, 1); i++) {
-    std::string name = h.parts ? RefsPartName(h.seq, i) : fmt::format("refs-{}.bin", h.seq);
+    std::string name = RefsPartName(h.seq, i, h.parts);
     auto a = std::find_if(m.attachments.begin(), m.attachments.end(),
                           [&](const DiscordAttachment& x) { return x.filename == name; });
     if (a == m.attachments.end())
@@ -596,9 +596,9 @@ Status DiscordRemote::PublishRefs(RemoteRefs refs) {
   HASHFS_ASSIGN_OR_RETURN(std::vector<std::string> sealed,
                           SealRefs(key_->enc_key(), refs, cfg_.attachment_limit, RequestBudget()));
   std::vector<UploadFile> files;
-  for (uint32_t i = 0; i < sealed.size(); i++) files.push_back({RefsPartName(refs.seq, i), sealed[i]});
   RefLogHeader h;
-  h.parts = static_cast<uint32_t>(files.size());
+  h.parts = static_cast<uint32_t>(sealed.size());
+  for (uint32_t i = 0; i < h.parts; i++) files.push_back({RefsPartName(refs.seq, i, h.parts), sealed[i]});
   h.seq = refs.seq;
   h.gc_generation = refs.gc_generation;
   h.kdf = manifest_.kdf;

@@ -29,7 +29,9 @@ std::string RefsPartAad(uint64_t seq, uint32_t part, uint32_t parts) {
   return aad;
 }
 
-std::string RefsPartName(uint64_t seq, uint32_t part) { return fmt::format("refs-{}-{}.bin", seq, part); }
+std::string RefsPartName(uint64_t seq, uint32_t part, uint32_t parts) {
+  return parts == 0 ? fmt::format("refs-{}.bin", seq) : fmt::format("refs-{}-{}.bin", seq, part);
+}
 
 Result<uint32_t> RefsPartCount(uint64_t compressed_size, uint64_t part_limit, uint64_t total_limit) {
   if (part_limit <= kSealOverhead) return Status::InvalidArgument("attachment limit too small for the refs");

@@ -34,8 +34,9 @@ inline constexpr int kRefsZstdLevel = 3;
 
 // "hashfs-remote-refs-v2" | u64 seq | u32 part | u32 parts (big-endian).
 std::string RefsPartAad(uint64_t seq, uint32_t part, uint32_t parts);
-// "refs-<seq>-<part>.bin"; format 1: "refs-<seq>.bin".
-std::string RefsPartName(uint64_t seq, uint32_t part);
+// Attachment name of part `part` of `parts`: "refs-<seq>-<part>.bin";
+// format 1 (parts == 0): "refs-<seq>.bin".
+std::string RefsPartName(uint64_t seq, uint32_t part, uint32_t parts);
 
 // How many parts `compressed_size` bytes of compressed refs take when each
 // sealed part is at most `part_limit` bytes and all of them `total_limit`:
