@@ -4,17 +4,10 @@
 
 #include <ctime>
 
+#include "cas/little_endian.h"
+
 namespace hashfs {
 namespace {
-
-void PutLE64(char* p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = static_cast<char>(v >> (8 * i));
-}
-uint64_t GetLE64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = v << 8 | static_cast<uint8_t>(p[i]);
-  return v;
-}
 
 struct ZstdCCtx {
   ZSTD_CCtx* c = ZSTD_createCCtx();
@@ -39,8 +32,8 @@ PreparedObject PrepareObjectWithDigest(const Digest& d, std::string_view plain, 
   char header[kStoredHeaderSize];
   header[0] = 0;
   header[1] = static_cast<char>(kind);
-  PutLE64(header + 2, plain.size());
-  PutLE64(header + 10, static_cast<uint64_t>(std::time(nullptr)));
+  StoreLE(header + 2, plain.size(), 8);
+  StoreLE(header + 10, static_cast<uint64_t>(std::time(nullptr)), 8);
   if (zstd_level > 0 && plain.size() >= 64) {
     thread_local ZstdCCtx cctx;
     // Compress into a per-thread scratch buffer and copy out exactly the
@@ -73,8 +66,8 @@ Result<ObjectInfo> ParseStoredHeader(std::string_view stored) {
   if (kind > 1) return Status::Corruption("stored object has unknown kind");
   info.compressed = codec == 1;
   info.kind = static_cast<ObjectKind>(kind);
-  info.plain_size = GetLE64(stored.data() + 2);
-  info.write_time = GetLE64(stored.data() + 10);
+  info.plain_size = LoadLE(stored.data() + 2, 8);
+  info.write_time = LoadLE(stored.data() + 10, 8);
   info.stored_size = stored.size();
   if (info.plain_size > kMaxObjectSize) return Status::Corruption("stored object claims an absurd size");
   if (!info.compressed && info.plain_size != stored.size() - kStoredHeaderSize)

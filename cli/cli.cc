@@ -66,6 +66,13 @@ std::string HumanBytes(uint64_t b) {
   return u == 0 ? fmt::format("{} B", b) : fmt::format("{:.2f} {}", v, units[u]);
 }
 
+std::string FormatEta(double seconds) {
+  if (!(seconds >= 0) || seconds > 1e7) return "--:--";
+  int s = static_cast<int>(seconds);
+  return s >= 3600 ? fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+                   : fmt::format("{}:{:02}", s / 60, s % 60);
+}
+
 std::string FormatTime(int64_t ns) {
   time_t t = static_cast<time_t>(ns / 1000000000);
   struct tm tm;

@@ -62,6 +62,8 @@ std::pair<std::string, std::string> SplitRefPath(const std::string& arg);
 
 std::string HumanBytes(uint64_t b);
 std::string FormatTime(int64_t ns);  // local time, "2026-11-22 10:04:05"
+// Remaining time for a progress line: "4:05", "1:02:03"; "--:--" when unknown (negative or absurd).
+std::string FormatEta(double seconds);
 std::string ModeString(const Inode& n);
 
 // Registers each command group on the app; each returns the exit code via *rc.

@@ -19,12 +19,6 @@ struct BackupArgs {
   bool json = false;
 };
 
-std::string Eta(double seconds) {
-  if (seconds < 0 || seconds > 1e7) return "--:--";
-  int s = static_cast<int>(seconds);
-  return s >= 3600 ? fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60) : fmt::format("{}:{:02}", s / 60, s % 60);
-}
-
 int RunBackup(const GlobalOptions& g, BackupArgs a) {
   for (const auto& f : a.exclude_files) {
     std::ifstream in(f);
@@ -55,7 +49,7 @@ int RunBackup(const GlobalOptions& g, BackupArgs a) {
       std::string total = progress.scan_done ? fmt::format("/{}", progress.total_files.load()) : "";
       std::string eta;
       if (progress.scan_done && rate > 0)
-        eta = " ETA " + Eta((static_cast<double>(progress.total_bytes) - progress.bytes_done) / rate);
+        eta = " ETA " + FormatEta((static_cast<double>(progress.total_bytes) - progress.bytes_done) / rate);
       return fmt::format("files {}{}  {}{}  {}/s{}", progress.files_done.load(), total,
                          HumanBytes(progress.bytes_done),
                          progress.scan_done ? " of " + HumanBytes(progress.total_bytes) : "",

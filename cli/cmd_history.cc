@@ -1,5 +1,4 @@
 // log, volumes, snapshot, snapshots, revert, forget.
-#include <chrono>
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
@@ -144,9 +143,7 @@ int RunRevert(const GlobalOptions& g, const std::string& volume, const std::stri
     c.root = tc->root;
     c.links = tc->links;
     c.parent = **head;
-    c.time_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                    std::chrono::system_clock::now().time_since_epoch())
-                    .count();
+    c.time_ns = WallClockNs();
     c.description = description;
     ObjectWriter w(repo.store(), repo.config().zstd_level);
     auto id = w.Put(EncodeCommit(c), ObjectKind::kMeta);

@@ -39,9 +39,7 @@ struct MountArgs {
 };
 
 std::string Now() {
-  return FormatTime(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count());
+  return FormatTime(WallClockNs());
 }
 
 // The daemon's log: never throws (the log may sit on a full disk).

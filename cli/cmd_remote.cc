@@ -26,13 +26,6 @@ struct RemoteArgs {
   double sample = 100, waste = 0.5;
 };
 
-std::string Eta(double seconds) {
-  if (seconds < 0 || seconds > 1e7) return "--:--";
-  int s = static_cast<int>(seconds);
-  return s >= 3600 ? fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-                   : fmt::format("{}:{:02}", s / 60, s % 60);
-}
-
 // "push: 120/400 objects  30.0 MiB of 80.0 MiB  12.0 MiB/s  ETA 0:04  (waiting for rate limit)"
 std::function<std::string()> Renderer(const char* verb, TransferProgress& p, DiscordRemote& r) {
   auto start = std::chrono::steady_clock::now();
@@ -43,7 +36,7 @@ std::function<std::string()> Renderer(const char* verb, TransferProgress& p, Dis
     double rate = secs > 0 ? p.bytes_done / secs : 0;
     std::string eta;
     if (p.bytes_total > 0 && rate > 0)
-      eta = " ETA " + Eta((static_cast<double>(p.bytes_total) - static_cast<double>(p.bytes_done)) / rate);
+      eta = " ETA " + FormatEta((static_cast<double>(p.bytes_total) - static_cast<double>(p.bytes_done)) / rate);
     std::string total = p.bytes_total > 0 ? " of " + HumanBytes(p.bytes_total) : "";
     std::string wait = r.api().limiter().counters().waiting_now > 0 ? "  (waiting for rate limit)" : "";
     return fmt::format("{}: {}/{} objects  {}{}  {}/s{}{}", verb, p.objects_done.load(), p.objects_total.load(),

@@ -47,11 +47,6 @@ constexpr uint64_t kFirstIno = 16;
 constexpr std::string_view kMetaName = ".hashfs";
 constexpr double kFrozenTimeout = 3600.0;
 
-int64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
 
 Status Err(Status::Code c, std::string m) { return Status::Make(c, std::move(m)); }
 
@@ -346,7 +341,7 @@ struct Filesystem::Impl {
     n->kind = k;
     n->attr.type = FileType::kDirectory;
     n->attr.mode = 0555;
-    n->attr.mtime_ns = n->attr.ctime_ns = n->atime_ns = NowNs();
+    n->attr.mtime_ns = n->attr.ctime_ns = n->atime_ns = WallClockNs();
     n->loaded = true;
     Node* raw = n.get();
     nodes.emplace(ino, std::move(n));
@@ -705,7 +700,7 @@ struct Filesystem::Impl {
   }
 
   void TouchDir(Node* d) {
-    d->attr.mtime_ns = d->attr.ctime_ns = NowNs();
+    d->attr.mtime_ns = d->attr.ctime_ns = WallClockNs();
     MarkDirty(d);
   }
 
@@ -812,7 +807,7 @@ struct Filesystem::Impl {
       a.gid = d->attr.gid;
       if (type == FileType::kDirectory) a.mode |= S_ISGID;
     }
-    a.mtime_ns = a.ctime_ns = NowNs();
+    a.mtime_ns = a.ctime_ns = WallClockNs();
     if (type == FileType::kDirectory) a.content = empty_dir;
     // A new number, stored with the entry so it survives eviction, rename
     // and remount (a derived one could equal a renamed file's).
@@ -843,7 +838,7 @@ struct Filesystem::Impl {
       n->removed = true;
     } else {
       n->nlink--;
-      n->attr.ctime_ns = NowNs();
+      n->attr.ctime_ns = WallClockNs();
       if (n->link_id) dirty_links.insert(n->link_id);
       if (n->nlink > 0) MarkDirty(n);
     }
@@ -1086,7 +1081,7 @@ struct Filesystem::Impl {
     c.root = b.root_attr;
     c.links = b.links;
     c.parent = b.parent;
-    c.time_ns = NowNs();
+    c.time_ns = WallClockNs();
     c.description = b.description;
     HASHFS_ASSIGN_OR_RETURN(b.commit, writer.Put(EncodeCommit(c), ObjectKind::kMeta));
     return Status::Ok();
@@ -1122,7 +1117,7 @@ struct Filesystem::Impl {
     c.root.mode = 0700;
     c.root.content = dir;
     c.links = no_links;
-    c.time_ns = NowNs();
+    c.time_ns = WallClockNs();
     c.description = "mount pin: files open but unlinked";
     HASHFS_ASSIGN_OR_RETURN(Digest id, writer.Put(EncodeCommit(c), ObjectKind::kMeta));
     b.pin = id;
@@ -1184,7 +1179,7 @@ struct Filesystem::Impl {
       } else {
         Commit c = *replace;
         c.parent = head;
-        c.time_ns = NowNs();
+        c.time_ns = WallClockNs();
         b.gen = change_gen;
         b.root_content = c.root.content;
         b.links = c.links;
@@ -1325,9 +1320,9 @@ Result<std::unique_ptr<Filesystem>> Filesystem::Open(Repository& repo, MountConf
       c.root.mode = 0755;
       c.root.uid = getuid();
       c.root.gid = getgid();
-      c.root.mtime_ns = c.root.ctime_ns = NowNs();
+      c.root.mtime_ns = c.root.ctime_ns = WallClockNs();
       c.root.content = m.empty_dir;
-      c.time_ns = NowNs();
+      c.time_ns = WallClockNs();
       c.description = "new volume (mount)";
       HASHFS_ASSIGN_OR_RETURN(Digest id, m.writer.Put(EncodeCommit(c), ObjectKind::kMeta));
       HASHFS_RETURN_IF_ERROR(m.writer.Flush());
@@ -1424,7 +1419,7 @@ Result<struct stat> Filesystem::SetAttr(uint64_t ino, const SetAttrRequest& r) {
   std::lock_guard lk(m.mu);
   HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
   HASHFS_RETURN_IF_ERROR(m.Writable(n));
-  int64_t now = NowNs();
+  int64_t now = WallClockNs();
   Inode& a = n->attr;
   if (r.size) {
     if (n->is_dir()) return Err(Status::Code::kIsDirectory, "is a directory");
@@ -1542,7 +1537,7 @@ Result<EntryOut> Filesystem::Link(uint64_t ino, uint64_t new_parent, std::string
   n->names.emplace_back(d->ino, std::string(new_name));
   d->children.emplace(std::string(new_name), ChildRef{n->ino, n->st_ino, n->attr.type});
   m.listed_entries++;
-  n->attr.ctime_ns = NowNs();
+  n->attr.ctime_ns = WallClockNs();
   m.dirty_links.insert(n->link_id);
   m.MarkName(d->ino, std::string(new_name));
   m.counts.created++;
@@ -1600,7 +1595,7 @@ Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_p
   if (!src) return Status::NotFound("no such entry");
   HASHFS_ASSIGN_OR_RETURN(Node * dst, m.Child(d2, new_name));
   std::string n1(name), n2(new_name);
-  int64_t now = NowNs();
+  int64_t now = WallClockNs();
   if (flags & RENAME_EXCHANGE) {
     if (!dst) return Status::NotFound("no such entry");
     if (src == dst) return Status::Ok();
@@ -1677,7 +1672,7 @@ Result<uint64_t> Filesystem::Open(uint64_t ino, int flags) {
     if (truncate) {
       n->content->Truncate(0);
       n->attr.size = 0;
-      n->attr.mtime_ns = n->attr.ctime_ns = NowNs();
+      n->attr.mtime_ns = n->attr.ctime_ns = WallClockNs();
       m.content_dirty.insert(ino);
       m.counts.written++;
       m.MarkDirty(n);
@@ -1775,7 +1770,7 @@ Result<size_t> Filesystem::Write(uint64_t ino, uint64_t fh, uint64_t off, const 
   if (n->content->dirty_bytes() + size > m.cfg.max_dirty_bytes) HASHFS_RETURN_IF_ERROR(m.ChunkOutDirtyPages(n));
   HASHFS_RETURN_IF_ERROR(n->content->Write(off, data, size, m.cache));
   n->attr.size = n->content->size();
-  n->attr.mtime_ns = n->attr.ctime_ns = NowNs();
+  n->attr.mtime_ns = n->attr.ctime_ns = WallClockNs();
   if (!h->second.wrote) m.counts.written++;
   h->second.wrote = true;
   m.content_dirty.insert(ino);
@@ -1852,7 +1847,7 @@ Status Filesystem::Fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len)
   } else {
     return Status::Unsupported("fallocate mode not supported");
   }
-  n->attr.mtime_ns = n->attr.ctime_ns = NowNs();
+  n->attr.mtime_ns = n->attr.ctime_ns = WallClockNs();
   m.content_dirty.insert(ino);
   m.counts.written++;
   m.MarkDirty(n);
@@ -1949,7 +1944,7 @@ Status Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_vie
     n->attr.mode = (n->attr.mode & ~0777u) | *bits;
     if (value.size() == 4 + 3 * 8) {
       if (exists) xs.erase(it);
-      n->attr.ctime_ns = NowNs();
+      n->attr.ctime_ns = WallClockNs();
       m.counts.changed++;
       m.MarkDirty(n);
       return Status::Ok();
@@ -1961,7 +1956,7 @@ Status Filesystem::SetXattr(uint64_t ino, std::string_view name, std::string_vie
     if (xs.size() >= kMaxXattrs) return Status::NoSpace("too many attributes");
     xs.insert(it, {std::string(name), std::string(value)});
   }
-  n->attr.ctime_ns = NowNs();
+  n->attr.ctime_ns = WallClockNs();
   m.counts.changed++;
   m.MarkDirty(n);
   return Status::Ok();
@@ -1976,7 +1971,7 @@ Status Filesystem::RemoveXattr(uint64_t ino, std::string_view name) {
   auto it = std::find_if(xs.begin(), xs.end(), [&](const auto& p) { return p.first == name; });
   if (it == xs.end()) return Err(Status::Code::kNoAttribute, "no such attribute");
   xs.erase(it);
-  n->attr.ctime_ns = NowNs();
+  n->attr.ctime_ns = WallClockNs();
   m.counts.changed++;
   m.MarkDirty(n);
   return Status::Ok();

@@ -104,11 +104,6 @@ Caller CallerOf(fuse_req_t req) {
   return Caller{c->uid, c->gid};
 }
 
-int64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
 
 int64_t Ns(const timespec& t) { return int64_t{t.tv_sec} * 1'000'000'000 + t.tv_nsec; }
 
@@ -224,7 +219,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
     if (to_set & FUSE_SET_ATTR_UID) r.uid = attr->st_uid;
     if (to_set & FUSE_SET_ATTR_GID) r.gid = attr->st_gid;
     if (to_set & FUSE_SET_ATTR_SIZE) r.size = static_cast<uint64_t>(attr->st_size);
-    int64_t now = NowNs();
+    int64_t now = WallClockNs();
     if (to_set & FUSE_SET_ATTR_ATIME_NOW) r.atime_ns = now;
     else if (to_set & FUSE_SET_ATTR_ATIME) r.atime_ns = Ns(attr->st_atim);
     if (to_set & FUSE_SET_ATTR_MTIME_NOW) r.mtime_ns = now;

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
 #include <random>
 #include <set>
 #include <thread>
@@ -24,11 +23,6 @@ constexpr uint64_t kMultipartSlack = 64ull << 10;
 constexpr int kDownloadThreads = 6;
 constexpr size_t kMaxFilesPerMessage = 10;
 constexpr int kVerifyDownloadAttempts = 3;
-
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string PackFileName(const std::string& pack_id) { return HexEncode(pack_id) + std::string(kPackSuffix); }
 
@@ -592,7 +586,7 @@ Status DiscordRemote::UploadObjects(ObjectStore& src, int zstd_level, const std:
 Status DiscordRemote::PublishRefs(RemoteRefs refs) {
   HASHFS_ASSIGN_OR_RETURN(RefsPointer ptr, LoadPointer());
   refs.seq = std::max(refs.seq, ptr.seq) + 1;
-  refs.time_ns = NowNs();
+  refs.time_ns = WallClockNs();
   HASHFS_ASSIGN_OR_RETURN(std::vector<std::string> sealed,
                           SealRefs(key_->enc_key(), refs, cfg_.attachment_limit, RequestBudget()));
   std::vector<UploadFile> files;

@@ -4,20 +4,11 @@
 #include <ctime>
 #include <unordered_set>
 
+#include "cas/little_endian.h"
 #include "cas/object_codec.h"
 
 namespace hashfs::remote {
 namespace {
-
-
-void PutLE(std::string* s, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; i++) s->push_back(static_cast<char>(v >> (8 * i)));
-}
-uint64_t GetLE(std::string_view s, size_t pos, int bytes) {
-  uint64_t v = 0;
-  for (int i = bytes - 1; i >= 0; i--) v = v << 8 | static_cast<uint8_t>(s[pos + i]);
-  return v;
-}
 
 std::string EntryAad(std::string_view pack_id, const Digest& keyed) {
   std::string aad = "hfe1";
@@ -55,19 +46,19 @@ void PackWriter::Add(const Digest& keyed_id, const Digest& digest, ObjectKind ki
 
 std::pair<std::string, PackIndex> PackWriter::Finish() {
   std::string plain;
-  PutLE(&plain, kPackIndexVersion, 4);
-  PutLE(&plain, index_.entries.size(), 4);
+  AppendLE(&plain, kPackIndexVersion, 4);
+  AppendLE(&plain, index_.entries.size(), 4);
   for (const auto& e : index_.entries) {
     plain.append(e.keyed_id.AsBytes());
     plain.append(e.digest.AsBytes());
-    PutLE(&plain, e.offset, 8);
-    PutLE(&plain, e.length, 4);
+    AppendLE(&plain, e.offset, 8);
+    AppendLE(&plain, e.length, 4);
     plain.push_back(static_cast<char>(e.kind));
   }
   std::string sealed = Seal(key_.enc_key(), plain, IndexAad(index_.pack_id));
   body_.append(sealed);
   body_.append(index_.pack_id);
-  PutLE(&body_, sealed.size(), 4);
+  AppendLE(&body_, sealed.size(), 4);
   body_.append(kPackEndMagic);
   index_.pack_size = body_.size();
   return {std::move(body_), std::move(index_)};
@@ -82,7 +73,7 @@ PreparedObject FrameForUpload(const Digest& d, std::string_view plain, ObjectKin
 void StampFrameNow(std::string* frame) {
   if (frame->size() < kStoredHeaderSize) return;
   uint64_t now = static_cast<uint64_t>(std::time(nullptr));
-  for (int i = 0; i < 8; i++) (*frame)[10 + i] = static_cast<char>(now >> (8 * i));
+  StoreLE(frame->data() + 10, now, 8);
 }
 
 Result<uint64_t> TrailerLength(std::string_view tail, uint64_t pack_size) {
@@ -90,7 +81,7 @@ Result<uint64_t> TrailerLength(std::string_view tail, uint64_t pack_size) {
   if (tail.size() < kPackFooterSize || tail.size() > pack_size) return Status::Corruption("pack tail too short");
   std::string_view footer = tail.substr(tail.size() - kPackFooterSize);
   if (footer.substr(kPackIdSize + 4) != kPackEndMagic) return Status::Corruption("pack has no end marker");
-  uint64_t len = GetLE(footer, kPackIdSize, 4);
+  uint64_t len = LoadLE(footer, kPackIdSize, 4);
   if (len < kSealOverhead + kIndexHeaderSize || len > pack_size - kPackHeaderSize - kPackFooterSize)
     return Status::Corruption("pack index length out of range");
   return len + kPackFooterSize;
@@ -108,8 +99,8 @@ Result<PackIndex> DecodeTrailer(const MasterKey& key, std::string_view tail, uin
   if (!plain.ok()) return plain.status().WithContext("pack index");
   std::string_view p = *plain;
   if (p.size() < kIndexHeaderSize) return Status::Corruption("pack index too short");
-  if (GetLE(p, 0, 4) != kPackIndexVersion) return Status::Unsupported("pack index version is not 1");
-  uint64_t count = GetLE(p, 4, 4);
+  if (LoadLE(p, 0, 4) != kPackIndexVersion) return Status::Unsupported("pack index version is not 1");
+  uint64_t count = LoadLE(p, 4, 4);
   if ((p.size() - kIndexHeaderSize) % kIndexRecordSize != 0 ||
       (p.size() - kIndexHeaderSize) / kIndexRecordSize != count)
     return Status::Corruption("pack index size does not match its count");
@@ -119,8 +110,8 @@ Result<PackIndex> DecodeTrailer(const MasterKey& key, std::string_view tail, uin
     PackEntry e;
     std::memcpy(e.keyed_id.bytes.data(), p.data() + at, 32);
     std::memcpy(e.digest.bytes.data(), p.data() + at + 32, 32);
-    e.offset = GetLE(p, at + 64, 8);
-    e.length = static_cast<uint32_t>(GetLE(p, at + 72, 4));
+    e.offset = LoadLE(p, at + 64, 8);
+    e.length = static_cast<uint32_t>(LoadLE(p, at + 72, 4));
     uint8_t kind = static_cast<uint8_t>(p[at + 76]);
     if (kind > 1) return Status::Corruption("pack index entry has an unknown kind");
     e.kind = static_cast<ObjectKind>(kind);

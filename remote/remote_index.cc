@@ -3,26 +3,15 @@
 #include <cstring>
 #include <set>
 
+#include "cas/little_endian.h"
 #include "remote/crypto.h"
 
 namespace hashfs::remote {
-namespace {
-
-void PutLE(std::string* s, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; i++) s->push_back(static_cast<char>(v >> (8 * i)));
-}
-uint64_t GetLE(std::string_view s, size_t pos, int bytes) {
-  uint64_t v = 0;
-  for (int i = bytes - 1; i >= 0; i--) v = v << 8 | static_cast<uint8_t>(s[pos + i]);
-  return v;
-}
-
-}  // namespace
 
 std::string EncodeLocation(const ObjectLocation& l) {
   std::string v = l.pack_id;
-  PutLE(&v, l.offset, 8);
-  PutLE(&v, l.length, 4);
+  AppendLE(&v, l.offset, 8);
+  AppendLE(&v, l.length, 4);
   return v;
 }
 
@@ -30,8 +19,8 @@ Result<ObjectLocation> DecodeLocation(std::string_view v) {
   if (v.size() != kPackIdSize + 12) return Status::Corruption("remote index locator malformed");
   ObjectLocation l;
   l.pack_id = v.substr(0, kPackIdSize);
-  l.offset = GetLE(v, kPackIdSize, 8);
-  l.length = static_cast<uint32_t>(GetLE(v, kPackIdSize + 8, 4));
+  l.offset = LoadLE(v, kPackIdSize, 8);
+  l.length = static_cast<uint32_t>(LoadLE(v, kPackIdSize + 8, 4));
   return l;
 }
 
@@ -43,16 +32,16 @@ Result<uint64_t> DecodeDecimal(std::string_view v) {
 
 std::string EncodePackRecord(const PackRecord& r) {
   std::string v;
-  PutLE(&v, r.loc.channel, 8);
-  PutLE(&v, r.loc.message, 8);
-  PutLE(&v, r.loc.attachment, 8);
-  PutLE(&v, r.loc.size, 8);
-  PutLE(&v, r.index.entries.size(), 4);
+  AppendLE(&v, r.loc.channel, 8);
+  AppendLE(&v, r.loc.message, 8);
+  AppendLE(&v, r.loc.attachment, 8);
+  AppendLE(&v, r.loc.size, 8);
+  AppendLE(&v, r.index.entries.size(), 4);
   for (const auto& e : r.index.entries) {
     v.append(e.keyed_id.AsBytes());
     v.append(e.digest.AsBytes());
-    PutLE(&v, e.offset, 8);
-    PutLE(&v, e.length, 4);
+    AppendLE(&v, e.offset, 8);
+    AppendLE(&v, e.length, 4);
     v.push_back(static_cast<char>(e.kind));
   }
   return v;
@@ -61,11 +50,11 @@ std::string EncodePackRecord(const PackRecord& r) {
 Result<PackRecord> DecodePackRecord(std::string_view pack_id, std::string_view v) {
   if (v.size() < 36) return Status::Corruption("remote index pack record too short");
   PackRecord r;
-  r.loc.channel = GetLE(v, 0, 8);
-  r.loc.message = GetLE(v, 8, 8);
-  r.loc.attachment = GetLE(v, 16, 8);
-  r.loc.size = GetLE(v, 24, 8);
-  uint64_t n = GetLE(v, 32, 4);
+  r.loc.channel = LoadLE(v, 0, 8);
+  r.loc.message = LoadLE(v, 8, 8);
+  r.loc.attachment = LoadLE(v, 16, 8);
+  r.loc.size = LoadLE(v, 24, 8);
+  uint64_t n = LoadLE(v, 32, 4);
   if ((v.size() - 36) != n * kIndexRecordSize) return Status::Corruption("remote index pack record size mismatch");
   r.index.pack_id = std::string(pack_id);
   r.index.pack_size = r.loc.size;
@@ -74,8 +63,8 @@ Result<PackRecord> DecodePackRecord(std::string_view pack_id, std::string_view v
     PackEntry e;
     std::memcpy(e.keyed_id.bytes.data(), v.data() + at, 32);
     std::memcpy(e.digest.bytes.data(), v.data() + at + 32, 32);
-    e.offset = GetLE(v, at + 64, 8);
-    e.length = static_cast<uint32_t>(GetLE(v, at + 72, 4));
+    e.offset = LoadLE(v, at + 64, 8);
+    e.length = static_cast<uint32_t>(LoadLE(v, at + 72, 4));
     auto kind = static_cast<uint8_t>(v[at + 76]);
     if (kind > 1) return Status::Corruption("remote index pack record has an unknown kind");
     e.kind = static_cast<ObjectKind>(kind);

@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -626,9 +625,7 @@ Result<BackupReport> BackupRun::Run(const std::string& volume) {
   c.root = std::move(*root_);
   HASHFS_ASSIGN_OR_RETURN(c.links, link_table::Build(writer_, std::move(records)));
   if (head) c.parent = *head;
-  c.time_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                  std::chrono::system_clock::now().time_since_epoch())
-                  .count();
+  c.time_ns = WallClockNs();
   c.description = opts_.description.empty()
                       ? fmt::format("backup of {}: {} new, {} changed, {} unchanged files", source_,
                                     report_.files_new, report_.files_changed, report_.files_unchanged)

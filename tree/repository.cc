@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <chrono>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
@@ -40,12 +39,6 @@ std::string HostName() {
   char buf[256] = {};
   gethostname(buf, sizeof buf - 1);
   return buf;
-}
-
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 bool IsHex(std::string_view s) {
@@ -103,7 +96,7 @@ Status Repository::Init(ObjectStore& store, RepoConfig cfg) {
   HASHFS_RETURN_IF_ERROR(cfg.chunking.Validate());
   if (cfg.zstd_level < 0 || cfg.zstd_level > 19) return Status::InvalidArgument("zstd level must be 0..19");
   cfg.id = RandomHex(16);
-  cfg.created_ns = NowNs();
+  cfg.created_ns = WallClockNs();
   json j = {{"format", kRepoFormat},
             {"id", cfg.id},
             {"created_ns", cfg.created_ns},

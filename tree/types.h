@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <ctime>
 #include <string>
 #include <utility>
 #include <vector>
@@ -89,6 +90,14 @@ struct Commit {
   std::string description;
   bool operator==(const Commit&) const = default;
 };
+
+// The wall clock now (CLOCK_REALTIME) in nanoseconds since the Unix epoch:
+// the unit of every *_ns time above.
+inline int64_t WallClockNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
 
 // Limits every decoder enforces (hostile or corrupt input is refused).
 inline constexpr size_t kMaxNameLength = 255;

@@ -42,7 +42,7 @@ fi
 
 CXX_BIN="${FUZZ_CXX:-clang++}"
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="$CXX_BIN" \
-  -DHASHFS_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
+  -DHASHFS_FUZZ=ON -DBUILD_TESTING=OFF -DCMAKE_UNITY_BUILD=ON >/dev/null
 ninja -C build-fuzz fuzz_all
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}"

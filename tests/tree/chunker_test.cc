@@ -389,14 +389,14 @@ std::string WriteSparse(const TempDir& dir, uint64_t size, const std::map<uint64
 }
 
 // A chunk list from FdChunker, each hole chunk spelled out as its zeros.
-struct Chunked {
+struct FdChunked {
   std::vector<std::string> chunks;
   size_t hole_chunks = 0;
   uint64_t bytes_read = 0;
   Status status;
 };
-Chunked ChunkPath(const std::string& path, const ChunkParams& p, bool skip_holes) {
-  Chunked r;
+FdChunked ChunkPath(const std::string& path, const ChunkParams& p, bool skip_holes) {
+  FdChunked r;
   int fd = ::open(path.c_str(), O_RDONLY);
   EXPECT_GE(fd, 0);
   FdChunker ch(fd, p, skip_holes);
@@ -442,8 +442,8 @@ TEST(FdChunkerTest, SkippedHolesChunkAsReadingThemWould) {
     struct stat st;
     ASSERT_EQ(::stat(path.c_str(), &st), 0);
     ASSERT_LT(static_cast<uint64_t>(st.st_blocks) * 512, c.size) << c.name << ": the test directory makes no holes";
-    Chunked skipped = ChunkPath(path, sp, true);
-    Chunked read = ChunkPath(path, sp, false);
+    FdChunked skipped = ChunkPath(path, sp, true);
+    FdChunked read = ChunkPath(path, sp, false);
     HFS_EXPECT_OK(skipped.status);
     HFS_EXPECT_OK(read.status);
     auto want = ChunkAll(all, sp);
