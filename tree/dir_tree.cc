@@ -13,13 +13,18 @@ namespace hashfs {
 // The largest encoded entry or link record the write paths can make (codec.cc
 // layout; 8-byte length prefixes): name, link id, the inode's fixed fields, a
 // symlink target and an inline chunk list (only one of them occurs, both
-// counted), and kMaxXattrs xattrs of kMaxXattrBytes in all. A leaf of
-// kHamtLeafMax of them must be a storable object, or a directory's commit
-// could fail for good.
+// counted), and kMaxXattrs xattrs of kMaxXattrBytes in all. Leaves are kept
+// within kHamtLeafMaxBytes, except at depth kMaxTrieDepth, where only the
+// count bounds them: a leaf of kHamtLeafMax of them must be a storable object,
+// or a directory's commit could fail for good.
 constexpr size_t kMaxEncodedEntrySize = (8 + kMaxNameLength) + 8 + 53 + (8 + kMaxSymlinkLength) + 1 +
                                         (8 + kMaxInlineChunks * 40) + 8 + kMaxXattrs * 16 + kMaxXattrBytes;
 static_assert(kHamtLeafMax * kMaxEncodedEntrySize + 4096 <= kMaxObjectSize,
               "a full directory-trie leaf could exceed the object size limit");
+static_assert(kMaxEncodedEntrySize + 4096 <= kHamtLeafMaxBytes, "one entry must fit in a leaf");
+// Only xattrs split a directory of at most kHamtLeafMax entries by bytes.
+static_assert(kHamtLeafMax * (kMaxEncodedEntrySize - kMaxXattrs * 16 - kMaxXattrBytes) + 4096 <= kHamtLeafMaxBytes,
+              "entries without xattrs could split a leaf by bytes");
 
 ObjectGetter GetterFor(ObjectStore& s) {
   return [&s](const Digest& d) { return s.Get(d); };
@@ -159,36 +164,54 @@ struct Hamt {
     return Node(*p);
   }
 
-  // Stores node n; with a cache, keeps its decoded form there.
-  static Result<Digest> Store(ObjectWriter& w, Node&& n, Cache* cache) {
-    std::string bytes = T::Encode(n);
+  // Stores node n, whose encoding is `bytes`; with a cache, keeps its
+  // decoded form there.
+  static Result<Digest> StoreEncoded(ObjectWriter& w, Node&& n, const std::string& bytes, Cache* cache) {
     HASHFS_ASSIGN_OR_RETURN(Digest d, w.Put(bytes, ObjectKind::kMeta));
     if (cache) cache->Insert(d, std::make_shared<const Node>(std::move(n)), bytes.size());
     return d;
+  }
+  static Result<Digest> Store(ObjectWriter& w, Node&& n, Cache* cache) {
+    std::string bytes = T::Encode(n);
+    return StoreEncoded(w, std::move(n), bytes, cache);
+  }
+
+  // The rule that makes a node with `count` items a leaf at `depth`, given
+  // the size of their leaf encoding.
+  static bool IsLeaf(size_t count, size_t leaf_bytes, int depth) {
+    return depth >= kMaxDepth || (count <= kHamtLeafMax && leaf_bytes <= kHamtLeafMaxBytes);
   }
 
   // Writes the canonical subtree for items (all sharing the hash prefix of
   // `depth` nibbles). Returns (digest, count).
   static Result<std::pair<Digest, uint64_t>> BuildKeyed(ObjectWriter& w, std::vector<Keyed>& items, int depth) {
-    Node n;
-    if (items.size() <= kHamtLeafMax || depth >= kMaxDepth) {
-      n.leaf = true;
-      auto& out = T::Items(n);
+    const uint64_t count = items.size();
+    if (count <= kHamtLeafMax || depth >= kMaxDepth) {
+      // A leaf unless its encoding is too large: encode it to see, and on
+      // the way to splitting take the items back in the same order.
+      std::sort(items.begin(), items.end(), [](const Keyed& a, const Keyed& b) { return T::Less(a.item, b.item); });
+      Node leaf;
+      leaf.leaf = true;
+      auto& out = T::Items(leaf);
       out.reserve(items.size());
       for (auto& k : items) out.push_back(std::move(k.item));
-      std::sort(out.begin(), out.end(), T::Less);
-    } else {
-      n.leaf = false;
-      std::array<std::vector<Keyed>, 16> parts;
-      for (auto& k : items) parts[Nibble(k.hash, depth)].push_back(std::move(k));
-      for (int i = 0; i < 16; i++) {
-        if (parts[i].empty()) continue;
-        HASHFS_ASSIGN_OR_RETURN(auto child, BuildKeyed(w, parts[i], depth + 1));
-        n.bitmap |= static_cast<uint16_t>(1u << i);
-        n.children.push_back(child);
+      std::string bytes = T::Encode(leaf);
+      if (IsLeaf(count, bytes.size(), depth)) {
+        HASHFS_ASSIGN_OR_RETURN(Digest d, w.Put(bytes, ObjectKind::kMeta));
+        return std::make_pair(d, count);
       }
+      for (size_t i = 0; i < items.size(); i++) items[i].item = std::move(out[i]);
     }
-    uint64_t count = items.size();
+    Node n;
+    n.leaf = false;
+    std::array<std::vector<Keyed>, 16> parts;
+    for (auto& k : items) parts[Nibble(k.hash, depth)].push_back(std::move(k));
+    for (int i = 0; i < 16; i++) {
+      if (parts[i].empty()) continue;
+      HASHFS_ASSIGN_OR_RETURN(auto child, BuildKeyed(w, parts[i], depth + 1));
+      n.bitmap |= static_cast<uint16_t>(1u << i);
+      n.children.push_back(child);
+    }
     HASHFS_ASSIGN_OR_RETURN(Digest d, w.Put(T::Encode(n), ObjectKind::kMeta));
     return std::make_pair(d, count);
   }
@@ -249,13 +272,18 @@ struct Hamt {
       while (i < in.size()) out.push_back(std::move(in[i++]));
       if (out.empty()) return std::make_pair(Digest{}, uint64_t{0});
       if (out.size() <= kHamtLeafMax || depth >= kMaxDepth) {
-        // Still a leaf: same bytes as BuildKeyed, without a SHA-256 per item.
+        // Still a leaf unless its encoding grew too large: same bytes as
+        // BuildKeyed, without a SHA-256 per item.
         Node leaf;
         leaf.leaf = true;
         T::Items(leaf) = std::move(out);
-        uint64_t count = T::Items(leaf).size();
-        HASHFS_ASSIGN_OR_RETURN(Digest nd, Store(w, std::move(leaf), cache));
-        return std::make_pair(nd, count);
+        const uint64_t count = T::Items(leaf).size();
+        std::string bytes = T::Encode(leaf);
+        if (IsLeaf(count, bytes.size(), depth)) {
+          HASHFS_ASSIGN_OR_RETURN(Digest nd, StoreEncoded(w, std::move(leaf), bytes, cache));
+          return std::make_pair(nd, count);
+        }
+        out = std::move(T::Items(leaf));
       }
       std::vector<Keyed> keyed;
       keyed.reserve(out.size());
@@ -297,11 +325,21 @@ struct Hamt {
     }
     if (total == 0) return std::make_pair(Digest{}, uint64_t{0});
     if (total <= kHamtLeafMax) {
-      // Shrunk below the split threshold: collapse into one leaf.
+      // Few enough items for one leaf: collapse into it if its encoding is
+      // small enough. Otherwise (entries with large xattrs) this node stays
+      // internal, and the children, canonical already, are kept.
       std::vector<Keyed> all;
       for (int i = 0; i < 16; i++)
         if (kids[i].second) HASHFS_RETURN_IF_ERROR(Collect(get, kids[i].first, &all));
-      return BuildKeyed(w, all, depth);
+      std::sort(all.begin(), all.end(), [](const Keyed& a, const Keyed& b) { return T::Less(a.item, b.item); });
+      Node leaf;
+      leaf.leaf = true;
+      for (auto& k : all) T::Items(leaf).push_back(std::move(k.item));
+      std::string bytes = T::Encode(leaf);
+      if (IsLeaf(total, bytes.size(), depth)) {
+        HASHFS_ASSIGN_OR_RETURN(Digest nd, StoreEncoded(w, std::move(leaf), bytes, cache));
+        return std::make_pair(nd, total);
+      }
     }
     Node out;
     out.leaf = false;

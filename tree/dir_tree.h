@@ -1,10 +1,12 @@
 // Directory entry trees and link tables: canonical hash-array-mapped tries.
 //
-// A node holding at most kHamtLeafMax items is a leaf (items sorted by key);
-// a larger one is an internal node with up to 16 children chosen by the next
-// 4 bits of the key's hash (SHA-256 of the key, most significant bits first).
-// The shape depends only on the set of items, so equal directories have equal
-// digests, and changing one entry rewrites one path of nodes: O(log n) bytes.
+// A node holding at most kHamtLeafMax items whose leaf encoding is at most
+// kHamtLeafMaxBytes is a leaf (items sorted by key); any other node is an
+// internal node with up to 16 children chosen by the next 4 bits of the key's
+// hash (SHA-256 of the key, most significant bits first), except at depth
+// kMaxTrieDepth, where every node is a leaf. The shape depends only on the set
+// of items, so equal directories have equal digests, and changing one entry
+// rewrites one path of nodes: O(log n) nodes of at most kHamtLeafMaxBytes.
 // Keys: an entry's name; a link record's id as 8 big-endian bytes.
 // Functions are stateless and thread-safe given thread-safe reader/writer.
 #pragma once
@@ -21,6 +23,13 @@
 namespace hashfs {
 
 inline constexpr size_t kHamtLeafMax = 512;
+// Leaves are also bounded in bytes, so a directory whose entries carry large
+// xattrs is split too: no edit rewrites more than this per node, and every
+// node fits one remote attachment at Discord's 10 MiB. No directory without
+// xattrs reaches it (512 entries of the largest other encoding are about
+// 2.5 MiB; a static_assert in dir_tree.cc checks it), so their shape is the
+// one the count alone gives.
+inline constexpr size_t kHamtLeafMaxBytes = 4u << 20;
 // Deepest trie level: the 16 nibbles of a 64-bit hash prefix. A deeper node
 // is corruption.
 inline constexpr int kMaxTrieDepth = 16;

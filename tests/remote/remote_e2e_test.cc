@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -686,6 +689,61 @@ TEST_F(RemoteE2E, RemoteAddWarnsWhenAChunkMayNotFitAnAttachment) {
   auto add2 = Hashfs("a", "remote add other " + RemoteArgs(emu, "--attachment-limit 131072"));
   ASSERT_EQ(add2.code, 0) << add2.err;
   EXPECT_EQ(add2.err.find("warning"), std::string::npos) << add2.err;
+}
+
+// A directory whose files carry large xattrs: 100 files of 90 KiB each,
+// about 9 MB, which made one directory-trie leaf before leaves were bounded
+// at 4 MiB, and push refused it ("does not fit in a 4983616-byte
+// attachment"). Now its nodes fit 6 MiB attachments: it pushes, clones and
+// restores with every xattr. tmpfs holds the xattrs (ext4 here holds 4 KiB).
+TEST_F(RemoteE2E, DirectoryOfLargeXattrsFitsInAttachments) {
+  struct Tmpfs {
+    std::string path;
+    bool mounted = false;
+    explicit Tmpfs(std::string p) : path(std::move(p)) {
+      fs::create_directories(path);
+      mounted = mount("tmpfs", path.c_str(), "tmpfs", 0, "size=64m") == 0;
+    }
+    ~Tmpfs() {
+      if (mounted) umount2(path.c_str(), MNT_DETACH);
+    }
+  };
+  Tmpfs src(dir_ + "/xsrc"), out(dir_ + "/xout");
+  if (!src.mounted || !out.mounted) GTEST_SKIP() << "needs root to mount a tmpfs";
+  std::map<std::string, std::string> values;
+  for (int i = 0; i < 100; i++) {
+    std::string name = "f" + std::to_string(i);
+    WriteFile(src.path + "/" + name, "file " + name);
+    values[name] = RandomBytes(90 * 1024, 100 + i);  // two values: one is at most 64 KiB
+    const std::string& v = values[name];
+    if (setxattr((src.path + "/" + name).c_str(), "user.a", v.data(), v.size() / 2, 0) != 0 ||
+        setxattr((src.path + "/" + name).c_str(), "user.b", v.data() + v.size() / 2, v.size() - v.size() / 2, 0) != 0)
+      GTEST_SKIP() << "tmpfs here does not hold these xattrs: " << strerror(errno);
+  }
+  Emulator emu("--seed 21 --create-window 1");
+  ASSERT_GT(emu.port(), 0);
+  ASSERT_EQ(Hashfs("a", "init").code, 0);
+  auto backup = Hashfs("a", "backup " + src.path + " --volume x");
+  ASSERT_EQ(backup.code, 0) << backup.err;
+  AddRemote("a", emu, "--attachment-limit 6291456 --request-limit 20000000");
+  auto push = Hashfs("a", "push origin");
+  ASSERT_EQ(push.code, 0) << push.err;
+  auto clone = Hashfs("b", "clone origin " + RemoteArgs(emu) + " --all");
+  ASSERT_EQ(clone.code, 0) << clone.err;
+  EXPECT_EQ(Hashfs("b", "verify").code, 0);
+  auto restore = Hashfs("b", "restore x " + out.path + "/r");
+  ASSERT_EQ(restore.code, 0) << restore.out << restore.err;
+  ExpectSameTree(src.path, out.path + "/r");
+  for (const auto& [name, v] : values) {
+    std::string got;
+    for (const char* attr : {"user.a", "user.b"}) {
+      std::string part(64 * 1024, '\0');
+      ssize_t n = getxattr((out.path + "/r/" + name).c_str(), attr, part.data(), part.size());
+      ASSERT_GT(n, 0) << name << " " << attr << ": " << strerror(errno);
+      got += part.substr(0, static_cast<size_t>(n));
+    }
+    EXPECT_TRUE(got == v) << name;
+  }
 }
 
 // A lazily cloned store mounted read-write: reads fetch what they need from

@@ -334,6 +334,147 @@ TEST(DirTreeTest, GrowPastLeafMaxAndShrinkBack) {
   EXPECT_EQ(none, empty);
 }
 
+// ------------------------------------------------- leaves bounded in bytes
+
+// An entry carrying `kib` KiB of xattr values, in two values (a value is at
+// most 64 KiB).
+Entry HeavyEntry(const std::string& name, size_t kib, int version = 0) {
+  Entry e = SmallEntry(name, version);
+  const size_t bytes = kib << 10;
+  const char c = static_cast<char>('a' + version % 26);
+  e.inode.xattrs.emplace_back("user.a", std::string(bytes / 2, c));
+  e.inode.xattrs.emplace_back("user.b", std::string(bytes - bytes / 2, c));
+  return e;
+}
+
+// Every node of the tree at root is within kHamtLeafMaxBytes; returns how
+// many nodes there are and how many of them are leaves.
+std::pair<size_t, size_t> CheckNodeSizes(const ObjectGetter& get, const Digest& root) {
+  size_t nodes = 0, leaves = 0;
+  Status s = dir_tree::ForEachNode(get, root, [&](const Digest& d) -> Status {
+    HASHFS_ASSIGN_OR_RETURN(std::string bytes, get(d));
+    EXPECT_LE(bytes.size(), kHamtLeafMaxBytes) << "node " << d.Hex();
+    HASHFS_ASSIGN_OR_RETURN(DirNode n, DecodeDirNode(bytes));
+    nodes++;
+    leaves += n.leaf ? 1 : 0;
+    return Status::Ok();
+  });
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return {nodes, leaves};
+}
+
+// Entries with large xattrs: a leaf is bounded by kHamtLeafMaxBytes as well
+// as by kHamtLeafMax items. 100 entries of 60-100 KiB (about 8 MiB; one leaf
+// of 8 MiB by the count alone) split into nodes each within the bound, and
+// the shape stays canonical: one-by-one inserts, removals back down to one
+// leaf, and batches that grow and shrink the xattrs all give what Build gives
+// for the same set.
+TEST(DirTreeTest, LargeXattrsSplitLeavesByBytesCanonically) {
+  Env env;
+  auto names = RandomNames(100, 4242);
+  std::map<std::string, size_t> kib;  // name -> KiB of xattrs
+  std::mt19937_64 rng(4242);
+  std::vector<Entry> entries;
+  for (const auto& n : names) {
+    kib[n] = 60 + rng() % 41;
+    entries.push_back(HeavyEntry(n, kib[n]));
+  }
+  HFS_ASSERT_OK_AND_ASSIGN(Digest built, dir_tree::Build(*env.w, entries));
+  auto [nodes, leaves] = CheckNodeSizes(env.get(), built);
+  HFS_ASSERT_OK_AND_ASSIGN(DirNode top, LoadNode(env.get(), built));
+  EXPECT_FALSE(top.leaf) << "100 entries, 8 MiB: split by bytes, not one leaf";
+  EXPECT_GE(leaves, 2u);
+  EXPECT_GT(nodes, leaves);
+  HFS_ASSERT_OK_AND_ASSIGN(auto listed, dir_tree::ListSorted(env.get(), built));
+  ASSERT_EQ(listed.size(), entries.size());
+  for (const auto& e : listed) {
+    HFS_ASSERT_OK_AND_ASSIGN(auto found, dir_tree::Lookup(env.get(), built, e.name));
+    ASSERT_TRUE(found.has_value()) << e.name;
+    EXPECT_TRUE(*found == HeavyEntry(e.name, kib[e.name]));
+  }
+
+  // One at a time from empty, in another order.
+  auto order = names;
+  std::shuffle(order.begin(), order.end(), rng);
+  HFS_ASSERT_OK_AND_ASSIGN(Digest root, dir_tree::Empty(*env.w));
+  for (const auto& n : order) {
+    HFS_ASSERT_OK_AND_ASSIGN(root, dir_tree::Apply(*env.w, root, {{n, HeavyEntry(n, kib[n])}}));
+  }
+  EXPECT_EQ(root.Hex(), built.Hex()) << "one-by-one inserts differ from Build";
+
+  // Removed one at a time: each step equals Build of what is left, down to
+  // one leaf again once the rest fits in kHamtLeafMaxBytes.
+  std::map<std::string, size_t> left = kib;
+  bool became_leaf = false;
+  for (size_t i = 0; i < order.size(); i++) {
+    HFS_ASSERT_OK_AND_ASSIGN(root, dir_tree::Apply(*env.w, root, {{order[i], std::nullopt}}));
+    left.erase(order[i]);
+    if (i % 7 != 6 && left.size() > 40) continue;  // Build every step only near the end
+    std::vector<Entry> rest;
+    for (const auto& [n, k] : left) rest.push_back(HeavyEntry(n, k));
+    HFS_ASSERT_OK_AND_ASSIGN(Digest want, dir_tree::Build(*env.w, rest));
+    ASSERT_EQ(root.Hex(), want.Hex()) << "after removing " << i + 1;
+    CheckNodeSizes(env.get(), root);
+    HFS_ASSERT_OK_AND_ASSIGN(DirNode n, LoadNode(env.get(), root));
+    if (n.leaf) became_leaf = true;
+    size_t bytes = 0;
+    for (const auto& [name, k] : left) bytes += k << 10;
+    if (bytes > kHamtLeafMaxBytes) {
+      EXPECT_FALSE(n.leaf) << left.size() << " entries, " << bytes << " bytes";
+    }
+  }
+  EXPECT_TRUE(became_leaf);
+
+  // Batches that grow some entries' xattrs, shrink others to none, insert and
+  // remove: an internal node with few items but many bytes, collapsing when
+  // the bytes shrink.
+  std::map<std::string, size_t> model;
+  for (size_t i = 0; i < 30; i++) model[names[i]] = 100;  // 3 MiB: one leaf
+  std::vector<Entry> start;
+  for (const auto& [n, k] : model) start.push_back(HeavyEntry(n, k));
+  HFS_ASSERT_OK_AND_ASSIGN(root, dir_tree::Build(*env.w, start));
+  HFS_ASSERT_OK_AND_ASSIGN(DirNode first, LoadNode(env.get(), root));
+  EXPECT_TRUE(first.leaf);
+  bool split = false, collapsed = false;  // the root became internal; a leaf again after that
+  for (int round = 0; round < 30; round++) {
+    std::vector<DirEdit> edits;
+    std::set<std::string> touched;
+    for (int j = 0; j < 6; j++) {
+      const std::string& n = names[rng() % 80];
+      if (!touched.insert(n).second) continue;
+      // The first 12 rounds mostly grow xattrs (past 4 MiB: the root
+      // splits), the last 18 mostly shrink or remove them (it collapses).
+      const bool grow = round < 12;
+      int op = static_cast<int>(rng() % 8);
+      if ((grow ? op == 0 : op < 3) && model.count(n)) {
+        model.erase(n);
+        edits.push_back({n, std::nullopt});
+      } else {
+        size_t k = grow == (op < 6) ? 80 + rng() % 21 : 0;  // 0: no xattrs at all
+        model[n] = k;
+        edits.push_back({n, k ? HeavyEntry(n, k, round) : SmallEntry(n, round)});
+      }
+    }
+    HFS_ASSERT_OK_AND_ASSIGN(root, dir_tree::Apply(*env.w, root, edits));
+    // The model records the version of each entry only through `round`, so
+    // rebuild from what the tree lists and compare it with the model.
+    HFS_ASSERT_OK_AND_ASSIGN(auto now, dir_tree::ListSorted(env.get(), root));
+    ASSERT_EQ(now.size(), model.size()) << "round " << round;
+    for (const auto& e : now) {
+      size_t have = XattrBytes(e.inode.xattrs) >> 10;  // names add 12 bytes
+      EXPECT_EQ(have, model[e.name]) << e.name;
+    }
+    HFS_ASSERT_OK_AND_ASSIGN(Digest want, dir_tree::Build(*env.w, now));
+    ASSERT_EQ(root.Hex(), want.Hex()) << "round " << round;
+    CheckNodeSizes(env.get(), root);
+    HFS_ASSERT_OK_AND_ASSIGN(DirNode r, LoadNode(env.get(), root));
+    EXPECT_LE(model.size(), kHamtLeafMax);
+    if (!r.leaf) split = true;
+    if (split && r.leaf) collapsed = true;
+  }
+  EXPECT_TRUE(split && collapsed) << "the batches should split the root by bytes, then collapse it";
+}
+
 // A cache of decoded nodes changes no byte: random batches of edits applied
 // with and without one give the same roots, lookups agree, and the cache is
 // used (later batches find the leaves the earlier ones wrote).
