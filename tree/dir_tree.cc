@@ -182,6 +182,17 @@ struct Hamt {
     return depth >= kMaxDepth || (count <= kHamtLeafMax && leaf_bytes <= kHamtLeafMaxBytes);
   }
 
+  // Sorts items by key and moves them into a leaf (their hashes stay).
+  static Node LeafOf(std::vector<Keyed>& items) {
+    std::sort(items.begin(), items.end(), [](const Keyed& a, const Keyed& b) { return T::Less(a.item, b.item); });
+    Node leaf;
+    leaf.leaf = true;
+    auto& out = T::Items(leaf);
+    out.reserve(items.size());
+    for (auto& k : items) out.push_back(std::move(k.item));
+    return leaf;
+  }
+
   // Writes the canonical subtree for items (all sharing the hash prefix of
   // `depth` nibbles). Returns (digest, count).
   static Result<std::pair<Digest, uint64_t>> BuildKeyed(ObjectWriter& w, std::vector<Keyed>& items, int depth) {
@@ -189,12 +200,8 @@ struct Hamt {
     if (count <= kHamtLeafMax || depth >= kMaxDepth) {
       // A leaf unless its encoding is too large: encode it to see, and on
       // the way to splitting take the items back in the same order.
-      std::sort(items.begin(), items.end(), [](const Keyed& a, const Keyed& b) { return T::Less(a.item, b.item); });
-      Node leaf;
-      leaf.leaf = true;
+      Node leaf = LeafOf(items);
       auto& out = T::Items(leaf);
-      out.reserve(items.size());
-      for (auto& k : items) out.push_back(std::move(k.item));
       std::string bytes = T::Encode(leaf);
       if (IsLeaf(count, bytes.size(), depth)) {
         HASHFS_ASSIGN_OR_RETURN(Digest d, w.Put(bytes, ObjectKind::kMeta));
@@ -331,10 +338,7 @@ struct Hamt {
       std::vector<Keyed> all;
       for (int i = 0; i < 16; i++)
         if (kids[i].second) HASHFS_RETURN_IF_ERROR(Collect(get, kids[i].first, &all));
-      std::sort(all.begin(), all.end(), [](const Keyed& a, const Keyed& b) { return T::Less(a.item, b.item); });
-      Node leaf;
-      leaf.leaf = true;
-      for (auto& k : all) T::Items(leaf).push_back(std::move(k.item));
+      Node leaf = LeafOf(all);
       std::string bytes = T::Encode(leaf);
       if (IsLeaf(total, bytes.size(), depth)) {
         HASHFS_ASSIGN_OR_RETURN(Digest nd, StoreEncoded(w, std::move(leaf), bytes, cache));
