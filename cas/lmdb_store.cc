@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "cas/lmdb_check.h"
 #include "cas/lmdb_raii.h"
 #include "cas/object_codec.h"
 #include "cas/pack_pointer.h"
@@ -286,6 +287,38 @@ class LmdbStore::Impl {
     return Status::Ok();
   }
 
+  // The structural check of data.mdb (lmdb_check.h) for the snapshot of a
+  // read transaction held meanwhile (so none of its pages is reused). Busy
+  // only if writers keep committing twice before the meta page is read.
+  Result<LmdbCheckReport> CheckFile(bool main_only) {
+    mdb_filehandle_t fd;
+    if (mdb_env_get_fd(env, &fd) != 0) return Status::IOError("store " + dir + ": no file handle for data.mdb");
+    LmdbFileReader read = [&](uint64_t offset, size_t n, char* out) -> Status {
+      while (n > 0) {
+        ssize_t got = pread(fd, out, n, static_cast<off_t>(offset));
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) return Status::FromErrno(errno, "reading " + dir + "/data.mdb");
+        if (got == 0) return Status::IOError("reading " + dir + "/data.mdb: unexpected end of file");
+        out += got;
+        n -= static_cast<size_t>(got);
+        offset += static_cast<uint64_t>(got);
+      }
+      return Status::Ok();
+    };
+    for (int attempt = 0;; attempt++) {
+      ReadTxn txn(this);
+      HASHFS_RETURN_IF_ERROR(txn.Begin());
+      struct stat st;
+      if (fstat(fd, &st) != 0) return Status::FromErrno(errno, "store " + dir + ": data.mdb");
+      LmdbCheckOptions o;
+      o.file_size = static_cast<uint64_t>(st.st_size);
+      o.txnid = mdb_txn_id(txn.get());
+      o.main_only = main_only;
+      auto r = CheckLmdbFile(read, o);
+      if (r.ok() || r.status().code() != Status::Code::kBusy || attempt == 50) return r;
+    }
+  }
+
   // Another process grew the map: adopt its size.
   Status AdoptForeignResize() {
     if (resize_mu.HeldSharedByThisThread())
@@ -432,6 +465,14 @@ class LmdbStore::Impl {
     rc = mdb_env_open(env, dir.c_str(), MDB_NOTLS | MDB_NORDAHEAD, 0600);
     if (rc) return lmdb::Error(rc, "opening store " + dir);
     HASHFS_RETURN_IF_ERROR(CheckNotTruncated());
+    // liblmdb trusts its pages: a damaged main tree would crash the first
+    // mdb_dbi_open below. Checking it costs a page read or two.
+    {
+      HASHFS_ASSIGN_OR_RETURN(LmdbCheckReport check, CheckFile(/*main_only=*/true));
+      if (!check.ok())
+        return Status::Corruption("store " + dir + ": data.mdb is damaged: " + DescribeProblems(check)[0] +
+                                  "; restore the store directory from a copy or clone it from a remote");
+    }
     if (char* real = realpath((dir + "/data.mdb").c_str(), nullptr)) {
       map_path = real;
       std::free(real);
@@ -897,5 +938,13 @@ uint64_t LmdbStore::DiskBytes() {
 }
 
 uint64_t LmdbStore::MapSize() { return impl_->MapSize(); }
+
+Result<StructureCheck> LmdbStore::CheckStructure() {
+  HASHFS_ASSIGN_OR_RETURN(LmdbCheckReport r, impl_->CheckFile(/*main_only=*/false));
+  StructureCheck out;
+  out.problems = DescribeProblems(r);
+  out.walkable = !(r.TableDamaged("objects") || r.TableDamaged("packs") || r.TableDamaged("refs"));
+  return out;
+}
 
 }  // namespace hashfs

@@ -10,6 +10,9 @@
 // of threads may use one store: LMDB's own locks serialize writers, readers
 // never block. The memory map grows by doubling when it fills; a full disk
 // fails the transaction with NoSpace and leaves the last commit intact.
+// Opening checks the meta page and LMDB's main tree (a few page reads), so a
+// damaged one is Corruption rather than a crash inside liblmdb;
+// CheckStructure checks every tree.
 #pragma once
 
 #include <memory>
@@ -51,6 +54,10 @@ class LmdbStore final : public ObjectStore {
   Status Update(const RefTxnFn& fn) override;
   Status View(const RefTxnFn& fn) override;
   uint64_t DiskBytes() override;
+  // A structural check of data.mdb (cas/lmdb_check.h) for the snapshot of a
+  // read transaction held meanwhile; safe beside writers (retried if two
+  // commits overtake it before it has read the meta page).
+  Result<StructureCheck> CheckStructure() override;
 
   // Current memory-map size in bytes (grows on demand).
   uint64_t MapSize();

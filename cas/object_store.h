@@ -63,6 +63,15 @@ class RefTxn {
 
 using RefTxnFn = std::function<Status(RefTxn&)>;
 
+// What ObjectStore::CheckStructure found.
+struct StructureCheck {
+  std::vector<std::string> problems;  // one line each; empty: nothing found
+  // False if the store's lookups themselves are damaged (an LMDB B-tree of
+  // objects, packs or refs), so that walking them could read wild memory:
+  // verify stops after reporting, gc refuses.
+  bool walkable = true;
+};
+
 class ObjectStore {
  public:
   virtual ~ObjectStore() = default;
@@ -100,6 +109,13 @@ class ObjectStore {
 
   // Bytes the store occupies on disk (0 if not on disk).
   virtual uint64_t DiskBytes() = 0;
+
+  // Checks the store's own index structures, which the per-object hashes do
+  // not cover (LMDB: every B-tree page of one snapshot, cas/lmdb_check.h).
+  // Reads them all: as costly as reading the index, not the objects. A
+  // non-OK status means the check could not run. A store with no such
+  // structure (in memory) has nothing to report.
+  virtual Result<StructureCheck> CheckStructure() { return StructureCheck{}; }
 };
 
 }  // namespace hashfs

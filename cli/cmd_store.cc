@@ -69,7 +69,10 @@ int RunGc(const GlobalOptions& g) {
   GcOptions opts;
   opts.missing_is_unfetched = !lazy->empty();
   auto r = CollectGarbage(*o->repo, opts);
-  if (!r.ok()) return Fail(r.status());
+  if (!r.ok()) {
+    int code = Fail(r.status());
+    return r.status().IsCorruption() ? kExitDamaged : code;
+  }
   for (const auto& p : r->problems) fmt::print(stderr, "hashfs: gc: {}\n", p);
   fmt::print("reachable objects: {}\ndeleted objects:   {} ({})\nkept (too young):  {}\n", r->reachable,
              r->deleted, HumanBytes(r->deleted_bytes), r->kept_young);
@@ -104,6 +107,7 @@ int RunVerify(const GlobalOptions& g, bool as_json) {
   if (!r.ok()) return Fail(r.status());
   if (as_json) {
     nlohmann::json j = {{"ok", r->ok()},
+                        {"store_damage", r->store_damage},
                         {"objects_checked", r->objects_checked},
                         {"bytes_checked", r->bytes_checked},
                         {"corrupt_objects", r->corrupt_objects},
@@ -111,6 +115,10 @@ int RunVerify(const GlobalOptions& g, bool as_json) {
                         {"objects_not_fetched", r->objects_not_fetched}};
     fmt::print("{}\n", j.dump(2));
   } else {
+    for (const auto& d : r->store_damage) fmt::print("damaged store file: {}\n", d);
+    if (!r->objects_checked_at_all)
+      fmt::print("objects and references not checked: the store's index of them is damaged (restore the store "
+                 "directory from a copy, or clone it from a remote)\n");
     for (const auto& c : r->corrupt_objects) fmt::print("corrupt object: {}\n", c);
     for (const auto& p : r->damaged_paths) fmt::print("damaged: {}\n", p);
     fmt::print("checked {} objects ({}): {}\n", r->objects_checked, HumanBytes(r->bytes_checked),

@@ -4,11 +4,13 @@
 #include <cstdlib>
 #include <exception>
 
+#include "cas/lmdb_fault.h"
 #include "cli/cli.h"
 #include "cli/remote_open.h"
 
 int main(int argc, char** argv) {
   using namespace hashfs::cli;
+  hashfs::InstallLmdbFaultReporter(kExitDamaged);
   // Secrets in the environment are in this process's memory from exec on.
   for (const char* var : {"HASHFS_DISCORD_TOKEN", "HASHFS_PASSWORD"})
     if (const char* v = std::getenv(var); v && *v) ProtectSecrets();

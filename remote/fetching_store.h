@@ -42,6 +42,7 @@ class FetchingStore final : public ObjectStore {
   Status Update(const RefTxnFn& fn) override { return local_.Update(fn); }
   Status View(const RefTxnFn& fn) override { return local_.View(fn); }
   uint64_t DiskBytes() override { return local_.DiskBytes(); }
+  Result<StructureCheck> CheckStructure() override { return local_.CheckStructure(); }
 
   uint64_t objects_fetched() const { return fetched_; }
 

@@ -30,6 +30,7 @@ class ForwardingStore : public ObjectStore {
   Status Update(const RefTxnFn& fn) override { return inner_.Update(fn); }
   Status View(const RefTxnFn& fn) override { return inner_.View(fn); }
   uint64_t DiskBytes() override { return inner_.DiskBytes(); }
+  Result<StructureCheck> CheckStructure() override { return inner_.CheckStructure(); }
 
  protected:
   ObjectStore& inner() { return inner_; }

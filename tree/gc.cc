@@ -212,6 +212,12 @@ struct SweepCounters {
 
 Result<GcReport> CollectGarbage(Repository& repo, const GcOptions& opts) {
   const int64_t start = static_cast<int64_t>(std::time(nullptr));
+  // A sweep rewrites much of the store's index: on damaged B-trees (or a
+  // free list that hands out pages still in use) it would spread the damage.
+  HASHFS_ASSIGN_OR_RETURN(StructureCheck structure, repo.store().CheckStructure());
+  if (!structure.problems.empty())
+    return Status::Corruption("the store file is damaged (" + structure.problems[0] +
+                              "); gc does not write to a damaged store ('hashfs verify' lists the damage)");
   HASHFS_ASSIGN_OR_RETURN(auto sessions, LiveSessionStarts(repo));
   int64_t cutoff = start;
   for (int64_t s : sessions) cutoff = std::min(cutoff, s);

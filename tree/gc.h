@@ -2,6 +2,8 @@
 // running writers (backups, mounts) in this and other processes.
 //
 // Protocol:
+//  0. ObjectStore::CheckStructure first: gc refuses (Corruption) to sweep a
+//     store whose index is damaged.
 //  1. Roots are Repository::KeptCommits(): every commit named by a volume
 //     history entry (hist/) or a snapshot (snap/), plus the commits live
 //     writer sessions pin (pin/: a mount's open-but-unlinked files). Commit

@@ -379,6 +379,12 @@ class TreeChecker {
 Result<VerifyReport> VerifyStore(Repository& repo, std::function<void(uint64_t done, uint64_t total)> progress,
                                  const VerifyOptions& opts) {
   VerifyReport report;
+  HASHFS_ASSIGN_OR_RETURN(StructureCheck structure, repo.store().CheckStructure());
+  report.store_damage = std::move(structure.problems);
+  if (!structure.walkable) {
+    report.objects_checked_at_all = false;
+    return report;
+  }
   std::map<Digest, std::string> bad;
   HASHFS_RETURN_IF_ERROR(CheckAllObjects(repo.store(), progress, &report, &bad));
   for (const auto& [d, why] : bad) report.corrupt_objects.push_back(d.Hex() + ": " + why);

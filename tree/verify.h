@@ -1,4 +1,6 @@
-// Store verification: checks every stored object against its name, then
+// Store verification: checks the store's own index structures (LMDB's
+// B-trees; if they are damaged so that walking them is unsafe, it stops
+// there), then checks every stored object against its name, then
 // checks that every kept commit can be read completely, naming each path the
 // damage affects.
 //
@@ -23,6 +25,12 @@
 namespace hashfs {
 
 struct VerifyReport {
+  // Damage to the store's own index (ObjectStore::CheckStructure: LMDB's
+  // B-tree pages), one line each, checked before anything else.
+  std::vector<std::string> store_damage;
+  // False when that damage leaves the objects or refs unsafe to walk: the
+  // passes below did not run.
+  bool objects_checked_at_all = true;
   uint64_t objects_checked = 0;
   uint64_t bytes_checked = 0;  // stored bytes read and verified in pass 1
   // "HEX: reason" for every object that failed pass 1, in digest order.
@@ -34,7 +42,7 @@ struct VerifyReport {
   // With VerifyOptions::missing_is_unfetched: reachable objects that are not
   // in the store (not counted as damage; their subtrees are not checked).
   uint64_t objects_not_fetched = 0;
-  bool ok() const { return corrupt_objects.empty() && damaged_paths.empty(); }
+  bool ok() const { return store_damage.empty() && corrupt_objects.empty() && damaged_paths.empty(); }
 };
 
 struct VerifyOptions {

@@ -21,6 +21,8 @@
 #include <string>
 #include <thread>
 
+#include "cas/lmdb_check.h"
+#include "cas/little_endian.h"
 #include "cas/object_codec.h"
 #include "cas/pack_pointer.h"
 #include "tests/test_util.h"
@@ -392,6 +394,52 @@ TEST_F(CliTest, CorruptChunkIsFoundByVerifyAndRestore) {
   EXPECT_EQ(r.code, 3);
   EXPECT_NE(r.err.find("d/victim"), std::string::npos) << r.err;
   EXPECT_EQ(ReadFile(dst + "/fine"), ReadFile(src + "/fine"));
+}
+
+// Damage to LMDB's own pages (which carry no checksums): a node of the
+// objects tree claims duplicates in a table without them, and liblmdb then
+// follows a null cursor; hashfs must report it, never die of it.
+TEST_F(CliTest, DamagedStoreFileIsReportedNotCrashedOn) {
+  std::string src = root_ + "/src";
+  ASSERT_EQ(mkdir(src.c_str(), 0755), 0);
+  for (int i = 0; i < 400; i++) WriteFile(src + "/f" + std::to_string(i), RandomBytes(100 + i, 1000 + i));
+  ASSERT_EQ(Hashfs({"backup", src, "--volume", "v"}).code, 0);
+
+  std::string img = ReadFile(store_ + "/data.mdb");
+  hashfs::LmdbCheckOptions o;
+  o.file_size = img.size();
+  o.record_pages = true;
+  auto clean = hashfs::CheckLmdbFile(
+      [&](uint64_t off, size_t n, char* out) {
+        std::memcpy(out, img.data() + off, n);
+        return hashfs::Status::Ok();
+      },
+      o);
+  ASSERT_TRUE(clean.ok() && clean->ok());
+  uint64_t leaf = 0;
+  for (const auto& p : clean->pages)
+    if (p.table == "objects" && p.kind == hashfs::LmdbPageUse::kLeaf) leaf = p.page;
+  ASSERT_NE(leaf, 0u);
+  const uint64_t page = leaf * clean->page_size;
+  const uint64_t node = page + hashfs::LoadLE(img.data() + page + 16 + 2, 2);  // node 1
+  hashfs::StoreLE(img.data() + node + 4, 0x04, 2);  // F_DUPDATA in a table without duplicates
+  WriteFile(store_ + "/data.mdb", img);
+
+  RunResult ver = Hashfs({"verify"});
+  EXPECT_EQ(ver.code, 4) << ver.err;
+  EXPECT_NE(ver.out.find("damaged store file: data.mdb page " + std::to_string(leaf) + " (objects): node 1 has flags 4"),
+            std::string::npos)
+      << ver.out;
+  EXPECT_NE(ver.out.find("objects and references not checked"), std::string::npos) << ver.out;
+  RunResult gc = Hashfs({"gc"});
+  EXPECT_EQ(gc.code, 4) << gc.err;
+  EXPECT_NE(gc.err.find("gc does not write to a damaged store"), std::string::npos) << gc.err;
+  // stats walks the objects through liblmdb, which faults on that node.
+  RunResult stats = Hashfs({"stats"});
+  EXPECT_EQ(stats.code, 4) << stats.err;
+  EXPECT_EQ(stats.err,
+            "hashfs: memory fault inside LMDB while reading the store: its data.mdb is damaged (LMDB keeps no "
+            "checksums); 'hashfs verify' names the damaged pages\n");
 }
 
 TEST_F(CliTest, UnreadableFilesAreReportedAndSkipped) {

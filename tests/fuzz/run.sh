@@ -26,7 +26,7 @@ fi
 # anything near it is an unbounded allocation (a pack entry's frame may
 # legitimately decompress to 64 MiB).
 targets=(stored_object:65536 dir_node:16384 link_node:16384 file_node:16384 commit:8192
-         ref_records:8192 ref_resolve:512
+         ref_records:8192 ref_resolve:512 lmdb_file:131072:256
          pack:32768:256 remote_format:16384:64 crypto:8192:64 discord_api:16384:64)
 if [ -n "${FUZZ_TARGETS:-}" ]; then
   sel=()
