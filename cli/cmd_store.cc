@@ -121,8 +121,11 @@ int RunVerify(const GlobalOptions& g, bool as_json) {
                  "directory from a copy, or clone it from a remote)\n");
     for (const auto& c : r->corrupt_objects) fmt::print("corrupt object: {}\n", c);
     for (const auto& p : r->damaged_paths) fmt::print("damaged: {}\n", p);
-    fmt::print("checked {} objects ({}): {}\n", r->objects_checked, HumanBytes(r->bytes_checked),
-               r->ok() ? "no errors" : "DAMAGE FOUND");
+    if (r->objects_checked_at_all)
+      fmt::print("checked {} objects ({}): {}\n", r->objects_checked, HumanBytes(r->bytes_checked),
+                 r->ok() ? "no errors" : "DAMAGE FOUND");
+    else
+      fmt::print("checked the store file only: DAMAGE FOUND\n");
     if (!lazy->empty())
       fmt::print("{} reachable objects are not fetched yet (lazy clone of remote '{}'; 'hashfs remote verify {}' "
                  "checks the remote)\n",

@@ -431,6 +431,14 @@ TEST_F(CliTest, DamagedStoreFileIsReportedNotCrashedOn) {
             std::string::npos)
       << ver.out;
   EXPECT_NE(ver.out.find("objects and references not checked"), std::string::npos) << ver.out;
+  EXPECT_NE(ver.out.find("checked the store file only: DAMAGE FOUND"), std::string::npos) << ver.out;
+  RunResult json = Hashfs({"verify", "--json"});
+  EXPECT_EQ(json.code, 4);
+  auto j = nlohmann::json::parse(json.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << json.out;
+  EXPECT_EQ(j["ok"], false);
+  ASSERT_EQ(j["store_damage"].size(), 1u) << json.out;
+  EXPECT_EQ(j["objects_checked"], 0);
   RunResult gc = Hashfs({"gc"});
   EXPECT_EQ(gc.code, 4) << gc.err;
   EXPECT_NE(gc.err.find("gc does not write to a damaged store"), std::string::npos) << gc.err;
