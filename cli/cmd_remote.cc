@@ -89,15 +89,6 @@ int RunAdd(const GlobalOptions& g, const RemoteArgs& a) {
   if (Status s = (*r)->Unlock(*pass, /*create=*/true); !s.ok()) return Fail(s);
   if (Status s = (*r)->SaveConfig(); !s.ok()) return Fail(s);
   fmt::print("remote {}: discord, {} channel(s), key unlocked\n", a.name, cfg->channels.size());
-  // Said now rather than at the first push: the chunk size is fixed for the
-  // life of the store.
-  const uint64_t chunk_max = o->repo->config().chunking.max_size;
-  if (uint64_t pack = remote::OneObjectPackSize(kStoredHeaderSize + chunk_max); pack > cfg->attachment_limit)
-    fmt::print(stderr,
-               "hashfs: warning: this store's chunks are up to {} bytes; one that does not compress needs a "
-               "{}-byte attachment, more than the limit of {}, and push will refuse it (raise --attachment-limit "
-               "only if the server allows larger files)\n",
-               chunk_max, pack, cfg->attachment_limit);
   return kExitOk;
 }
 

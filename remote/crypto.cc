@@ -114,6 +114,12 @@ Digest MasterKey::KeyedId(const Digest& d) const {
   return out;
 }
 
+Digest MasterKey::PieceKeyedId(const Digest& d) const {
+  Digest out;
+  out.bytes = HmacSha256(id_key(), "hfpiece1" + std::string(d.AsBytes()));
+  return out;
+}
+
 std::string MasterKey::Wrap(std::string_view kek) const { return Seal(kek, raw(), kWrapAad); }
 
 Result<MasterKey> MasterKey::Unwrap(std::string_view kek, std::string_view wrapped) {

@@ -86,6 +86,9 @@ class MasterKey {
 
   // The remote name of an object: HMAC-SHA256(id key, digest bytes).
   Digest KeyedId(const Digest& d) const;
+  // The remote name of a piece of a split object (split.h):
+  // HMAC-SHA256(id key, "hfpiece1" | digest bytes), never an object's name.
+  Digest PieceKeyedId(const Digest& d) const;
   // Wraps the master key under a passphrase-derived key (32 bytes).
   std::string Wrap(std::string_view kek) const;
   // Permission ("wrong passphrase") if the wrapped key does not open.

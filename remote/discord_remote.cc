@@ -402,36 +402,19 @@ Result<std::optional<RemoteRefs>> DiscordRemote::LatestRefs() {
 // ---------------------------------------------------------------------------
 // Push
 
-Result<std::vector<DiscordRemote::Pack>> DiscordRemote::BuildPacks(ObjectStore& src, int zstd_level,
-                                                                   const std::vector<Digest>& digests,
-                                                                   uint64_t limit) {
-  std::vector<Pack> out;
-  std::unique_ptr<PackWriter> w;
-  auto finish = [&] {
-    auto [bytes, idx] = w->Finish();
-    out.push_back(Pack{std::move(bytes), std::move(idx)});
-    w.reset();
-  };
-  for (const Digest& d : digests) {
-    HASHFS_ASSIGN_OR_RETURN(std::string plain, src.Get(d));
-    HASHFS_ASSIGN_OR_RETURN(ObjectInfo info, src.Info(d));
-    PreparedObject f = FrameForUpload(d, plain, info.kind, zstd_level);
-    if (w && !w->Fits(f.stored.size())) finish();
-    if (!w) {
-      w = std::make_unique<PackWriter>(*key_, limit);
-      if (!w->Fits(f.stored.size()))
-        return Status::Make(Status::Code::kTooBig,
-                            fmt::format("object {} ({} bytes stored) does not fit in a {}-byte attachment", d.Hex(),
-                                        f.stored.size(), limit));
-    }
-    w->Add(key_->KeyedId(d), d, info.kind, f.stored);
+Status DiscordRemote::UploadBatch(uint64_t channel, std::vector<Pack> packs, TransferProgress* progress,
+                                  PushReport* report) {
+  // Packs built before a 413 shrank the limit would be refused too: rebuild
+  // them now rather than send them.
+  std::vector<Pack> fit;
+  for (auto& p : packs) {
+    if (p.bytes.size() > pack_limit_.load())
+      HASHFS_RETURN_IF_ERROR(Repack(channel, p, progress, report));
+    else
+      fit.push_back(std::move(p));
   }
-  if (w) finish();
-  return out;
-}
-
-Status DiscordRemote::UploadBatch(ObjectStore& src, int zstd_level, uint64_t channel, std::vector<Pack> packs,
-                                  TransferProgress* progress, PushReport* report) {
+  packs = std::move(fit);
+  if (packs.empty()) return Status::Ok();
   std::vector<UploadFile> files;
   uint64_t total = 0;
   for (const auto& p : packs) {
@@ -448,20 +431,21 @@ Status DiscordRemote::UploadBatch(ObjectStore& src, int zstd_level, uint64_t cha
     }
     // Recorded as soon as the create returns: a killed push resumes from here.
     HASHFS_RETURN_IF_ERROR(index_.AddPacks(recs));
+    uint64_t objects = 0;  // pieces are parts of an object, not objects
+    for (const auto& p : packs)
+      for (const auto& e : p.index.entries) objects += e.type != EntryType::kPiece;
     if (report) {
       std::lock_guard lk(warn_mu_);
       report->messages++;
       report->packs += packs.size();
       report->bytes_uploaded += total;
-      for (const auto& p : packs) report->objects_uploaded += p.index.entries.size();
+      report->objects_uploaded += objects;
     }
     if (progress) {
       progress->messages++;
       progress->packs += packs.size();
-      for (const auto& p : packs) {
-        progress->objects_done += p.index.entries.size();
-        progress->bytes_done += p.bytes.size();
-      }
+      progress->objects_done += objects;
+      for (const auto& p : packs) progress->bytes_done += p.bytes.size();
     }
     return Status::Ok();
   }
@@ -474,40 +458,65 @@ Status DiscordRemote::UploadBatch(ObjectStore& src, int zstd_level, uint64_t cha
     size_t half = packs.size() / 2;
     std::vector<Pack> a(std::make_move_iterator(packs.begin()), std::make_move_iterator(packs.begin() + half));
     std::vector<Pack> b2(std::make_move_iterator(packs.begin() + half), std::make_move_iterator(packs.end()));
-    HASHFS_RETURN_IF_ERROR(UploadBatch(src, zstd_level, channel, std::move(a), progress, report));
-    return UploadBatch(src, zstd_level, channel, std::move(b2), progress, report);
+    HASHFS_RETURN_IF_ERROR(UploadBatch(channel, std::move(a), progress, report));
+    return UploadBatch(channel, std::move(b2), progress, report);
   }
   // One attachment too big: the per-file limit is lower than configured.
   // Shrink by a third (once per limit: packs built before an earlier shrink
-  // are only rebuilt at the current limit), never below the largest object.
-  uint64_t size = packs[0].bytes.size();
-  uint64_t biggest = 0;
-  for (const auto& e : packs[0].index.entries) biggest = std::max<uint64_t>(biggest, e.length);
-  uint64_t floor = OneObjectPackSize(biggest - kSealOverhead);  // an entry's length includes its seal
+  // are only rebuilt at the current limit), never below 64 KiB.
+  const uint64_t size = packs[0].bytes.size();
+  if (size <= kMinPackLimit)
+    return m.status().WithContext(fmt::format("Discord refuses a {}-byte attachment", size));
   uint64_t cur = pack_limit_.load();
   if (size <= cur) {
-    if (packs[0].index.entries.size() == 1 || size <= floor)
-      return m.status().WithContext(fmt::format("Discord refuses a {}-byte attachment holding one object", size));
-    uint64_t smaller = std::max<uint64_t>(floor, size * 2 / 3);
+    uint64_t smaller = std::max<uint64_t>(kMinPackLimit, size * 2 / 3);
     while (smaller < cur && !pack_limit_.compare_exchange_weak(cur, smaller)) {
     }
     cfg_.attachment_limit = std::min(cfg_.attachment_limit, pack_limit_.load());
     Warn(fmt::format("Discord refused a {}-byte attachment; packs are now at most {} bytes", size, pack_limit_.load()));
   }
-  std::vector<Digest> ds;
-  for (const auto& e : packs[0].index.entries) ds.push_back(e.digest);
-  HASHFS_ASSIGN_OR_RETURN(auto repacked, BuildPacks(src, zstd_level, ds, pack_limit_.load()));
-  for (auto& p : repacked) {
+  return Repack(channel, packs[0], progress, report);
+}
+
+Status DiscordRemote::Repack(uint64_t channel, const Pack& p, TransferProgress* progress, PushReport* report) {
+  const uint64_t limit = pack_limit_.load();
+  std::vector<Pack> repacked;
+  std::unique_ptr<PackWriter> w;
+  auto finish = [&] {
+    auto [bytes, idx] = w->Finish();
+    repacked.push_back(Pack{std::move(bytes), std::move(idx)});
+    w.reset();
+  };
+  for (const auto& e : p.index.entries) {
+    HASHFS_ASSIGN_OR_RETURN(std::string frame, UnsealEntry(*key_, p.index.pack_id, e,
+                                                           std::string_view(p.bytes).substr(e.offset, e.length)));
+    if (OneObjectPackSize(frame.size()) > limit) {
+      if (e.type == EntryType::kSplit)
+        return Status::Make(Status::Code::kTooBig,
+                            fmt::format("a split descriptor of {} bytes does not fit in a {}-byte attachment",
+                                        frame.size(), limit));
+      std::lock_guard lk(split_mu_);
+      if (e.type == EntryType::kObject)
+        late_split_.push_back(e.digest);
+      else
+        resplit_ = true;
+      continue;
+    }
+    if (w && !w->Fits(frame.size())) finish();
+    if (!w) w = std::make_unique<PackWriter>(*key_, limit);
+    w->Add(e.keyed_id, e.digest, e.kind, frame, e.type);
+  }
+  if (w) finish();
+  for (auto& rp : repacked) {
     std::vector<Pack> one;
-    one.push_back(std::move(p));
-    HASHFS_RETURN_IF_ERROR(UploadBatch(src, zstd_level, channel, std::move(one), progress, report));
+    one.push_back(std::move(rp));
+    HASHFS_RETURN_IF_ERROR(UploadBatch(channel, std::move(one), progress, report));
   }
   return Status::Ok();
 }
 
-Status DiscordRemote::UploadObjects(ObjectStore& src, int zstd_level, const std::vector<Digest>& digests,
-                                    TransferProgress* progress, PushReport* report) {
-  if (digests.empty()) return Status::Ok();
+Status DiscordRemote::UploadItems(const std::function<Status(const ItemSink&)>& produce, TransferProgress* progress,
+                                  PushReport* report) {
   const size_t nch = cfg_.channels.size();
   BoundedQueue<std::vector<Pack>> q(2 * nch);
   std::mutex err_mu;
@@ -518,7 +527,7 @@ Status DiscordRemote::UploadObjects(ObjectStore& src, int zstd_level, const std:
     uploaders.emplace_back([&, ch = cfg_.channels[i]] {
       while (auto batch = q.Pop()) {
         if (failed) continue;
-        Status s = UploadBatch(src, zstd_level, ch, std::move(*batch), progress, report);
+        Status s = UploadBatch(ch, std::move(*batch), progress, report);
         if (!s.ok()) {
           std::lock_guard lk(err_mu);
           if (err.ok()) err = s;
@@ -528,59 +537,136 @@ Status DiscordRemote::UploadObjects(ObjectStore& src, int zstd_level, const std:
       }
     });
   }
+  std::vector<Pack> batch;
+  uint64_t batch_bytes = 0;
+  std::unique_ptr<PackWriter> w;
+  auto flush_batch = [&] {
+    if (batch.empty()) return;
+    q.Push(std::move(batch));
+    batch.clear();
+    batch_bytes = 0;
+  };
+  auto finish_pack = [&] {
+    auto [bytes, idx] = w->Finish();
+    w.reset();
+    if (!batch.empty() && (batch.size() >= kMaxFilesPerMessage || batch_bytes + bytes.size() > RequestBudget()))
+      flush_batch();
+    batch_bytes += bytes.size();
+    batch.push_back(Pack{std::move(bytes), std::move(idx)});
+  };
   Status build;
-  {
-    std::vector<Pack> batch;
-    uint64_t batch_bytes = 0;
-    std::unique_ptr<PackWriter> w;
-    auto flush_batch = [&] {
-      if (batch.empty()) return;
-      q.Push(std::move(batch));
-      batch.clear();
-      batch_bytes = 0;
-    };
-    auto finish_pack = [&] {
-      auto [bytes, idx] = w->Finish();
-      w.reset();
-      if (!batch.empty() && (batch.size() >= kMaxFilesPerMessage || batch_bytes + bytes.size() > RequestBudget()))
-        flush_batch();
-      batch_bytes += bytes.size();
-      batch.push_back(Pack{std::move(bytes), std::move(idx)});
-    };
-    for (const Digest& d : digests) {
-      if (failed) break;
-      auto plain = src.Get(d);
-      if (!plain.ok()) {
-        build = plain.status();
-        break;
-      }
-      auto info = src.Info(d);
-      if (!info.ok()) {
-        build = info.status();
-        break;
-      }
-      PreparedObject f = FrameForUpload(d, *plain, info->kind, zstd_level);
-      if (w && !w->Fits(f.stored.size())) finish_pack();
-      if (!w) {
-        w = std::make_unique<PackWriter>(*key_, pack_limit_.load());
-        if (!w->Fits(f.stored.size())) {
+  ItemSink emit = [&](const UploadItem& it) -> bool {
+    if (failed || !build.ok()) return false;
+    if (w && !w->Fits(it.frame.size())) finish_pack();
+    if (!w) {
+      w = std::make_unique<PackWriter>(*key_, pack_limit_.load());
+      if (!w->Fits(it.frame.size())) {
+        // The producer checked the size, but a 413 shrank the packs since:
+        // as in UploadBatch, an object is split later, a piece cut again.
+        if (it.type == EntryType::kSplit) {
           build = Status::Make(Status::Code::kTooBig,
-                               fmt::format("object {} ({} bytes stored) does not fit in a {}-byte attachment; raise "
-                                           "--attachment-limit or use smaller chunks",
-                                           d.Hex(), f.stored.size(), pack_limit_.load()));
-          break;
+                               fmt::format("a split descriptor of {} bytes does not fit in a {}-byte attachment",
+                                           it.frame.size(), pack_limit_.load()));
+          return false;
         }
+        std::lock_guard lk(split_mu_);
+        if (it.type == EntryType::kObject)
+          late_split_.push_back(it.digest);
+        else
+          resplit_ = true;
+        return true;
       }
-      w->Add(key_->KeyedId(d), d, info->kind, f.stored);
     }
-    if (build.ok() && w && !failed) finish_pack();
-    if (build.ok()) flush_batch();
-  }
+    w->Add(it.keyed_id, it.digest, it.kind, it.frame, it.type);
+    return true;
+  };
+  Status produced = produce(emit);
+  if (build.ok()) build = produced;
+  if (build.ok() && w && !failed) finish_pack();
+  if (build.ok()) flush_batch();
   if (!build.ok()) q.Abort();
   q.Close();
   for (auto& t : uploaders) t.join();
-  if (!build.ok()) return build;
-  return err;
+  if (!err.ok()) return err;
+  return build;
+}
+
+Status DiscordRemote::UploadObjects(ObjectStore& src, int zstd_level, const std::vector<Digest>& digests,
+                                    TransferProgress* progress, PushReport* report) {
+  if (digests.empty()) return Status::Ok();
+  {
+    std::lock_guard lk(split_mu_);
+    late_split_.clear();
+    resplit_ = false;
+  }
+  auto frame_of = [&](const Digest& d) -> Result<std::pair<std::string, ObjectKind>> {
+    HASHFS_ASSIGN_OR_RETURN(std::string plain, src.Get(d));
+    HASHFS_ASSIGN_OR_RETURN(ObjectInfo info, src.Info(d));
+    PreparedObject f = FrameForUpload(d, plain, info.kind, zstd_level);
+    return std::make_pair(std::move(f.stored), info.kind);
+  };
+  // Whole objects; those larger than one pack wait for the second phase.
+  std::vector<Digest> split;
+  HASHFS_RETURN_IF_ERROR(UploadItems(
+      [&](const ItemSink& emit) -> Status {
+        for (const Digest& d : digests) {
+          HASHFS_ASSIGN_OR_RETURN(auto f, frame_of(d));
+          if (OneObjectPackSize(f.first.size()) > pack_limit_.load()) {
+            split.push_back(d);
+            continue;
+          }
+          if (!emit(UploadItem{key_->KeyedId(d), d, f.second, EntryType::kObject, std::move(f.first)})) break;
+        }
+        return Status::Ok();
+      },
+      progress, report));
+  {
+    std::lock_guard lk(split_mu_);
+    split.insert(split.end(), late_split_.begin(), late_split_.end());  // Discord refused them whole
+    late_split_.clear();
+  }
+  if (split.empty()) return Status::Ok();
+  // Every piece of every split object is recorded before any descriptor is
+  // uploaded: a descriptor on the remote never names a missing piece, and a
+  // push killed in between uploads the object again (its descriptor, which
+  // is what push looks for, is not there yet).
+  std::vector<UploadItem> descriptors;
+  for (int round = 0;; round++) {
+    descriptors.clear();
+    {
+      std::lock_guard lk(split_mu_);
+      resplit_ = false;
+    }
+    HASHFS_RETURN_IF_ERROR(UploadItems(
+        [&](const ItemSink& emit) -> Status {
+          const uint64_t max_piece = pack_limit_.load() - OneObjectPackSize(0);
+          for (const Digest& d : split) {
+            HASHFS_ASSIGN_OR_RETURN(auto f, frame_of(d));
+            std::vector<std::string_view> pieces = CutFrame(f.first, max_piece);
+            SplitDescriptor desc = DescribeSplit(f.second, pieces);
+            for (size_t i = 0; i < pieces.size(); i++) {
+              const Digest& pd = desc.pieces[i].digest;
+              if (!emit(UploadItem{key_->PieceKeyedId(pd), pd, ObjectKind::kData, EntryType::kPiece, std::string(pieces[i])}))
+                return Status::Ok();
+            }
+            descriptors.push_back(
+                UploadItem{key_->KeyedId(d), d, ObjectKind::kData, EntryType::kSplit, EncodeSplitDescriptor(desc)});
+          }
+          return Status::Ok();
+        },
+        progress, report));
+    std::lock_guard lk(split_mu_);
+    if (!resplit_) break;
+    if (round >= 8)
+      return Status::Make(Status::Code::kTooBig, "Discord kept refusing attachments holding pieces of large objects");
+  }
+  return UploadItems(
+      [&](const ItemSink& emit) -> Status {
+        for (const auto& it : descriptors)
+          if (!emit(it)) break;
+        return Status::Ok();
+      },
+      progress, report);
 }
 
 Status DiscordRemote::PublishRefs(RemoteRefs refs) {
@@ -791,7 +877,12 @@ Status DiscordRemote::FetchDigests(const std::vector<Digest>& digests, ObjectSto
     std::vector<PreparedObject> keep;
     uint64_t bytes = 0;
     for (size_t k = 0; k < objs.size(); k++) {
-      if (!s.wanted.count(s.pack->index.entries[s.first + k].offset)) continue;
+      const PackEntry& e = s.pack->index.entries[s.first + k];
+      if (!s.wanted.count(e.offset)) continue;
+      if (e.type == EntryType::kPiece) return Status::Corruption("remote index locates an object at a piece");
+      if (e.type == EntryType::kSplit) {
+        HASHFS_ASSIGN_OR_RETURN(objs[k], JoinSplit(e.digest, objs[k].stored));
+      }
       bytes += objs[k].stored.size();
       keep.push_back(std::move(objs[k]));
     }
@@ -920,16 +1011,93 @@ Result<PullReport> DiscordRemote::Pull(Repository& repo, bool fetch_objects, Tra
   return Status::Busy("garbage collection kept running during the pull; try again");
 }
 
-Result<std::string> DiscordRemote::FetchObject(const Digest& d, ObjectStore& into, uint64_t readahead) {
-  if (!key_) return Status::InvalidArgument("remote is locked");
-  HASHFS_ASSIGN_OR_RETURN(auto loc, index_.Find(key_->KeyedId(d)));
-  if (!loc) return Status::NotFound("object " + d.Hex() + " is neither local nor on remote '" + cfg_.name + "'");
+Result<std::pair<PackRecord, size_t>> DiscordRemote::Locate(const Digest& keyed_id, const std::string& what) {
+  HASHFS_ASSIGN_OR_RETURN(auto loc, index_.Find(keyed_id));
+  if (!loc) return Status::NotFound(what + " is neither local nor on remote '" + cfg_.name + "'");
   HASHFS_ASSIGN_OR_RETURN(auto rec, index_.GetPack(loc->pack_id));
-  if (!rec) return Status::Corruption("remote index lists an object in an unknown pack");
+  if (!rec) return Status::Corruption("remote index lists " + what + " in an unknown pack");
   const auto& es = rec->index.entries;
   size_t i = 0;
   while (i < es.size() && es[i].offset != loc->offset) i++;
-  if (i == es.size()) return Status::Corruption("remote index locator does not match its pack");
+  if (i == es.size() || es[i].keyed_id != keyed_id)
+    return Status::Corruption("remote index locator of " + what + " does not match its pack");
+  return std::make_pair(std::move(*rec), i);
+}
+
+Result<PreparedObject> DiscordRemote::JoinSplit(const Digest& d, std::string_view descriptor) {
+  HASHFS_ASSIGN_OR_RETURN(SplitDescriptor desc, DecodeSplitDescriptor(descriptor));
+  std::vector<std::string> parts(desc.pieces.size());
+  HASHFS_RETURN_IF_ERROR(ParallelFor(parts.size(), kDownloadThreads, [&](size_t i) -> Status {
+    const SplitPiece& p = desc.pieces[i];
+    HASHFS_ASSIGN_OR_RETURN(auto at, Locate(key_->PieceKeyedId(p.digest),
+                                            fmt::format("piece {} of {} of object {}", i + 1, parts.size(), d.Hex())));
+    const PackEntry& e = at.first.index.entries[at.second];
+    if (e.type != EntryType::kPiece || e.digest != p.digest)
+      return Status::Corruption("remote index locates a piece of object " + d.Hex() + " at another entry");
+    HASHFS_ASSIGN_OR_RETURN(auto got, FetchSpan(at.first, at.second, at.second));
+    if (got[0].stored.size() != p.length)
+      return Status::Corruption("a piece of object " + d.Hex() + " differs in length from its descriptor");
+    parts[i] = std::move(got[0].stored);
+    return Status::Ok();
+  }));
+  PreparedObject out;
+  out.digest = d;
+  out.stored.reserve(desc.frame_size);
+  for (auto& p : parts) {
+    out.stored.append(p);
+    std::string().swap(p);
+  }
+  auto plain = DecodeStoredObject(d, out.stored);  // checks header, size, hash
+  if (!plain.ok()) return plain.status().WithContext("split object " + d.Hex());
+  StampFrameNow(&out.stored);
+  return out;
+}
+
+Result<std::vector<std::string>> DiscordRemote::ExpandSplits(const std::vector<PackRecord>& packs,
+                                                             std::unordered_set<Digest, DigestHash>* live,
+                                                             std::unordered_map<Digest, Digest, DigestHash>* owner) {
+  // The descriptors of live split objects, where the index locates them.
+  std::vector<std::pair<const PackRecord*, size_t>> descs;
+  for (const auto& p : packs)
+    for (size_t i = 0; i < p.index.entries.size(); i++) {
+      const PackEntry& e = p.index.entries[i];
+      if (e.type != EntryType::kSplit || !live->count(e.keyed_id)) continue;
+      HASHFS_ASSIGN_OR_RETURN(auto loc, index_.Find(e.keyed_id));
+      if (loc && loc->pack_id == p.index.pack_id && loc->offset == e.offset) descs.emplace_back(&p, i);
+    }
+  std::vector<SplitDescriptor> decoded(descs.size());
+  HASHFS_RETURN_IF_ERROR(ParallelFor(descs.size(), kDownloadThreads, [&](size_t k) -> Status {
+    HASHFS_ASSIGN_OR_RETURN(auto got, FetchSpan(*descs[k].first, descs[k].second, descs[k].second));
+    HASHFS_ASSIGN_OR_RETURN(decoded[k], DecodeSplitDescriptor(got[0].stored));
+    return Status::Ok();
+  }));
+  std::vector<std::string> missing;
+  for (size_t k = 0; k < descs.size(); k++) {
+    const Digest& object = descs[k].first->index.entries[descs[k].second].digest;
+    for (size_t i = 0; i < decoded[k].pieces.size(); i++) {
+      Digest keyed = key_->PieceKeyedId(decoded[k].pieces[i].digest);
+      HASHFS_ASSIGN_OR_RETURN(auto loc, index_.Find(keyed));
+      if (!loc) missing.push_back(fmt::format("piece {} of {} of object {}", i + 1, decoded[k].pieces.size(), object.Hex()));
+      live->insert(keyed);
+      if (owner) owner->emplace(keyed, object);
+    }
+  }
+  return missing;
+}
+
+Result<std::string> DiscordRemote::FetchObject(const Digest& d, ObjectStore& into, uint64_t readahead) {
+  if (!key_) return Status::InvalidArgument("remote is locked");
+  HASHFS_ASSIGN_OR_RETURN(auto at, Locate(key_->KeyedId(d), "object " + d.Hex()));
+  const PackRecord* rec = &at.first;
+  const auto& es = rec->index.entries;
+  const size_t i = at.second;
+  if (es[i].type == EntryType::kPiece) return Status::Corruption("remote index locates an object at a piece");
+  if (es[i].type == EntryType::kSplit) {
+    HASHFS_ASSIGN_OR_RETURN(auto desc, FetchSpan(*rec, i, i));
+    HASHFS_ASSIGN_OR_RETURN(PreparedObject o, JoinSplit(d, desc[0].stored));
+    HASHFS_RETURN_IF_ERROR(into.PutBatch(std::span<const PreparedObject>(&o, 1)));
+    return DecodeStoredObject(d, o.stored);
+  }
   size_t j = i;
   uint64_t span = es[i].length;
   while (j + 1 < es.size() && span + es[j + 1].length + (es[j + 1].offset - es[j].offset - es[j].length) <= readahead) {
@@ -937,8 +1105,12 @@ Result<std::string> DiscordRemote::FetchObject(const Digest& d, ObjectStore& int
     j++;
   }
   HASHFS_ASSIGN_OR_RETURN(auto objs, FetchSpan(*rec, i, j));
-  HASHFS_RETURN_IF_ERROR(into.PutBatch(objs));
-  return DecodeStoredObject(d, objs[0].stored);
+  // Read-ahead keeps whole objects only: pieces and descriptors are not objects.
+  std::vector<PreparedObject> keep;
+  for (size_t k = 0; k < objs.size(); k++)
+    if (es[i + k].type == EntryType::kObject) keep.push_back(std::move(objs[k]));
+  HASHFS_RETURN_IF_ERROR(into.PutBatch(keep));
+  return DecodeStoredObject(d, keep[0].stored);
 }
 
 // ---------------------------------------------------------------------------
@@ -972,7 +1144,8 @@ Result<RemoteStatsReport> DiscordRemote::Stats(Repository& repo) {
     msgs.insert({p.loc.channel, p.loc.message});
     st.packs++;
     st.pack_bytes += p.loc.size;
-    for (const auto& e : p.index.entries) copies[e.keyed_id]++;
+    for (const auto& e : p.index.entries)
+      if (e.type != EntryType::kPiece) copies[e.keyed_id]++;  // a split object counts once, by its descriptor
   }
   st.messages = msgs.size();
   st.objects = copies.size();
@@ -984,11 +1157,12 @@ Result<RemoteStatsReport> DiscordRemote::Stats(Repository& repo) {
     st.volumes = refs->volumes.size();
     st.snapshots = refs->snapshots.size();
     HASHFS_ASSIGN_OR_RETURN(auto live, Reachable(repo, *refs));
+    HASHFS_RETURN_IF_ERROR(ExpandSplits(packs, &live, nullptr).status());
     std::unordered_set<Digest, DigestHash> counted;
     for (const auto& p : packs)
       for (const auto& e : p.index.entries)
         if (live.count(e.keyed_id) && counted.insert(e.keyed_id).second) {
-          st.live_objects++;
+          st.live_objects += e.type != EntryType::kPiece;
           st.live_bytes += e.length;
         }
   }
@@ -1063,14 +1237,23 @@ Result<RemoteVerifyReport> DiscordRemote::Verify(Repository& repo, double sample
     };
     std::vector<Ref> roots;
     for (const auto& c : refs->KeptCommits()) roots.push_back({c, Role::kCommit});
+    std::unordered_set<Digest, DigestHash> reached;
     Status ws = Walk(get, roots, [&](const Ref& r) {
-      if (!known.count(key_->KeyedId(r.digest))) {
+      Digest keyed = key_->KeyedId(r.digest);
+      if (!known.count(keyed)) {
         rep.problems.push_back("object " + r.digest.Hex() + " reached by the published refs is not on the remote");
         return false;
       }
+      reached.insert(keyed);
       return true;
     });
     if (!ws.ok()) rep.problems.push_back("walking the published refs: " + ws.ToString());
+    // Objects too large for one pack: every piece their descriptors name.
+    auto missing = ExpandSplits(packs, &reached, nullptr);
+    if (!missing.ok())
+      rep.problems.push_back("reading split objects' descriptors: " + missing.status().ToString());
+    else
+      for (const auto& m : *missing) rep.problems.push_back(m + " is not on the remote");
   }
   return rep;
 }
@@ -1085,6 +1268,10 @@ Result<RemoteGcReport> DiscordRemote::Gc(Repository& repo, double waste_threshol
   const uint64_t seq_at_start = refs->seq;
   HASHFS_ASSIGN_OR_RETURN(auto live, Reachable(repo, *refs));
   HASHFS_ASSIGN_OR_RETURN(auto packs, index_.AllPacks());
+  // The pieces of live split objects are live; a repacked piece moves its
+  // whole object.
+  std::unordered_map<Digest, Digest, DigestHash> owner;
+  HASHFS_RETURN_IF_ERROR(ExpandSplits(packs, &live, &owner).status());
   // Live entries of each pack: reachable and located in this pack (an
   // object stored twice lives where the index points).
   std::map<std::string, std::vector<PackEntry>> live_in;
@@ -1101,6 +1288,7 @@ Result<RemoteGcReport> DiscordRemote::Gc(Repository& repo, double waste_threshol
   }
   // Repack partly dead packs above the threshold.
   std::vector<Digest> move;
+  std::unordered_set<Digest, DigestHash> moving;
   std::set<std::string> repacked;
   for (const auto& p : packs) {
     uint64_t lb = live_bytes[p.index.pack_id];
@@ -1108,7 +1296,15 @@ Result<RemoteGcReport> DiscordRemote::Gc(Repository& repo, double waste_threshol
     double waste = 1.0 - double(lb) / double(p.loc.size);
     if (waste > waste_threshold) {
       repacked.insert(p.index.pack_id);
-      for (const auto& e : live_in[p.index.pack_id]) move.push_back(e.digest);
+      for (const auto& e : live_in[p.index.pack_id]) {
+        Digest object = e.digest;
+        if (e.type == EntryType::kPiece) {
+          auto it = owner.find(e.keyed_id);
+          if (it == owner.end()) return Status::Corruption("a live piece has no object");  // ExpandSplits made both
+          object = it->second;
+        }
+        if (moving.insert(object).second) move.push_back(object);
+      }
     }
   }
   if (!move.empty()) {

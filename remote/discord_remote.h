@@ -17,6 +17,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -30,6 +31,7 @@
 #include "remote/reach.h"
 #include "remote/remote_format.h"
 #include "remote/remote_index.h"
+#include "remote/split.h"
 #include "tree/repository.h"
 
 namespace hashfs::remote {
@@ -121,6 +123,15 @@ class DiscordRemote {
     std::string bytes;
     PackIndex index;
   };
+  // One pack entry to upload: an object, a split descriptor or a piece.
+  struct UploadItem {
+    Digest keyed_id, digest;
+    ObjectKind kind = ObjectKind::kData;
+    EntryType type = EntryType::kObject;
+    std::string frame;
+  };
+  // Takes one item; false once the upload failed (stop producing).
+  using ItemSink = std::function<bool(const UploadItem&)>;
 
   uint64_t PackTarget() const;
   uint64_t RequestBudget() const;
@@ -132,12 +143,32 @@ class DiscordRemote {
   // verified; re-downloaded (up to 3 times) when a byte is wrong.
   Result<std::vector<PreparedObject>> FetchSpan(const PackRecord& pack, size_t first, size_t last);
   Status IngestPack(const PackLocation& loc, const std::string& pack_id);
+  // Uploads `digests` (objects of `src`): whole objects first; then the
+  // pieces of those too large for one pack; then, once every piece is
+  // recorded, their descriptors (design.md "Objects larger than a pack").
   Status UploadObjects(ObjectStore& src, int zstd_level, const std::vector<Digest>& digests,
                        TransferProgress* progress, PushReport* report);
-  Status UploadBatch(ObjectStore& src, int zstd_level, uint64_t channel, std::vector<Pack> packs,
-                     TransferProgress* progress, PushReport* report);
-  Result<std::vector<Pack>> BuildPacks(ObjectStore& src, int zstd_level, const std::vector<Digest>& digests,
-                                       uint64_t limit);
+  // Packs what `produce` emits into messages and uploads them, one uploader
+  // thread per channel; returns once all are recorded (or the first error).
+  Status UploadItems(const std::function<Status(const ItemSink&)>& produce, TransferProgress* progress,
+                     PushReport* report);
+  Status UploadBatch(uint64_t channel, std::vector<Pack> packs, TransferProgress* progress, PushReport* report);
+  // Rebuilds `p`'s entries into packs of the current limit and uploads them.
+  // What no longer fits one pack goes back to UploadObjects: an object is
+  // split, a piece means its object is cut again into smaller pieces.
+  Status Repack(uint64_t channel, const Pack& p, TransferProgress* progress, PushReport* report);
+  // The object `d` from its split descriptor: downloads its pieces, joins
+  // them and checks the frame hashes to d (write time stamped now).
+  Result<PreparedObject> JoinSplit(const Digest& d, std::string_view descriptor);
+  // The entry of `d` (or of the piece) as located by the index: pack and position.
+  Result<std::pair<PackRecord, size_t>> Locate(const Digest& keyed_id, const std::string& what);
+  // Adds to `live` the keyed ids of the pieces of every split object whose
+  // descriptor is in it (downloading the descriptors); `owner`, if given,
+  // maps each piece's keyed id to its object's digest. Returns the pieces
+  // the index lacks, described.
+  Result<std::vector<std::string>> ExpandSplits(const std::vector<PackRecord>& packs,
+                                                std::unordered_set<Digest, DigestHash>* live,
+                                                std::unordered_map<Digest, Digest, DigestHash>* owner);
   Status PublishRefs(RemoteRefs refs);
   Status FetchDigests(const std::vector<Digest>& digests, ObjectStore& into, TransferProgress* progress,
                       PullReport* report);
@@ -162,6 +193,12 @@ class DiscordRemote {
   std::atomic<uint64_t> request_budget_{0};
   uint64_t initial_attachment_limit_ = 0;
   std::vector<std::pair<uint64_t, uint64_t>> refs_messages_;  // (channel, message) seen while listing
+
+  // Set by UploadBatch when Discord refused an attachment and what it held
+  // no longer fits one pack: objects to split, or pieces to cut again.
+  std::mutex split_mu_;
+  std::vector<Digest> late_split_;
+  bool resplit_ = false;
 
   std::mutex url_mu_;
   std::unordered_map<uint64_t, std::string> urls_;  // attachment id -> signed URL (memory only)

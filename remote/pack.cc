@@ -6,6 +6,7 @@
 
 #include "cas/little_endian.h"
 #include "cas/object_codec.h"
+#include "remote/split.h"
 
 namespace hashfs::remote {
 namespace {
@@ -20,6 +21,29 @@ std::string IndexAad(std::string_view pack_id) { return "hfi1" + std::string(pac
 
 }  // namespace
 
+uint8_t KindByte(const PackEntry& e) {
+  switch (e.type) {
+    case EntryType::kSplit: return 2;
+    case EntryType::kPiece: return 3;
+    case EntryType::kObject: break;
+  }
+  return static_cast<uint8_t>(e.kind);
+}
+
+Status SetKindByte(PackEntry* e, uint8_t b) {
+  e->kind = ObjectKind::kData;
+  switch (b) {
+    case 0:
+    case 1:
+      e->type = EntryType::kObject;
+      e->kind = static_cast<ObjectKind>(b);
+      return Status::Ok();
+    case 2: e->type = EntryType::kSplit; return Status::Ok();
+    case 3: e->type = EntryType::kPiece; return Status::Ok();
+    default: return Status::Corruption("pack index entry has an unknown kind");
+  }
+}
+
 PackWriter::PackWriter(const MasterKey& key, uint64_t limit) : key_(key), limit_(limit) {
   index_.pack_id = RandomBytes(kPackIdSize);
   body_.append(kPackMagic);
@@ -32,12 +56,14 @@ uint64_t PackWriter::SizeWith(size_t frame_size) const {
          kPackFooterSize;
 }
 
-void PackWriter::Add(const Digest& keyed_id, const Digest& digest, ObjectKind kind, std::string_view frame) {
+void PackWriter::Add(const Digest& keyed_id, const Digest& digest, ObjectKind kind, std::string_view frame,
+                     EntryType type) {
   PackEntry e;
   e.keyed_id = keyed_id;
   e.digest = digest;
   e.offset = body_.size();
-  e.kind = kind;
+  e.kind = type == EntryType::kObject ? kind : ObjectKind::kData;
+  e.type = type;
   std::string sealed = Seal(key_.enc_key(), frame, EntryAad(index_.pack_id, keyed_id));
   e.length = static_cast<uint32_t>(sealed.size());
   body_.append(sealed);
@@ -53,7 +79,7 @@ std::pair<std::string, PackIndex> PackWriter::Finish() {
     plain.append(e.digest.AsBytes());
     AppendLE(&plain, e.offset, 8);
     AppendLE(&plain, e.length, 4);
-    plain.push_back(static_cast<char>(e.kind));
+    plain.push_back(static_cast<char>(KindByte(e)));
   }
   std::string sealed = Seal(key_.enc_key(), plain, IndexAad(index_.pack_id));
   body_.append(sealed);
@@ -112,9 +138,7 @@ Result<PackIndex> DecodeTrailer(const MasterKey& key, std::string_view tail, uin
     std::memcpy(e.digest.bytes.data(), p.data() + at + 32, 32);
     e.offset = LoadLE(p, at + 64, 8);
     e.length = static_cast<uint32_t>(LoadLE(p, at + 72, 4));
-    uint8_t kind = static_cast<uint8_t>(p[at + 76]);
-    if (kind > 1) return Status::Corruption("pack index entry has an unknown kind");
-    e.kind = static_cast<ObjectKind>(kind);
+    HASHFS_RETURN_IF_ERROR(SetKindByte(&e, static_cast<uint8_t>(p[at + 76])));
     idx.entries.push_back(e);
   }
   // The index fills exactly L - 28 bytes, so entries end where it begins.
@@ -151,12 +175,29 @@ Result<PackIndex> DecodePack(const MasterKey& key, std::string_view pack) {
   return idx;
 }
 
-Result<PreparedObject> OpenEntry(const MasterKey& key, std::string_view pack_id, const PackEntry& e,
-                                 std::string_view sealed) {
+Result<std::string> UnsealEntry(const MasterKey& key, std::string_view pack_id, const PackEntry& e,
+                                std::string_view sealed) {
   if (sealed.size() != e.length) return Status::Corruption("pack entry truncated");
-  if (key.KeyedId(e.digest) != e.keyed_id) return Status::Corruption("pack index entry names the wrong object");
+  const Digest keyed = e.type == EntryType::kPiece ? key.PieceKeyedId(e.digest) : key.KeyedId(e.digest);
+  if (keyed != e.keyed_id) return Status::Corruption("pack index entry names the wrong object");
   auto frame = Unseal(key.enc_key(), sealed, EntryAad(pack_id, e.keyed_id));
   if (!frame.ok()) return frame.status().WithContext("pack entry " + e.keyed_id.Hex().substr(0, 16));
+  return frame;
+}
+
+Result<PreparedObject> OpenEntry(const MasterKey& key, std::string_view pack_id, const PackEntry& e,
+                                 std::string_view sealed) {
+  auto frame = UnsealEntry(key, pack_id, e, sealed);
+  if (!frame.ok()) return frame.status();
+  if (e.type != EntryType::kObject) {
+    if (e.type == EntryType::kPiece && Sha256Of(*frame) != e.digest)
+      return Status::Corruption("pack entry " + e.keyed_id.Hex().substr(0, 16) + ": piece does not hash to its name");
+    if (e.type == EntryType::kSplit) {
+      auto d = DecodeSplitDescriptor(*frame);
+      if (!d.ok()) return d.status().WithContext("pack entry " + e.keyed_id.Hex().substr(0, 16));
+    }
+    return PreparedObject{e.digest, std::move(frame).value()};
+  }
   auto plain = DecodeStoredObject(e.digest, *frame);  // checks header, size, hash
   if (!plain.ok()) return plain.status();
   PreparedObject out;

@@ -10,7 +10,7 @@
 //            its write-time field zeroed, and keyed id = HMAC(id key, digest)
 //   index    Seal(enc key, u32 version=1 | u32 count |
 //                 count x (keyed id 32 | digest 32 | u64 offset | u32 length |
-//                          u8 kind),
+//                          u8 kind: 0 data, 1 meta, 2 split descriptor, 3 piece),
 //                 aad = "hfi1" | pack id)
 //   footer   pack id (16) | u32 sealed index length | "HFSPEND1" (8)
 //
@@ -51,13 +51,25 @@ constexpr uint64_t OneObjectPackSize(uint64_t frame_size) {
          kPackFooterSize;
 }
 
+// What an entry holds. kObject: an object's frame. kSplit: the descriptor
+// of an object too large for one pack (split.h), under the object's keyed
+// id and digest. kPiece: a slice of such an object's frame, under the
+// SHA-256 of the slice and its keyed id; never stored as an object.
+enum class EntryType : uint8_t { kObject, kSplit, kPiece };
+
 struct PackEntry {
   Digest keyed_id;
   Digest digest;         // plain SHA-256 name (only ever stored encrypted)
   uint64_t offset = 0;   // of the sealed entry, from the start of the pack
   uint32_t length = 0;   // sealed entry bytes (frame + 28)
-  ObjectKind kind = ObjectKind::kData;
+  ObjectKind kind = ObjectKind::kData;  // kObject entries; kData otherwise
+  EntryType type = EntryType::kObject;
 };
+
+// The index record's kind byte: 0/1 = an object of that kind, 2 = split
+// descriptor, 3 = piece. SetKindByte: Corruption for any other value.
+uint8_t KindByte(const PackEntry& e);
+Status SetKindByte(PackEntry* e, uint8_t b);
 
 struct PackIndex {
   std::string pack_id;  // 16 bytes
@@ -72,8 +84,10 @@ class PackWriter {
   // Bytes the pack would have after adding an object whose frame is `frame_size`.
   uint64_t SizeWith(size_t frame_size) const;
   bool Fits(size_t frame_size) const { return SizeWith(frame_size) <= limit_; }
-  // Appends an object (its frame must already have a zero write time).
-  void Add(const Digest& keyed_id, const Digest& digest, ObjectKind kind, std::string_view frame);
+  // Appends an object (its frame must already have a zero write time), or
+  // with `type` a split descriptor or piece (`kind` is then kData).
+  void Add(const Digest& keyed_id, const Digest& digest, ObjectKind kind, std::string_view frame,
+           EntryType type = EntryType::kObject);
   size_t count() const { return index_.entries.size(); }
   bool empty() const { return index_.entries.empty(); }
   const std::string& pack_id() const { return index_.pack_id; }
@@ -110,10 +124,18 @@ Result<PackIndex> DecodeTrailer(const MasterKey& key, std::string_view tail, uin
 Status CheckPackEntries(const std::vector<PackEntry>& entries, uint64_t pack_size);
 // Decodes and checks a whole pack (header, trailer, every entry decrypts).
 Result<PackIndex> DecodePack(const MasterKey& key, std::string_view pack);
-// Opens one sealed entry and checks that its frame decodes and hashes to
-// e.digest, and that e.keyed_id is that digest's keyed id. Returns the frame
-// (write time stamped now) ready for PutBatch.
+// Opens one sealed entry and checks that e.keyed_id is e.digest's keyed id
+// and that the bytes are what e.type says:
+//   kObject: the frame decodes and hashes to e.digest; returned with its
+//            write time stamped now, ready for PutBatch;
+//   kSplit:  the bytes decode as a split descriptor (split.h); returned as
+//            they are (the object is checked once its pieces are joined);
+//   kPiece:  the bytes hash to e.digest; returned as they are.
+// Only kObject results may be stored.
 Result<PreparedObject> OpenEntry(const MasterKey& key, std::string_view pack_id, const PackEntry& e,
                                  std::string_view sealed);
+// The entry's bytes after authentication alone (for repacking).
+Result<std::string> UnsealEntry(const MasterKey& key, std::string_view pack_id, const PackEntry& e,
+                                std::string_view sealed);
 
 }  // namespace hashfs::remote

@@ -42,7 +42,7 @@ std::string EncodePackRecord(const PackRecord& r) {
     v.append(e.digest.AsBytes());
     AppendLE(&v, e.offset, 8);
     AppendLE(&v, e.length, 4);
-    v.push_back(static_cast<char>(e.kind));
+    v.push_back(static_cast<char>(KindByte(e)));
   }
   return v;
 }
@@ -65,9 +65,8 @@ Result<PackRecord> DecodePackRecord(std::string_view pack_id, std::string_view v
     std::memcpy(e.digest.bytes.data(), v.data() + at + 32, 32);
     e.offset = LoadLE(v, at + 64, 8);
     e.length = static_cast<uint32_t>(LoadLE(v, at + 72, 4));
-    auto kind = static_cast<uint8_t>(v[at + 76]);
-    if (kind > 1) return Status::Corruption("remote index pack record has an unknown kind");
-    e.kind = static_cast<ObjectKind>(kind);
+    if (!SetKindByte(&e, static_cast<uint8_t>(v[at + 76])).ok())
+      return Status::Corruption("remote index pack record has an unknown kind");
     r.index.entries.push_back(e);
   }
   // The records came from the pack's trailer: the same limits hold.

@@ -19,6 +19,7 @@
 
 #include "cas/object_codec.h"
 #include "remote/discord_api.h"
+#include "remote/split.h"
 #include "tests/fuzz/fuzz_repo.h"
 #include "tests/fuzz/remote_fuzz.h"
 
@@ -287,7 +288,8 @@ std::string Mode(uint8_t m, std::string_view rest) { return std::string(1, stati
 struct Obj {
   Digest d;
   ObjectKind kind;
-  std::string frame;  // as uploaded: write time zeroed
+  std::string frame;  // as uploaded: write time zeroed (a piece's or descriptor's bytes)
+  remote::EntryType type = remote::EntryType::kObject;
 };
 
 // The plaintext plan pack_fuzz.cc reads: pack id | u8 n | n x (u16 len | frame) | index plaintext.
@@ -317,16 +319,17 @@ std::pair<fuzz::PackPlan, std::string> MakePack(const std::vector<Obj>& objs, ui
   remote::PackWriter w(key, remote::kDefaultPackLimit);
   for (const auto& o : objs) {
     remote::PackEntry e;
-    e.keyed_id = key.KeyedId(o.d);
+    e.keyed_id = o.type == remote::EntryType::kPiece ? key.PieceKeyedId(o.d) : key.KeyedId(o.d);
     e.digest = o.d;
     e.offset = at;
     e.length = static_cast<uint32_t>(o.frame.size() + remote::kSealOverhead);
     e.kind = o.kind;
+    e.type = o.type;
     at += e.length;
     entries->push_back(e);
     plan.frames.push_back(o.frame);
     plan.aad_ids.push_back(e.keyed_id);
-    w.Add(e.keyed_id, e.digest, e.kind, o.frame);
+    w.Add(e.keyed_id, e.digest, e.kind, o.frame, e.type);
   }
   plan.index_plain = fuzz::EncodeIndexPlain(*entries);
   std::vector<fuzz::Placed> placed;
@@ -395,6 +398,22 @@ void RemoteSeeds() {
   Write("pack", "plan-objects", Mode(1, PlanBytes(plan)));
   Write("pack", "plan-two", Mode(1, PlanBytes(plan2)));
   Write("pack", "plan-empty", Mode(1, PlanBytes(plan0)));
+  // An object split into three pieces plus its descriptor (split.h).
+  {
+    const std::string plain = fuzz::Pattern(3000, 7, 3);
+    const Digest d = Sha256Of(plain);
+    const std::string frame = remote::FrameForUpload(d, plain, ObjectKind::kData, 0).stored;
+    auto pieces = remote::CutFrame(frame, 1100);
+    remote::SplitDescriptor desc = remote::DescribeSplit(ObjectKind::kData, pieces);
+    std::vector<Obj> split;
+    for (size_t i = 0; i < pieces.size(); i++)
+      split.push_back({desc.pieces[i].digest, ObjectKind::kData, std::string(pieces[i]), remote::EntryType::kPiece});
+    split.push_back({d, ObjectKind::kData, remote::EncodeSplitDescriptor(desc), remote::EntryType::kSplit});
+    std::vector<PackEntry> es;
+    auto [plan3, pack3] = MakePack(split, 4, &es);
+    Write("pack", "sealed-split", Mode(0, pack3));
+    Write("pack", "plan-split", Mode(1, PlanBytes(plan3)));
+  }
   // Fix-up mode: a raw frame whose record the target completes.
   fuzz::PackPlan loose = plan2;
   std::memset(loose.index_plain.data() + 8, 0, 32);       // keyed id

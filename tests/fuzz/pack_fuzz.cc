@@ -14,8 +14,10 @@
 //                  version/count/records and the frames;
 //   mode & 3 == 2  the same, but index records 0..n-1 are fixed up to point
 //                  at the sealed entries (offset, length), with keyed id =
-//                  HMAC(digest) and, for raw frames, digest = SHA-256 of the
-//                  payload, so hostile frames get through to DecodeStoredObject;
+//                  HMAC(digest) (the piece HMAC for kind 3) and, for raw
+//                  frames, digest = SHA-256 of the payload (of the whole
+//                  frame for a piece), so hostile frames get through to
+//                  DecodeStoredObject and DecodeSplitDescriptor;
 //   mode & 3 == 3  the plan of mode 1, preceded by i32 claimed-size delta and
 //                  u16 tail length: DecodeTrailer on that tail of the pack
 //                  with that claimed pack size (both untrusted in IngestPack).
@@ -28,14 +30,16 @@
 //    of the index plaintext (accept/refuse, Unsupported for version != 1,
 //    entries), and any accepted index meets the documented limits (in order,
 //    non-overlapping, >= 46 bytes, inside [24, size - 64 - 77 count), kinds
-//    0/1, unique keyed ids), re-encodes to exactly the authenticated
+//    0..3, unique keyed ids), re-encodes to exactly the authenticated
 //    plaintext (canonical), and round-trips through the remote index's pack
 //    record (EncodePackRecord/DecodePackRecord).
 //  * DecodePack accepts only if DecodeTrailer does, and then every entry
 //    opens: the frame is what was sealed for that keyed id at that place (so
-//    nothing unauthenticated is accepted), decodes to the digest, HMAC(digest)
-//    is the keyed id, OpenEntry returns the frame with only the write time
-//    changed. With a plan it accepts every pack whose records all name such
+//    nothing unauthenticated is accepted) and is what its kind says (an
+//    object frame decoding to the digest under HMAC(digest); a piece hashing
+//    to the digest under the piece HMAC; a split descriptor that decodes);
+//    OpenEntry returns an object's frame with only the write time changed,
+//    a piece or descriptor unchanged. With a plan it accepts every pack whose records all name such
 //    an entry (completeness). The same pack is refused under another key, and
 //    with any authenticated byte flipped. An accepted plan pack has exactly
 //    the layout PackWriter produces for the same objects (and SizeWith
@@ -45,6 +49,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "remote/split.h"
 #include "tests/fuzz/remote_fuzz.h"
 
 namespace {
@@ -93,8 +98,8 @@ ModelIndex ModelDecodeIndex(std::string_view p, uint64_t pack_size, uint64_t nee
     e.offset = GetLE(r, 64, 8);
     e.length = static_cast<uint32_t>(GetLE(r, 72, 4));
     auto kind = static_cast<uint8_t>(r[76]);
-    if (kind > 1) return bad(Status::Code::kCorruption);
-    e.kind = static_cast<ObjectKind>(kind);
+    if (kind > 3) return bad(Status::Code::kCorruption);
+    fuzz::ModelSetKindByte(&e, kind);
     if (e.offset < next || e.length < 46 || e.offset > region_end || e.length > region_end - e.offset)
       return bad(Status::Code::kCorruption);
     if (!seen.insert(e.keyed_id).second) return bad(Status::Code::kCorruption);
@@ -102,6 +107,21 @@ ModelIndex ModelDecodeIndex(std::string_view p, uint64_t pack_size, uint64_t nee
     m.entries.push_back(e);
   }
   return m;
+}
+
+// Whether an authentic entry's bytes are what its record says (OpenEntry's
+// contract, pack.h): an object frame holding its digest, a piece hashing to
+// its digest, or a split descriptor; each under its own kind of keyed id.
+bool ModelEntryValid(const PackEntry& e, std::string_view frame) {
+  switch (e.type) {
+    case EntryType::kObject:
+      return Key().KeyedId(e.digest) == e.keyed_id && DecodeStoredObject(e.digest, frame).ok();
+    case EntryType::kPiece:
+      return Key().PieceKeyedId(e.digest) == e.keyed_id && Sha256Of(frame) == e.digest;
+    case EntryType::kSplit:
+      return Key().KeyedId(e.digest) == e.keyed_id && DecodeSplitDescriptor(frame).ok();
+  }
+  return false;
 }
 
 PackPlan ReadPlan(fuzz::Reader& in, bool fixup) {
@@ -121,13 +141,17 @@ PackPlan ReadPlan(fuzz::Reader& in, bool fixup) {
     bool has = p.size() >= rec + 77;
     if (fixup && has) {
       const std::string& f = plan.frames[i];
-      if (f.size() >= kStoredHeaderSize && f[0] == 0) {
+      const auto kind = static_cast<uint8_t>(p[rec + 76]);
+      if (kind == 3) {  // a piece: named by the hash of its bytes
+        Digest d = Sha256Of(f);
+        std::memcpy(p.data() + rec + 32, d.bytes.data(), 32);
+      } else if (f.size() >= kStoredHeaderSize && f[0] == 0) {
         Digest d = Sha256Of(std::string_view(f).substr(kStoredHeaderSize));
         std::memcpy(p.data() + rec + 32, d.bytes.data(), 32);
       }
       Digest d;
       std::memcpy(d.bytes.data(), p.data() + rec + 32, 32);
-      Digest k = Key().KeyedId(d);
+      Digest k = kind == 3 ? Key().PieceKeyedId(d) : Key().KeyedId(d);
       std::memcpy(p.data() + rec, k.bytes.data(), 32);
       std::string loc;
       fuzz::PutLE(&loc, at, 8);
@@ -212,7 +236,7 @@ void CheckPackWriterLayout(const PackIndex& idx, const PackPlan& plan, std::stri
   for (size_t i = 0; i < plan.frames.size(); i++) {
     const PackEntry& e = idx.entries[i];
     if (i + 1 == plan.frames.size()) predicted = w.SizeWith(plan.frames[i].size());
-    w.Add(e.keyed_id, e.digest, e.kind, plan.frames[i]);
+    w.Add(e.keyed_id, e.digest, e.kind, plan.frames[i], e.type);
   }
   auto [bytes, widx] = w.Finish();
   FUZZ_CHECK(bytes.size() == predicted);
@@ -237,7 +261,7 @@ void CheckPack(std::string_view pack, const PackPlan* plan, const std::vector<Pl
       bool found = false;
       for (size_t j = 0; j < placed.size() && !found; j++) {
         found = placed[j].offset == e.offset && placed[j].length == e.length && plan->aad_ids[j] == e.keyed_id &&
-                Key().KeyedId(e.digest) == e.keyed_id && DecodeStoredObject(e.digest, plan->frames[j]).ok();
+                ModelEntryValid(e, plan->frames[j]);
       }
       expect_ok = expect_ok && found;
     }
@@ -255,11 +279,16 @@ void CheckPack(std::string_view pack, const PackPlan* plan, const std::vector<Pl
     std::string_view sealed = pack.substr(e.offset, e.length);
     auto o = OpenEntry(Key(), dp->pack_id, e, sealed);
     FUZZ_CHECK_MSG(o.ok(), o.status().ToString());
-    FUZZ_CHECK(o->digest == e.digest && Key().KeyedId(e.digest) == e.keyed_id);
+    FUZZ_CHECK(o->digest == e.digest);
     auto frame = fuzz::RefUnseal(Key().enc_key(), sealed, fuzz::EntryAad(dp->pack_id, e.keyed_id));
-    FUZZ_CHECK(frame.has_value() && frame->size() == o->stored.size() && frame->size() >= kStoredHeaderSize);
-    FUZZ_CHECK(frame->substr(0, 10) == o->stored.substr(0, 10) && frame->substr(18) == o->stored.substr(18));
-    FUZZ_CHECK(DecodeStoredObject(e.digest, o->stored).ok());
+    FUZZ_CHECK(frame.has_value() && ModelEntryValid(e, *frame));
+    if (e.type == EntryType::kObject) {
+      FUZZ_CHECK(frame->size() == o->stored.size() && frame->size() >= kStoredHeaderSize);
+      FUZZ_CHECK(frame->substr(0, 10) == o->stored.substr(0, 10) && frame->substr(18) == o->stored.substr(18));
+      FUZZ_CHECK(DecodeStoredObject(e.digest, o->stored).ok());
+    } else {
+      FUZZ_CHECK(*frame == o->stored);  // pieces and descriptors come back as sealed
+    }
     if (plan) {  // soundness: it is what the plan sealed for this keyed id, here
       bool found = false;
       for (size_t j = 0; j < placed.size() && !found; j++)

@@ -168,12 +168,24 @@ inline std::string EntryAad(std::string_view pack_id, const Digest& keyed) {
 }
 inline std::string IndexAad(std::string_view pack_id) { return "hfi1" + std::string(pack_id); }
 
+// The record's kind byte per design.md: 0/1 an object of that kind, 2 a
+// split descriptor, 3 a piece.
+inline uint8_t ModelKindByte(const remote::PackEntry& e) {
+  if (e.type == remote::EntryType::kSplit) return 2;
+  if (e.type == remote::EntryType::kPiece) return 3;
+  return static_cast<uint8_t>(e.kind);
+}
+inline void ModelSetKindByte(remote::PackEntry* e, uint8_t b) {
+  e->type = b == 2 ? remote::EntryType::kSplit : b == 3 ? remote::EntryType::kPiece : remote::EntryType::kObject;
+  e->kind = b == 1 ? ObjectKind::kMeta : ObjectKind::kData;
+}
+
 inline std::string EncodeIndexRecord(const remote::PackEntry& e) {
   std::string s(e.keyed_id.AsBytes());
   s.append(e.digest.AsBytes());
   PutLE(&s, e.offset, 8);
   PutLE(&s, e.length, 4);
-  s.push_back(static_cast<char>(e.kind));
+  s.push_back(static_cast<char>(ModelKindByte(e)));
   return s;
 }
 // The plaintext of a pack index: u32 version 1 | u32 count | records.
@@ -221,7 +233,7 @@ inline std::string AssemblePack(const remote::MasterKey& key, const PackPlan& pl
 // bytes whose index holds `count` records (design.md "Packs"): entries in
 // increasing offset order, non-overlapping, each at least a sealed empty
 // stored frame (28 + 18 bytes), between byte 24 and the sealed index (which
-// with the footer takes 28 + 8 + 77 x count + 28 bytes), kinds 0/1, keyed ids
+// with the footer takes 28 + 8 + 77 x count + 28 bytes), kinds 0..3, keyed ids
 // unique.
 inline void CheckIndexLimits(const std::vector<remote::PackEntry>& es, uint64_t pack_size) {
   const uint64_t trailer = remote::kSealOverhead + 8 + es.size() * remote::kIndexRecordSize + remote::kPackFooterSize;
@@ -231,6 +243,7 @@ inline void CheckIndexLimits(const std::vector<remote::PackEntry>& es, uint64_t 
   std::set<Digest> seen;
   for (const auto& e : es) {
     FUZZ_CHECK(static_cast<uint8_t>(e.kind) <= 1);
+    FUZZ_CHECK(e.type == remote::EntryType::kObject || e.kind == ObjectKind::kData);
     FUZZ_CHECK(e.offset >= next);
     FUZZ_CHECK(e.length >= remote::kSealOverhead + kStoredHeaderSize);
     FUZZ_CHECK(e.offset <= region_end && e.length <= region_end - e.offset);
@@ -241,7 +254,7 @@ inline void CheckIndexLimits(const std::vector<remote::PackEntry>& es, uint64_t 
 
 inline bool SameEntry(const remote::PackEntry& a, const remote::PackEntry& b) {
   return a.keyed_id == b.keyed_id && a.digest == b.digest && a.offset == b.offset && a.length == b.length &&
-         a.kind == b.kind;
+         a.kind == b.kind && a.type == b.type;
 }
 inline bool SameEntries(const std::vector<remote::PackEntry>& a, const std::vector<remote::PackEntry>& b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), SameEntry);

@@ -18,6 +18,7 @@
 #include "remote/remote_format.h"
 #include "remote/remote_index.h"
 #include "remote/sealed_refs.h"
+#include "remote/split.h"
 
 namespace hashfs::remote {
 namespace {
@@ -214,6 +215,118 @@ TEST(Pack, TamperingTruncationAndGarbageRejected) {
   const auto& e0 = idx.entries[0];
   EXPECT_FALSE(OpenEntry(mk, idx.pack_id, idx.entries[1],
                          std::string_view(bytes).substr(e0.offset, e0.length)).ok());
+}
+
+// A split object: CutFrame's pieces rebuild the frame, the descriptor round
+// trips, and a pack of pieces plus descriptor opens entry by entry with
+// each entry's own checks.
+TEST(Split, CutDescribeAndPackRoundTrip) {
+  MasterKey mk = MasterKey::Generate();
+  const std::string plain = Bytes(300'000, 77);  // incompressible: stored raw
+  const Digest d = Sha256Of(plain);
+  PreparedObject f = FrameForUpload(d, plain, ObjectKind::kData, 3);
+  for (uint64_t max_piece : {65'343ull, 100'000ull, 150'009ull, 299'999ull}) {
+    auto pieces = CutFrame(f.stored, max_piece);
+    ASSERT_GE(pieces.size(), 2u);
+    EXPECT_EQ(pieces.size(), std::max<uint64_t>(2, (f.stored.size() + max_piece - 1) / max_piece));
+    std::string joined;
+    for (auto p : pieces) {
+      EXPECT_LE(p.size(), max_piece);
+      EXPECT_GE(p.size() + 1, f.stored.size() / pieces.size());  // near-equal
+      joined.append(p);
+    }
+    EXPECT_EQ(joined, f.stored);
+    SplitDescriptor desc = DescribeSplit(ObjectKind::kData, pieces);
+    EXPECT_EQ(desc.frame_size, f.stored.size());
+    std::string enc = EncodeSplitDescriptor(desc);
+    auto dec = DecodeSplitDescriptor(enc);
+    ASSERT_TRUE(dec.ok()) << dec.status().ToString();
+    ASSERT_EQ(dec->pieces.size(), pieces.size());
+    for (size_t i = 0; i < pieces.size(); i++) {
+      EXPECT_EQ(dec->pieces[i].digest, Sha256Of(pieces[i]));
+      EXPECT_EQ(dec->pieces[i].length, pieces[i].size());
+    }
+  }
+  auto pieces = CutFrame(f.stored, 65'343);
+  SplitDescriptor desc = DescribeSplit(ObjectKind::kData, pieces);
+  PackWriter w(mk, 1 << 20);
+  for (size_t i = 0; i < pieces.size(); i++)
+    w.Add(mk.PieceKeyedId(desc.pieces[i].digest), desc.pieces[i].digest, ObjectKind::kData, pieces[i],
+          EntryType::kPiece);
+  w.Add(mk.KeyedId(d), d, ObjectKind::kData, EncodeSplitDescriptor(desc), EntryType::kSplit);
+  auto [bytes, idx] = w.Finish();
+  auto pack = DecodePack(mk, bytes);
+  ASSERT_TRUE(pack.ok()) << pack.status().ToString();
+  ASSERT_EQ(pack->entries.size(), pieces.size() + 1);
+  for (size_t i = 0; i < pieces.size(); i++) {
+    const PackEntry& e = pack->entries[i];
+    EXPECT_EQ(e.type, EntryType::kPiece);
+    EXPECT_NE(e.keyed_id, mk.KeyedId(e.digest));  // a piece never takes an object's name
+    auto o = OpenEntry(mk, pack->pack_id, e, std::string_view(bytes).substr(e.offset, e.length));
+    ASSERT_TRUE(o.ok()) << o.status().ToString();
+    EXPECT_EQ(o->stored, pieces[i]);
+  }
+  EXPECT_EQ(pack->entries.back().type, EntryType::kSplit);
+  // The index record's kind byte: 3 for a piece, 2 for a descriptor; what
+  // the local index stores decodes to the same.
+  EXPECT_EQ(KindByte(pack->entries[0]), 3);
+  EXPECT_EQ(KindByte(pack->entries.back()), 2);
+  PackEntry junk;
+  EXPECT_TRUE(SetKindByte(&junk, 4).IsCorruption());
+  PackRecord rec{PackLocation{1, 2, 3, bytes.size()}, *pack};
+  auto back = DecodePackRecord(pack->pack_id, EncodePackRecord(rec));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->index.entries.back().type, EntryType::kSplit);
+  EXPECT_EQ(back->index.entries.front().type, EntryType::kPiece);
+
+  // Each entry is checked as what its kind says: a piece whose bytes do not
+  // hash to its name, a piece under an object's keyed id, and a descriptor
+  // that does not decode are each refused, though they authenticate.
+  {
+    PackWriter bad(mk, 1 << 20);
+    bad.Add(mk.PieceKeyedId(d), d, ObjectKind::kData, pieces[0], EntryType::kPiece);
+    auto [b, i2] = bad.Finish();
+    EXPECT_TRUE(DecodePack(mk, b).status().IsCorruption());
+  }
+  {
+    PackWriter bad(mk, 1 << 20);
+    bad.Add(mk.KeyedId(desc.pieces[0].digest), desc.pieces[0].digest, ObjectKind::kData, pieces[0], EntryType::kPiece);
+    auto [b, i2] = bad.Finish();
+    EXPECT_TRUE(DecodePack(mk, b).status().IsCorruption());
+  }
+  {
+    PackWriter bad(mk, 1 << 20);
+    bad.Add(mk.KeyedId(d), d, ObjectKind::kData, "HFSPLIT1 not a descriptor", EntryType::kSplit);
+    auto [b, i2] = bad.Finish();
+    EXPECT_TRUE(DecodePack(mk, b).status().IsCorruption());
+  }
+}
+
+TEST(Split, DescriptorDecoderRefusesWhatTheEncoderCannotWrite) {
+  std::vector<std::string_view> two = {"abcdefghij", "klmnopqrst"};
+  const std::string good = EncodeSplitDescriptor(DescribeSplit(ObjectKind::kMeta, two));
+  ASSERT_TRUE(DecodeSplitDescriptor(good).ok());
+  EXPECT_EQ(DecodeSplitDescriptor(good)->kind, ObjectKind::kMeta);
+  auto with = [&](size_t at, uint64_t v, int n) {
+    std::string s = good;
+    for (int i = 0; i < n; i++) s[at + i] = static_cast<char>((v >> (8 * i)) & 0xff);
+    return s;
+  };
+  EXPECT_TRUE(DecodeSplitDescriptor("").status().IsCorruption());
+  EXPECT_TRUE(DecodeSplitDescriptor(good.substr(0, good.size() - 1)).status().IsCorruption());
+  EXPECT_TRUE(DecodeSplitDescriptor(good + "x").status().IsCorruption());
+  EXPECT_TRUE(DecodeSplitDescriptor("XFSPLIT1" + good.substr(8)).status().IsCorruption());
+  EXPECT_TRUE(DecodeSplitDescriptor(with(8, 2, 1)).status().IsCorruption());            // object kind
+  EXPECT_TRUE(DecodeSplitDescriptor(with(9, 21, 8)).status().IsCorruption());           // lengths != frame size
+  EXPECT_TRUE(DecodeSplitDescriptor(with(9, kMaxSplitFrame + 1, 8)).status().IsCorruption());
+  EXPECT_TRUE(DecodeSplitDescriptor(with(17, 1, 4)).status().IsCorruption());           // one piece
+  EXPECT_TRUE(DecodeSplitDescriptor(with(17, 0xffffffff, 4)).status().IsCorruption());  // absurd count
+  EXPECT_TRUE(DecodeSplitDescriptor(with(kSplitHeaderSize + 32, 0, 4)).status().IsCorruption());  // empty piece
+  // Random bytes after the magic never crash and are refused.
+  for (uint32_t seed = 0; seed < 2000; seed++) {
+    std::string s = "HFSPLIT1" + Bytes(seed % 200, seed);
+    (void)DecodeSplitDescriptor(s);
+  }
 }
 
 TEST(RemoteIndex, RecordsFindsAndForgets) {
