@@ -1013,7 +1013,7 @@ Result<PullReport> DiscordRemote::Pull(Repository& repo, bool fetch_objects, Tra
 
 Result<std::pair<PackRecord, size_t>> DiscordRemote::Locate(const Digest& keyed_id, const std::string& what) {
   HASHFS_ASSIGN_OR_RETURN(auto loc, index_.Find(keyed_id));
-  if (!loc) return Status::NotFound(what + " is neither local nor on remote '" + cfg_.name + "'");
+  if (!loc) return Status::NotFound(what + " is not on remote '" + cfg_.name + "'");
   HASHFS_ASSIGN_OR_RETURN(auto rec, index_.GetPack(loc->pack_id));
   if (!rec) return Status::Corruption("remote index lists " + what + " in an unknown pack");
   const auto& es = rec->index.entries;
@@ -1087,7 +1087,10 @@ Result<std::vector<std::string>> DiscordRemote::ExpandSplits(const std::vector<P
 
 Result<std::string> DiscordRemote::FetchObject(const Digest& d, ObjectStore& into, uint64_t readahead) {
   if (!key_) return Status::InvalidArgument("remote is locked");
-  HASHFS_ASSIGN_OR_RETURN(auto at, Locate(key_->KeyedId(d), "object " + d.Hex()));
+  auto located = Locate(key_->KeyedId(d), "object " + d.Hex());
+  if (!located.ok() && located.status().IsNotFound())
+    return Status::NotFound("object " + d.Hex() + " is neither local nor on remote '" + cfg_.name + "'");
+  HASHFS_ASSIGN_OR_RETURN(auto at, std::move(located));
   const PackRecord* rec = &at.first;
   const auto& es = rec->index.entries;
   const size_t i = at.second;
@@ -1226,6 +1229,19 @@ Result<RemoteVerifyReport> DiscordRemote::Verify(Repository& repo, double sample
     }
     return Status::Ok();
   }));
+  // Objects too large for one pack: every descriptor on the channel, live
+  // or not, names only pieces the channel has (push uploads descriptors last).
+  {
+    std::unordered_set<Digest, DigestHash> descriptors;
+    for (const auto& p : packs)
+      for (const auto& e : p.index.entries)
+        if (e.type == EntryType::kSplit) descriptors.insert(e.keyed_id);
+    auto missing = ExpandSplits(packs, &descriptors, nullptr);
+    if (!missing.ok())
+      rep.problems.push_back("reading split objects' descriptors: " + missing.status().ToString());
+    else
+      for (const auto& m : *missing) rep.problems.push_back(m + " is not on the remote");
+  }
   if (refs) {
     // Completeness: everything the published refs reach must be indexed.
     HASHFS_ASSIGN_OR_RETURN(auto known, index_.AllKeyedIds());
@@ -1237,23 +1253,14 @@ Result<RemoteVerifyReport> DiscordRemote::Verify(Repository& repo, double sample
     };
     std::vector<Ref> roots;
     for (const auto& c : refs->KeptCommits()) roots.push_back({c, Role::kCommit});
-    std::unordered_set<Digest, DigestHash> reached;
     Status ws = Walk(get, roots, [&](const Ref& r) {
-      Digest keyed = key_->KeyedId(r.digest);
-      if (!known.count(keyed)) {
+      if (!known.count(key_->KeyedId(r.digest))) {
         rep.problems.push_back("object " + r.digest.Hex() + " reached by the published refs is not on the remote");
         return false;
       }
-      reached.insert(keyed);
       return true;
     });
     if (!ws.ok()) rep.problems.push_back("walking the published refs: " + ws.ToString());
-    // Objects too large for one pack: every piece their descriptors name.
-    auto missing = ExpandSplits(packs, &reached, nullptr);
-    if (!missing.ok())
-      rep.problems.push_back("reading split objects' descriptors: " + missing.status().ToString());
-    else
-      for (const auto& m : *missing) rep.problems.push_back(m + " is not on the remote");
   }
   return rep;
 }
