@@ -706,23 +706,34 @@ struct Filesystem::Impl {
 
   // ------------------------------------------------------- file content
 
-  Status EnsureContent(Node* n) {
-    if (n->content) return Status::Ok();
-    if (n->attr.size > kMaxFileSize)
-      return Err(Status::Code::kTooBig, fmt::format("file of {} bytes is larger than the mount serves", n->attr.size));
+  // A file's content (its chunk list) from its attributes. Reads manifest
+  // nodes from the store: needs no lock (get and cfg are fixed for the
+  // mount's life).
+  Result<std::unique_ptr<FileContent>> LoadContent(const Inode& attr) {
+    if (attr.size > kMaxFileSize)
+      return Err(Status::Code::kTooBig, fmt::format("file of {} bytes is larger than the mount serves", attr.size));
     std::vector<ChunkRef> chunks;
-    HASHFS_RETURN_IF_ERROR(file_manifest::ForEachChunk(get, n->attr, [&](const ChunkRef& c, uint64_t) -> Status {
+    HASHFS_RETURN_IF_ERROR(file_manifest::ForEachChunk(get, attr, [&](const ChunkRef& c, uint64_t) -> Status {
       if (chunks.size() >= cfg.max_open_chunks)
         return Status::Make(Status::Code::kTooBig, "file has more chunks than the mount holds open");
       chunks.push_back(c);
       return Status::Ok();
     }));
-    n->content = std::make_unique<FileContent>(std::move(chunks));
-    if (n->content->size() != n->attr.size) {
-      n->content.reset();
-      return Status::Corruption("file size does not match its chunks");
-    }
+    auto content = std::make_unique<FileContent>(std::move(chunks));
+    if (content->size() != attr.size) return Status::Corruption("file size does not match its chunks");
+    return content;
+  }
+
+  Status EnsureContent(Node* n) {
+    if (n->content) return Status::Ok();
+    HASHFS_ASSIGN_OR_RETURN(n->content, LoadContent(n->attr));
     return Status::Ok();
+  }
+
+  // Whether content loaded from `a` is `b`'s too.
+  static bool SameChunks(const Inode& a, const Inode& b) {
+    return a.type == b.type && a.layout == b.layout && a.content == b.content && a.size == b.size &&
+           a.chunks == b.chunks;
   }
 
   // Chunks, hashes and compresses the changed content of files with at most
@@ -1660,6 +1671,19 @@ Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_p
 
 Result<uint64_t> Filesystem::Open(uint64_t ino, int flags) {
   Impl& m = *impl_;
+  // A stored file's chunk list is read before the mount's lock is taken:
+  // walking a large manifest (2^24 chunks at most: seconds), or fetching its
+  // nodes from a remote in a lazy clone, must not stall every other request.
+  // It is adopted only if the file still has no content and the same chunks.
+  std::optional<Inode> seen;
+  {
+    std::lock_guard lk(m.mu);
+    Node* n = m.Find(ino);
+    if (n && n->attr.type == FileType::kRegular && !n->content && n->attr.layout == ContentLayout::kManifest)
+      seen = n->attr;
+  }
+  std::optional<Result<std::unique_ptr<FileContent>>> loaded;
+  if (seen) loaded = m.LoadContent(*seen);
   std::lock_guard lk(m.mu);
   HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
   if (n->is_dir()) return Err(Status::Code::kIsDirectory, "is a directory");
@@ -1668,6 +1692,10 @@ Result<uint64_t> Filesystem::Open(uint64_t ino, int flags) {
   bool truncate = (flags & O_TRUNC) != 0;
   if (writable || truncate) HASHFS_RETURN_IF_ERROR(m.Writable(n));
   if (n->attr.type == FileType::kRegular) {
+    if (!n->content && loaded && Impl::SameChunks(n->attr, *seen)) {
+      if (!loaded->ok()) return loaded->status();
+      n->content = std::move(**loaded);
+    }
     HASHFS_RETURN_IF_ERROR(m.EnsureContent(n));
     if (truncate) {
       n->content->Truncate(0);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -40,9 +41,27 @@ class ParkingStore : public ForwardingStore {
     lk.unlock();
     return ForwardingStore::Contains(d);
   }
+  // Once armed with a digest, the next Get of it parks instead.
+  Result<std::string> Get(const Digest& d) override {
+    std::unique_lock lk(mu_);
+    if (get_armed_ && d == get_digest_) {
+      get_armed_ = false;
+      parked_ = true;
+      cv_.notify_all();
+      cv_.wait(lk, [&] { return released_; });
+    }
+    lk.unlock();
+    return ForwardingStore::Get(d);
+  }
   void Arm() {
     std::lock_guard lk(mu_);
     armed_ = true;
+    parked_ = released_ = false;
+  }
+  void ArmGet(const Digest& d) {
+    std::lock_guard lk(mu_);
+    get_armed_ = true;
+    get_digest_ = d;
     parked_ = released_ = false;
   }
   bool WaitParked(std::chrono::seconds limit) {
@@ -51,7 +70,7 @@ class ParkingStore : public ForwardingStore {
   }
   void Release() {
     std::lock_guard lk(mu_);
-    armed_ = false;
+    armed_ = get_armed_ = false;
     released_ = true;
     cv_.notify_all();
   }
@@ -60,6 +79,8 @@ class ParkingStore : public ForwardingStore {
   std::mutex mu_;
   std::condition_variable cv_;
   bool armed_ = false, parked_ = false, released_ = false;
+  bool get_armed_ = false;
+  Digest get_digest_;
 };
 
 class FilesystemTest : public ::testing::Test {
@@ -120,6 +141,67 @@ class FilesystemTest : public ::testing::Test {
   std::unique_ptr<Filesystem> fs_;
   const Caller me_{static_cast<uint32_t>(getuid()), static_cast<uint32_t>(getgid())};
 };
+
+// Opening a stored file reads its chunk list (manifest nodes: up to 2^24
+// chunks, or fetched from a remote in a lazy clone) before taking the
+// mount's lock. Here the manifest root's read parks inside the store; other
+// requests, another file's whole create/write/close among them, must finish
+// meanwhile, and the open then succeeds with the right size. (Before: the
+// walk ran under the lock, and this test fails so, tried.)
+TEST_F(FilesystemTest, OpeningAFileReadsItsChunkListOutsideTheLock) {
+  ASSERT_TRUE(fs_->MakeDir(kRootIno, "d", 0755, me_).ok());
+  auto created = fs_->Create(kRootIno, "sparse", 0644, O_WRONLY, me_);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  SetAttrRequest grow;
+  grow.size = uint64_t{100} << 20;  // holes: a chunk per 4 MiB window, 25 > the 16 held inline
+  ASSERT_TRUE(fs_->SetAttr(created->first.ino, grow).ok());
+  ASSERT_TRUE(fs_->Release(created->first.ino, created->second).ok());
+  ASSERT_TRUE(fs_->Sync().ok());
+  // A fresh mount, which has read no file's chunks yet.
+  fs_.reset();
+  MountConfig cfg;
+  cfg.volume = "vol";
+  cfg.store_dir = "/";
+  auto fs = Filesystem::Open(*repo_, cfg);
+  ASSERT_TRUE(fs.ok()) << fs.status().ToString();
+  fs_ = std::move(*fs);
+  auto head = repo_->Head("vol");
+  ASSERT_TRUE(head.ok() && head->has_value());
+  auto c = repo_->LoadCommit(**head);
+  ASSERT_TRUE(c.ok());
+  auto entries = dir_tree::ListSorted(repo_->getter(), c->root.content);
+  ASSERT_TRUE(entries.ok()) << entries.status().ToString();
+  auto e = std::find_if(entries->begin(), entries->end(), [](const Entry& x) { return x.name == "sparse"; });
+  ASSERT_NE(e, entries->end());
+  ASSERT_EQ(e->inode.layout, ContentLayout::kManifest);
+  auto looked = fs_->Lookup(kRootIno, "sparse");
+  ASSERT_TRUE(looked.ok()) << looked.status().ToString();
+  const uint64_t ino = looked->ino;
+
+  store_.ArmGet(e->inode.content);
+  auto opened = std::async(std::launch::async, [&] { return fs_->Open(ino, O_RDONLY); });
+  ASSERT_TRUE(store_.WaitParked(30s)) << "the open read no manifest node";
+  auto others = std::async(std::launch::async, [&]() -> Status {
+    HASHFS_RETURN_IF_ERROR(fs_->Lookup(kRootIno, "d").status());
+    HASHFS_RETURN_IF_ERROR(fs_->GetAttr(ino).status());
+    HASHFS_ASSIGN_OR_RETURN(auto f, fs_->Create(kRootIno, "g", 0644, O_WRONLY, me_));
+    HASHFS_RETURN_IF_ERROR(fs_->Write(f.first.ino, f.second, 0, "meanwhile", 9).status());
+    return fs_->Release(f.first.ino, f.second);
+  });
+  const bool finished = others.wait_for(30s) == std::future_status::ready;
+  store_.Release();
+  EXPECT_TRUE(finished) << "requests waited for an open's manifest walk: it holds the mount's lock";
+  Status os = others.get();
+  EXPECT_TRUE(os.ok()) << os.ToString();
+  auto fh = opened.get();
+  ASSERT_TRUE(fh.ok()) << fh.status().ToString();
+  char buf[16];
+  auto n = fs_->Read(ino, *fh, (uint64_t{100} << 20) - 8, 16, buf);
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 8u);
+  EXPECT_EQ(std::string(buf, 8), std::string(8, '\0'));
+  ASSERT_TRUE(fs_->Release(ino, *fh).ok());
+}
 
 // A commit plans under the mount's lock and writes its directories' new nodes
 // without it (design.md, "From changes to commits"), so requests never wait
