@@ -197,6 +197,9 @@ struct Filesystem::Impl {
   MountConfig cfg;
   ChunkParams chunking;
   ObjectGetter get;
+  // Opens read chunk lists outside mu one at a time: a crafted file's list
+  // may take about 1 GiB (max_open_chunks), and under mu they were serial.
+  std::mutex open_load_mu;
   ChunkCache cache;
   DirNodeCache dir_cache{64u << 20};  // decoded HAMT nodes: commits and lookups of evicted names
   std::unique_ptr<WriterSession> session;
@@ -1683,7 +1686,10 @@ Result<uint64_t> Filesystem::Open(uint64_t ino, int flags) {
       seen = n->attr;
   }
   std::optional<Result<std::unique_ptr<FileContent>>> loaded;
-  if (seen) loaded = m.LoadContent(*seen);
+  if (seen) {
+    std::lock_guard ll(m.open_load_mu);
+    loaded = m.LoadContent(*seen);
+  }
   std::lock_guard lk(m.mu);
   HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
   if (n->is_dir()) return Err(Status::Code::kIsDirectory, "is a directory");
