@@ -197,8 +197,8 @@ struct Filesystem::Impl {
   MountConfig cfg;
   ChunkParams chunking;
   ObjectGetter get;
-  // Opens read chunk lists outside mu one at a time: a crafted file's list
-  // may take about 1 GiB (max_open_chunks), and under mu they were serial.
+  // Preload reads chunk lists outside mu one at a time: a crafted file's
+  // list may take about 1 GiB (max_open_chunks), and under mu they were serial.
   std::mutex open_load_mu;
   ChunkCache cache;
   DirNodeCache dir_cache{64u << 20};  // decoded HAMT nodes: commits and lookups of evicted names
@@ -737,6 +737,37 @@ struct Filesystem::Impl {
   static bool SameChunks(const Inode& a, const Inode& b) {
     return a.type == b.type && a.layout == b.layout && a.content == b.content && a.size == b.size &&
            a.chunks == b.chunks;
+  }
+
+  // A stored file's chunk list is read before the mount's lock is taken
+  // (open, truncate): walking a large manifest (2^24 chunks at most:
+  // seconds), or fetching its nodes from a remote in a lazy clone, must not
+  // stall every other request. Preload takes mu only to copy the node's
+  // attributes, then reads (one such read at a time, open_load_mu); Adopt,
+  // under mu, installs the list only if the file still has no content and
+  // the same chunks (else EnsureContent reads it again under mu).
+  struct Preloaded {
+    Inode seen;
+    Result<std::unique_ptr<FileContent>> content;
+  };
+  std::optional<Preloaded> Preload(uint64_t ino) {
+    std::optional<Inode> seen;
+    {
+      std::lock_guard lk(mu);
+      Node* n = Find(ino);
+      if (n && n->attr.type == FileType::kRegular && !n->content && n->attr.layout == ContentLayout::kManifest)
+        seen = n->attr;
+    }
+    if (!seen) return std::nullopt;
+    std::lock_guard ll(open_load_mu);
+    auto content = LoadContent(*seen);
+    return Preloaded{std::move(*seen), std::move(content)};
+  }
+  Status Adopt(Node* n, std::optional<Preloaded>& p) {
+    if (!p || n->content || !SameChunks(n->attr, p->seen)) return Status::Ok();
+    if (!p->content.ok()) return p->content.status();
+    n->content = std::move(*p->content);
+    return Status::Ok();
   }
 
   // Chunks, hashes and compresses the changed content of files with at most
@@ -1430,6 +1461,8 @@ Result<struct stat> Filesystem::GetAttr(uint64_t ino) {
 
 Result<struct stat> Filesystem::SetAttr(uint64_t ino, const SetAttrRequest& r) {
   Impl& m = *impl_;
+  std::optional<Impl::Preloaded> loaded;
+  if (r.size) loaded = m.Preload(ino);  // truncate(2) of a file not open: without mu
   std::lock_guard lk(m.mu);
   HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
   HASHFS_RETURN_IF_ERROR(m.Writable(n));
@@ -1439,6 +1472,7 @@ Result<struct stat> Filesystem::SetAttr(uint64_t ino, const SetAttrRequest& r) {
     if (n->is_dir()) return Err(Status::Code::kIsDirectory, "is a directory");
     if (a.type != FileType::kRegular) return Status::InvalidArgument("not a regular file");
     if (*r.size > kMaxFileSize) return Err(Status::Code::kTooBig, "file too large");
+    HASHFS_RETURN_IF_ERROR(m.Adopt(n, loaded));
     HASHFS_RETURN_IF_ERROR(m.EnsureContent(n));
     n->content->Truncate(*r.size);
     a.size = *r.size;
@@ -1674,22 +1708,7 @@ Status Filesystem::Rename(uint64_t parent, std::string_view name, uint64_t new_p
 
 Result<uint64_t> Filesystem::Open(uint64_t ino, int flags) {
   Impl& m = *impl_;
-  // A stored file's chunk list is read before the mount's lock is taken:
-  // walking a large manifest (2^24 chunks at most: seconds), or fetching its
-  // nodes from a remote in a lazy clone, must not stall every other request.
-  // It is adopted only if the file still has no content and the same chunks.
-  std::optional<Inode> seen;
-  {
-    std::lock_guard lk(m.mu);
-    Node* n = m.Find(ino);
-    if (n && n->attr.type == FileType::kRegular && !n->content && n->attr.layout == ContentLayout::kManifest)
-      seen = n->attr;
-  }
-  std::optional<Result<std::unique_ptr<FileContent>>> loaded;
-  if (seen) {
-    std::lock_guard ll(m.open_load_mu);
-    loaded = m.LoadContent(*seen);
-  }
+  std::optional<Impl::Preloaded> loaded = m.Preload(ino);  // without mu
   std::lock_guard lk(m.mu);
   HASHFS_ASSIGN_OR_RETURN(Node * n, m.Get(ino));
   if (n->is_dir()) return Err(Status::Code::kIsDirectory, "is a directory");
@@ -1698,10 +1717,7 @@ Result<uint64_t> Filesystem::Open(uint64_t ino, int flags) {
   bool truncate = (flags & O_TRUNC) != 0;
   if (writable || truncate) HASHFS_RETURN_IF_ERROR(m.Writable(n));
   if (n->attr.type == FileType::kRegular) {
-    if (!n->content && loaded && Impl::SameChunks(n->attr, *seen)) {
-      if (!loaded->ok()) return loaded->status();
-      n->content = std::move(**loaded);
-    }
+    HASHFS_RETURN_IF_ERROR(m.Adopt(n, loaded));
     HASHFS_RETURN_IF_ERROR(m.EnsureContent(n));
     if (truncate) {
       n->content->Truncate(0);

@@ -136,63 +136,81 @@ class FilesystemTest : public ::testing::Test {
     ASSERT_TRUE(cs.ok()) << cs.ToString();
   }
 
+  // A 100 MiB sparse file (holes: a chunk per 4 MiB window, 25 > the 16
+  // held inline, so a manifest) and a directory committed, then a fresh
+  // mount that has read no file's chunks yet. Returns the file's inode in the
+  // new mount (0 on failure) and sets `manifest` to its manifest root.
+  uint64_t MakeSparseFileAndRemount(Digest* manifest) {
+    auto created = fs_->Create(kRootIno, "sparse", 0644, O_WRONLY, me_);
+    EXPECT_TRUE(created.ok()) << created.status().ToString();
+    if (!created.ok()) return 0;
+    SetAttrRequest grow;
+    grow.size = uint64_t{100} << 20;
+    EXPECT_TRUE(fs_->SetAttr(created->first.ino, grow).ok());
+    EXPECT_TRUE(fs_->Release(created->first.ino, created->second).ok());
+    EXPECT_TRUE(fs_->MakeDir(kRootIno, "d", 0755, me_).ok());
+    EXPECT_TRUE(fs_->Sync().ok());
+    fs_.reset();
+    MountConfig cfg;
+    cfg.volume = "vol";
+    cfg.store_dir = "/";
+    auto fs = Filesystem::Open(*repo_, cfg);
+    EXPECT_TRUE(fs.ok()) << fs.status().ToString();
+    if (!fs.ok()) return 0;
+    fs_ = std::move(*fs);
+    auto head = repo_->Head("vol");
+    if (!head.ok() || !head->has_value()) return 0;
+    auto c = repo_->LoadCommit(**head);
+    if (!c.ok()) return 0;
+    auto entries = dir_tree::ListSorted(repo_->getter(), c->root.content);
+    if (!entries.ok()) return 0;
+    auto e = std::find_if(entries->begin(), entries->end(), [](const Entry& x) { return x.name == "sparse"; });
+    if (e == entries->end() || e->inode.layout != ContentLayout::kManifest) {
+      ADD_FAILURE() << "the sparse file has no manifest";
+      return 0;
+    }
+    *manifest = e->inode.content;
+    auto looked = fs_->Lookup(kRootIno, "sparse");
+    EXPECT_TRUE(looked.ok()) << looked.status().ToString();
+    return looked.ok() ? looked->ino : 0;
+  }
+  // With a request on `ino` parked inside the store: a lookup, a getattr and
+  // a whole create/write/close finish; then the store is released.
+  void ExpectOthersFinish(uint64_t ino) {
+    auto others = std::async(std::launch::async, [&]() -> Status {
+      HASHFS_RETURN_IF_ERROR(fs_->Lookup(kRootIno, "d").status());
+      HASHFS_RETURN_IF_ERROR(fs_->GetAttr(ino).status());
+      HASHFS_ASSIGN_OR_RETURN(auto f, fs_->Create(kRootIno, "g", 0644, O_WRONLY, me_));
+      HASHFS_RETURN_IF_ERROR(fs_->Write(f.first.ino, f.second, 0, "meanwhile", 9).status());
+      return fs_->Release(f.first.ino, f.second);
+    });
+    const bool finished = others.wait_for(30s) == std::future_status::ready;
+    store_.Release();
+    EXPECT_TRUE(finished) << "requests waited for a manifest walk: it holds the mount's lock";
+    Status os = others.get();
+    EXPECT_TRUE(os.ok()) << os.ToString();
+  }
+
   ParkingStore store_;
   std::unique_ptr<Repository> repo_;
   std::unique_ptr<Filesystem> fs_;
   const Caller me_{static_cast<uint32_t>(getuid()), static_cast<uint32_t>(getgid())};
 };
 
-// Opening a stored file reads its chunk list (manifest nodes: up to 2^24
-// chunks, or fetched from a remote in a lazy clone) before taking the
-// mount's lock. Here the manifest root's read parks inside the store; other
-// requests, another file's whole create/write/close among them, must finish
-// meanwhile, and the open then succeeds with the right size. (Before: the
-// walk ran under the lock, and this test fails so, tried.)
+// Opening or truncating a stored file reads its chunk list (manifest nodes:
+// up to 2^24 chunks, or fetched from a remote in a lazy clone) before taking
+// the mount's lock. Here the manifest root's read parks inside the store;
+// other requests, another file's whole create/write/close among them, must
+// finish meanwhile, and the open (or truncate) then succeeds. (Before: the
+// walk ran under the lock, and these tests fail so, tried.)
 TEST_F(FilesystemTest, OpeningAFileReadsItsChunkListOutsideTheLock) {
-  ASSERT_TRUE(fs_->MakeDir(kRootIno, "d", 0755, me_).ok());
-  auto created = fs_->Create(kRootIno, "sparse", 0644, O_WRONLY, me_);
-  ASSERT_TRUE(created.ok()) << created.status().ToString();
-  SetAttrRequest grow;
-  grow.size = uint64_t{100} << 20;  // holes: a chunk per 4 MiB window, 25 > the 16 held inline
-  ASSERT_TRUE(fs_->SetAttr(created->first.ino, grow).ok());
-  ASSERT_TRUE(fs_->Release(created->first.ino, created->second).ok());
-  ASSERT_TRUE(fs_->Sync().ok());
-  // A fresh mount, which has read no file's chunks yet.
-  fs_.reset();
-  MountConfig cfg;
-  cfg.volume = "vol";
-  cfg.store_dir = "/";
-  auto fs = Filesystem::Open(*repo_, cfg);
-  ASSERT_TRUE(fs.ok()) << fs.status().ToString();
-  fs_ = std::move(*fs);
-  auto head = repo_->Head("vol");
-  ASSERT_TRUE(head.ok() && head->has_value());
-  auto c = repo_->LoadCommit(**head);
-  ASSERT_TRUE(c.ok());
-  auto entries = dir_tree::ListSorted(repo_->getter(), c->root.content);
-  ASSERT_TRUE(entries.ok()) << entries.status().ToString();
-  auto e = std::find_if(entries->begin(), entries->end(), [](const Entry& x) { return x.name == "sparse"; });
-  ASSERT_NE(e, entries->end());
-  ASSERT_EQ(e->inode.layout, ContentLayout::kManifest);
-  auto looked = fs_->Lookup(kRootIno, "sparse");
-  ASSERT_TRUE(looked.ok()) << looked.status().ToString();
-  const uint64_t ino = looked->ino;
-
-  store_.ArmGet(e->inode.content);
+  Digest manifest;
+  const uint64_t ino = MakeSparseFileAndRemount(&manifest);
+  ASSERT_NE(ino, 0u);
+  store_.ArmGet(manifest);
   auto opened = std::async(std::launch::async, [&] { return fs_->Open(ino, O_RDONLY); });
   ASSERT_TRUE(store_.WaitParked(30s)) << "the open read no manifest node";
-  auto others = std::async(std::launch::async, [&]() -> Status {
-    HASHFS_RETURN_IF_ERROR(fs_->Lookup(kRootIno, "d").status());
-    HASHFS_RETURN_IF_ERROR(fs_->GetAttr(ino).status());
-    HASHFS_ASSIGN_OR_RETURN(auto f, fs_->Create(kRootIno, "g", 0644, O_WRONLY, me_));
-    HASHFS_RETURN_IF_ERROR(fs_->Write(f.first.ino, f.second, 0, "meanwhile", 9).status());
-    return fs_->Release(f.first.ino, f.second);
-  });
-  const bool finished = others.wait_for(30s) == std::future_status::ready;
-  store_.Release();
-  EXPECT_TRUE(finished) << "requests waited for an open's manifest walk: it holds the mount's lock";
-  Status os = others.get();
-  EXPECT_TRUE(os.ok()) << os.ToString();
+  ExpectOthersFinish(ino);
   auto fh = opened.get();
   ASSERT_TRUE(fh.ok()) << fh.status().ToString();
   char buf[16];
@@ -201,6 +219,25 @@ TEST_F(FilesystemTest, OpeningAFileReadsItsChunkListOutsideTheLock) {
   EXPECT_EQ(*n, 8u);
   EXPECT_EQ(std::string(buf, 8), std::string(8, '\0'));
   ASSERT_TRUE(fs_->Release(ino, *fh).ok());
+}
+
+TEST_F(FilesystemTest, TruncatingAFileNotOpenReadsItsChunkListOutsideTheLock) {
+  Digest manifest;
+  const uint64_t ino = MakeSparseFileAndRemount(&manifest);
+  ASSERT_NE(ino, 0u);
+  store_.ArmGet(manifest);
+  SetAttrRequest shrink;
+  shrink.size = uint64_t{50} << 20;
+  auto truncated = std::async(std::launch::async, [&] { return fs_->SetAttr(ino, shrink); });
+  ASSERT_TRUE(store_.WaitParked(30s)) << "the truncate read no manifest node";
+  ExpectOthersFinish(ino);
+  auto st = truncated.get();
+  ASSERT_TRUE(st.ok()) << st.status().ToString();
+  EXPECT_EQ(st->st_size, int64_t{50} << 20);
+  ASSERT_TRUE(fs_->Sync().ok());
+  auto again = fs_->GetAttr(ino);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->st_size, int64_t{50} << 20);
 }
 
 // A commit plans under the mount's lock and writes its directories' new nodes
