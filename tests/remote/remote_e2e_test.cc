@@ -155,6 +155,14 @@ class RemoteE2E : public ::testing::Test {
     auto r = Hashfs(store, "backup " + dir_ + "/src --volume v1");
     ASSERT_EQ(r.code, 0) << r.err;
   }
+  // A store with volume v1 holding src plus src/huge.bin, `bytes` random
+  // bytes in chunks of up to 1 MiB: none fits a 64 KiB attachment.
+  void MakeStoreOfLargeChunks(const std::string& store, size_t bytes, uint64_t seed) {
+    ASSERT_EQ(Hashfs(store, "init --chunk-min 65536 --chunk-avg 262144 --chunk-max 1048576").code, 0);
+    WriteFile(dir_ + "/src/huge.bin", RandomBytes(bytes, seed));
+    auto r = Hashfs(store, "backup " + dir_ + "/src --volume v1");
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
   std::string RemoteArgs(const Emulator& e, const std::string& extra = "") {
     return std::string("discord --channel ") + kChannel + " --api-url " + e.api() + " " + extra;
   }
@@ -683,9 +691,7 @@ TEST_F(RemoteE2E, LongHistoryRefsSpanSeveralAttachments) {
 // attachment").
 TEST_F(RemoteE2E, ObjectsLargerThanAnAttachmentAreSplit) {
   Emulator emu("--seed 14 --create-window 1 --faults flip=0.03 --file-limit 65536");
-  ASSERT_EQ(Hashfs("a", "init --chunk-min 65536 --chunk-avg 262144 --chunk-max 1048576").code, 0);
-  WriteFile(dir_ + "/src/huge.bin", RandomBytes(3'000'000, 41));
-  ASSERT_EQ(Hashfs("a", "backup " + dir_ + "/src --volume v1").code, 0);
+  MakeStoreOfLargeChunks("a", 3'000'000, 41);
   auto add = Hashfs("a", "remote add origin " + RemoteArgs(emu, "--attachment-limit 65536 --request-limit 400000"));
   ASSERT_EQ(add.code, 0) << add.err;
   EXPECT_EQ(add.err.find("warning"), std::string::npos) << add.err;
@@ -752,13 +758,12 @@ TEST_F(RemoteE2E, ObjectsLargerThanAnAttachmentAreSplit) {
 // A push of split objects killed at several points, each followed by
 // another push: descriptors go last, so a killed push never leaves a
 // descriptor whose pieces are missing (remote verify clean after every
-// kill), the final push completes, a clone restores byte-identical, and
-// remote gc deletes the pieces the killed pushes left without a descriptor.
+// kill), the final push completes, a remote gc (which may delete pieces the
+// killed pushes left without a descriptor) keeps every object, and a clone
+// restores byte-identical.
 TEST_F(RemoteE2E, KillDuringPushOfSplitObjectsThenResume) {
   Emulator emu("--seed 16 --create-window 1");
-  ASSERT_EQ(Hashfs("a", "init --chunk-min 65536 --chunk-avg 262144 --chunk-max 1048576").code, 0);
-  WriteFile(dir_ + "/src/huge.bin", RandomBytes(2'500'000, 47));
-  ASSERT_EQ(Hashfs("a", "backup " + dir_ + "/src --volume v1").code, 0);
+  MakeStoreOfLargeChunks("a", 2'500'000, 47);
   AddRemote("a", emu, "--attachment-limit 65536 --request-limit 400000");
   const std::string cmd = "HASHFS_STORE=" + dir_ + "/a HASHFS_DISCORD_TOKEN=test-token HASHFS_PASSWORD=hunter2 exec " +
                           HASHFS_BINARY + " push origin >/dev/null 2>&1";
@@ -811,9 +816,7 @@ TEST_F(RemoteE2E, KillDuringPushOfSplitObjectsThenResume) {
 // longer fit one are split, instead of failing the push.
 TEST_F(RemoteE2E, TooLargeForEvenOneChunkSplitsIt) {
   Emulator emu("--seed 15 --create-window 1 --file-limit 100000");
-  ASSERT_EQ(Hashfs("a", "init --chunk-min 65536 --chunk-avg 262144 --chunk-max 1048576").code, 0);
-  WriteFile(dir_ + "/src/huge.bin", RandomBytes(2'000'000, 43));
-  ASSERT_EQ(Hashfs("a", "backup " + dir_ + "/src --volume v1").code, 0);
+  MakeStoreOfLargeChunks("a", 2'000'000, 43);
   AddRemote("a", emu, "--attachment-limit 2097152 --request-limit 4000000");
   auto push = Hashfs("a", "push origin");
   ASSERT_EQ(push.code, 0) << push.err;
